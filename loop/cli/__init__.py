@@ -1,0 +1,1 @@
+"""The `loop` command line: thin Typer adapters over the library."""

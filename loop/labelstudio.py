@@ -1,0 +1,236 @@
+"""The one module that talks to Label Studio: the SDK where it covers a call, plain HTTP where not.
+
+Every failure becomes a LoopError that says what failed and how to fix it: an unreachable server,
+a refused token, a request Label Studio rejected.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Iterable, Sequence
+from xml.sax.saxutils import quoteattr
+
+import httpx
+from label_studio_sdk import LabelStudio
+from label_studio_sdk.core.api_error import ApiError
+
+from loop.errors import LabelStudioError, ServiceUnavailable
+
+CONTROL = "label"   # the <Choices> name in the label config
+OBJECT = "text"     # the <Text> name; tasks carry their text under data.text
+IMPORT_BATCH = 1000
+
+
+def label_config(labels: Sequence[str]) -> str:
+    choices = "\n    ".join(f"<Choice value={quoteattr(lab)}/>" for lab in labels)
+    return (f'<View>\n  <Text name="{OBJECT}" value="${OBJECT}"/>\n'
+            f'  <Choices name="{CONTROL}" toName="{OBJECT}" choice="single-radio" showInline="true">\n'
+            f"    {choices}\n  </Choices>\n</View>")
+
+
+def config_labels(config: str) -> list[str]:
+    """The choice values of our <Choices> control in a label config."""
+    block = re.search(rf'<Choices[^>]*name="{CONTROL}"[^>]*>(.*?)</Choices>', config, re.S)
+    return re.findall(r'<Choice[^>]*value="([^"]*)"', block.group(1)) if block else []
+
+
+def choice_result(label: str) -> list[dict[str, Any]]:
+    return [{"from_name": CONTROL, "to_name": OBJECT, "type": "choices", "value": {"choices": [label]}}]
+
+
+def result_label(result: list[dict[str, Any]]) -> str | None:
+    """The chosen label in an annotation result, or None when it has none of ours."""
+    for region in result or []:
+        if region.get("from_name") == CONTROL and region.get("type") == "choices":
+            choices = region.get("value", {}).get("choices") or []
+            if choices:
+                return str(choices[0])
+    return None
+
+
+class LabelStudioClient:
+    def __init__(self, url: str, token: str, timeout: float = 60.0):
+        self.url = url.rstrip("/")
+        self.token = token
+        self.sdk = LabelStudio(base_url=self.url, api_key=token, timeout=timeout)
+        self.http = httpx.Client(base_url=self.url, headers={"Authorization": f"Token {token}"}, timeout=timeout)
+
+    # -- plumbing ---------------------------------------------------------------------------
+    def _call(self, what: str, fn, *args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            raise ServiceUnavailable(f"Label Studio at {self.url} is unreachable ({exc}); start it with "
+                                     "`loop up` or set LOOP_LABEL_STUDIO_URL") from None
+        except httpx.TimeoutException:
+            raise ServiceUnavailable(f"Label Studio at {self.url} did not answer in time while trying to "
+                                     f"{what}; check its log (.loop/logs/label-studio.log)") from None
+        except ApiError as exc:
+            raise self._refused(what, exc.status_code, exc.body) from None
+
+    def _refused(self, what: str, status: int | None, body: Any) -> Exception:
+        if status == 401:
+            return LabelStudioError(f"Label Studio at {self.url} refused the API token; set "
+                                    "LABEL_STUDIO_USER_TOKEN to the legacy token shown under Account & Settings")
+        return LabelStudioError(f"Label Studio could not {what} (HTTP {status}): {str(body)[:300]}")
+
+    def _http(self, what: str, method: str, path: str, **kwargs) -> Any:
+        resp = self._call(what, self.http.request, method, path, **kwargs)
+        if resp.status_code >= 400:
+            raise self._refused(what, resp.status_code, resp.text)
+        return resp.json() if resp.content else None
+
+    def check(self) -> dict[str, Any]:
+        """Who we are; fails clearly when the server is down or the token is wrong."""
+        return self._http("check the API token", "GET", "/api/current-user/whoami")
+
+    # -- projects and tasks -----------------------------------------------------------------
+    def create_project(self, title: str, labels: Sequence[str], description: str = "") -> int:
+        project = self._call("create the project", self.sdk.projects.create, title=title,
+                             label_config=label_config(labels), expert_instruction=description,
+                             show_instruction=bool(description), sampling="Uncertainty sampling",
+                             show_collab_predictions=True, maximum_annotations=1)
+        return int(project.id)
+
+    def project(self, project_id: int) -> dict[str, Any]:
+        return self._http(f"read project {project_id} (does it exist?)", "GET", f"/api/projects/{project_id}")
+
+    def update_project(self, project_id: int, **fields: Any) -> None:
+        self._http(f"update project {project_id}", "PATCH", f"/api/projects/{project_id}", json=fields)
+
+    def task_item_ids(self, project_id: int) -> dict[str, int]:
+        """item id -> task id for every task of the project that carries our `item_id`."""
+        out: dict[str, int] = {}
+        page = 1
+        while True:
+            body = self._http("list tasks", "GET", "/api/tasks",
+                              params={"project": project_id, "page": page, "page_size": 5000,
+                                      "fields": "task_only", "include": "id,data"})
+            tasks = body.get("tasks", []) if isinstance(body, dict) else body
+            for t in tasks:
+                item = (t.get("data") or {}).get("item_id")
+                if item is not None:
+                    out[str(item)] = int(t["id"])
+            if len(tasks) < 5000:
+                return out
+            page += 1
+
+    def import_tasks(self, project_id: int, rows: Sequence[dict[str, Any]], progress=None) -> list[int]:
+        """Import task data rows; returns the new task ids in row order."""
+        ids: list[int] = []
+        for start in range(0, len(rows), IMPORT_BATCH):
+            chunk = list(rows[start:start + IMPORT_BATCH])
+            res = self._call("import tasks", self.sdk.projects.import_tasks, id=project_id, request=chunk,
+                             return_task_ids=True)
+            if not res.task_ids or len(res.task_ids) != len(chunk):
+                raise LabelStudioError(f"Label Studio imported {len(res.task_ids or [])} of {len(chunk)} tasks; "
+                                       "re-run the command: already imported items are skipped")
+            ids.extend(int(i) for i in res.task_ids)
+            if progress:
+                progress(len(chunk))
+        return ids
+
+    def set_overlap(self, task_ids: Iterable[int], overlap: int) -> None:
+        for tid in task_ids:
+            self._http(f"set the overlap of task {tid}", "PATCH", f"/api/tasks/{tid}/", json={"overlap": overlap})
+
+    # -- views, predictions, annotations ----------------------------------------------------
+    def views(self, project_id: int) -> list[dict[str, Any]]:
+        return self._http("list views", "GET", "/api/dm/views/", params={"project": project_id})
+
+    def ensure_view(self, project_id: int, title: str, task_ids: Sequence[int]) -> int:
+        """A Data Manager tab holding exactly these tasks; reuses a tab of that title (idempotent)."""
+        data = {"title": title, "filters": {"conjunction": "or", "items": [
+            {"filter": "filter:tasks:id", "operator": "equal", "type": "Number", "value": int(t)}
+            for t in task_ids]}}
+        for view in self.views(project_id):
+            if (view.get("data") or {}).get("title") == title:
+                self._http("update a view", "PATCH", f"/api/dm/views/{view['id']}/",
+                           json={"project": project_id, "data": data})
+                return int(view["id"])
+        view = self._http("create a view", "POST", "/api/dm/views/", json={"project": project_id, "data": data})
+        return int(view["id"])
+
+    def view_task_ids(self, project_id: int, view_id: int) -> list[int]:
+        body = self._http("list a view's tasks", "GET", "/api/tasks",
+                          params={"project": project_id, "view": view_id, "page_size": 10000,
+                                  "fields": "task_only"})
+        tasks = body.get("tasks", []) if isinstance(body, dict) else body
+        return sorted(int(t["id"]) for t in tasks)
+
+    def predictions(self, project_id: int) -> list[dict[str, Any]]:
+        return self._http("list predictions", "GET", "/api/predictions/", params={"project": project_id})
+
+    def import_predictions(self, project_id: int, predictions: Sequence[dict[str, Any]]) -> None:
+        if predictions:
+            self._http("import predictions", "POST", f"/api/projects/{project_id}/import/predictions",
+                       json=list(predictions))
+
+    def annotations(self, project_id: int) -> list[dict[str, Any]]:
+        """Every annotation of the project: {id, task, completed_by, result, was_cancelled, ...}."""
+        tasks = self._http("export annotations", "GET", f"/api/projects/{project_id}/export",
+                           params={"exportType": "JSON", "download_all_tasks": "false"})
+        out = []
+        for task in tasks:
+            for ann in task.get("annotations") or []:
+                by = ann.get("completed_by")
+                out.append({**ann, "task": int(task["id"]),
+                            "completed_by": by.get("id") if isinstance(by, dict) else by})
+        return out
+
+    # -- users ------------------------------------------------------------------------------
+    def users(self) -> list[dict[str, Any]]:
+        return self._http("list users", "GET", "/api/users/")
+
+    def signup_user(self, email: str, password: str) -> int:
+        """Create a user with a working login through the organisation's invite link.
+
+        The open-source `users.create` API makes users without a password; the invite-link
+        signup form is the path Label Studio itself offers people, and it sets one.
+        """
+        invite = self._http("get the invite link", "GET", "/api/invite")
+        with httpx.Client(base_url=self.url, timeout=self.http.timeout, follow_redirects=False) as web:
+            self._call("open the signup page", web.get, invite["invite_url"])
+            resp = self._call("sign up the user", web.post, invite["invite_url"], data={
+                "email": email, "password": password, "csrfmiddlewaretoken": web.cookies.get("csrftoken", "")},
+                headers={"Referer": self.url + invite["invite_url"]})
+        if resp.status_code != 302:
+            errors = re.findall(r'class="[^"]*error[^"]*"[^>]*>([^<]+)<', resp.text)
+            raise LabelStudioError(f"Label Studio refused to sign up {email} (HTTP {resp.status_code}"
+                                   f"{': ' + '; '.join(e.strip() for e in errors) if errors else ''}); "
+                                   "passwords need at least 8 characters")
+        for user in self.users():
+            if user.get("email") == email:
+                return int(user["id"])
+        raise LabelStudioError(f"signed up {email}, but Label Studio does not list the user")
+
+    @staticmethod
+    def login_token(url: str, email: str, password: str, timeout: float = 60.0) -> str:
+        """Log in through the web form as a user and return their API token."""
+        with httpx.Client(base_url=url.rstrip("/"), timeout=timeout, follow_redirects=False) as web:
+            web.get("/user/login/")
+            resp = web.post("/user/login/", data={"email": email, "password": password,
+                                                  "csrfmiddlewaretoken": web.cookies.get("csrftoken", "")},
+                            headers={"Referer": url.rstrip("/") + "/user/login/"})
+            if resp.status_code != 302:
+                raise LabelStudioError(f"Label Studio refused the login of {email}: wrong e-mail or password")
+            return web.get("/api/current-user/token").json()["token"]
+
+    # -- ML backend and webhooks ------------------------------------------------------------
+    def connect_ml_backend(self, project_id: int, url: str, title: str = "loop") -> int:
+        existing = self._http("list ML backends", "GET", "/api/ml", params={"project": project_id})
+        for backend in existing:
+            if backend.get("url", "").rstrip("/") == url.rstrip("/"):
+                return int(backend["id"])
+        backend = self._http(f"connect the ML backend at {url} (is it running? `loop ps`)", "POST", "/api/ml",
+                             json={"project": project_id, "url": url, "title": title, "is_interactive": False})
+        return int(backend["id"])
+
+    def ensure_webhook(self, project_id: int, url: str, actions: Sequence[str]) -> int:
+        for hook in self._http("list webhooks", "GET", "/api/webhooks/", params={"project": project_id}):
+            if hook.get("url") == url:
+                return int(hook["id"])
+        hook = self._http("create a webhook", "POST", "/api/webhooks/", json={
+            "project": project_id, "url": url, "send_payload": True, "send_for_all_actions": False,
+            "actions": list(actions), "is_active": True})
+        return int(hook["id"])

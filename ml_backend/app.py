@@ -1,0 +1,132 @@
+"""Label Studio's ML-backend protocol: /health, /setup, /predict, /webhook, /metrics.
+
+`create_app` builds a fresh app from its dependencies (no module globals). The classifier comes
+from loop's model store in Redis: each request checks the current version with one GET and
+reloads only when it changed, so a new model is served without a restart or a lock.
+Webhooks are validated and appended to a Redis stream, then answered at once; training happens
+elsewhere, never inside Label Studio's request.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from loop import model as model_lib
+from loop.embeddings import EmbeddingCache, Embedder, embed_texts
+from loop.labelstudio import OBJECT, choice_result
+from loop.store import Store
+
+
+class BadRequest(Exception):
+    def __init__(self, message: str, status: int = 400):
+        self.message, self.status = message, status
+
+
+def _project_id(value: Any) -> int:
+    """Label Studio sends the project as an int, a dict, or "<id>.<timestamp>"."""
+    if isinstance(value, dict):
+        value = value.get("id")
+    try:
+        return int(str(value).split(".")[0])
+    except (TypeError, ValueError):
+        raise BadRequest(f"'project' is {value!r}; expected a project id") from None
+
+
+class Models:
+    """The current classifier per project, reloaded when its version in Redis changes."""
+
+    def __init__(self, store: Store):
+        self.store = store
+        self._loaded: dict[int, tuple[str, Any]] = {}
+
+    def current(self, p: int) -> tuple[str | None, Any]:
+        version = self.store.current_model_version(p)
+        if version is None:
+            return None, None
+        cached = self._loaded.get(p)
+        if cached is None or cached[0] != version:
+            snap = self.store.load_model(p, version)
+            if snap is None:
+                return None, None
+            cached = (version, model_lib.restore(snap))
+            self._loaded[p] = cached
+        return cached
+
+
+def create_app(store: Store, cache: EmbeddingCache, embedder: Embedder) -> FastAPI:
+    app = FastAPI(title="loop ML backend")
+    models = Models(store)
+    started = time.time()
+    counters = {"predict_requests": 0, "tasks_predicted": 0, "webhooks": 0}
+
+    @app.exception_handler(BadRequest)
+    async def bad_request(_: Request, exc: BadRequest):
+        return JSONResponse({"status": "error", "error": exc.message}, status_code=exc.status)
+
+    async def body(request: Request) -> dict[str, Any]:
+        try:
+            data = await request.json()
+        except ValueError:
+            raise BadRequest("the body is not JSON") from None
+        if not isinstance(data, dict):
+            raise BadRequest("the body must be a JSON object")
+        return data
+
+    @app.get("/")
+    @app.get("/health")
+    def health():
+        return {"status": "UP", "model_class": "loop", "v2": True}
+
+    @app.post("/setup")
+    async def setup(request: Request):
+        data = await body(request)
+        version, _ = models.current(_project_id(data.get("project")))
+        return {"model_version": version or "none"}
+
+    @app.post("/predict")
+    async def predict(request: Request):
+        data = await body(request)
+        tasks = data.get("tasks")
+        if not isinstance(tasks, list):
+            raise BadRequest("'tasks' must be a list of tasks")
+        p = _project_id(data.get("project") or (tasks[0].get("project") if tasks else None))
+        texts = []
+        for task in tasks:
+            text = (task.get("data") or {}).get(OBJECT) if isinstance(task, dict) else None
+            if not isinstance(text, str):
+                raise BadRequest(f"task {task.get('id') if isinstance(task, dict) else task!r} has no "
+                                 f"data.{OBJECT} text", status=422)
+            texts.append(text)
+        version, clf = models.current(p)
+        counters["predict_requests"] += 1
+        if clf is None or not texts:
+            return {"results": [], "model_version": version or "none"}
+        X, _ = embed_texts(texts, cache, embedder)
+        proba = clf.predict_proba(X)
+        counters["tasks_predicted"] += len(texts)
+        results = [{"result": choice_result(str(clf.classes_[row.argmax()])), "score": float(row.max()),
+                    "model_version": version} for row in proba]
+        return {"results": results, "model_version": version}
+
+    @app.post("/webhook")
+    async def webhook(request: Request):
+        data = await body(request)
+        action = data.get("action")
+        if not isinstance(action, str):
+            raise BadRequest("'action' is missing; expected a Label Studio webhook event")
+        p = _project_id(data.get("project"))
+        event_id = store.append_event(p, {"action": action, "received_at": time.time(),
+                                          "annotation": (data.get("annotation") or {}).get("id"),
+                                          "task": (data.get("task") or {}).get("id")})
+        counters["webhooks"] += 1
+        return JSONResponse({"status": "queued", "event": event_id}, status_code=201)
+
+    @app.get("/metrics")
+    def metrics():
+        return {**counters, "uptime_s": round(time.time() - started, 1)}
+
+    return app
