@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import cached_property
 
 from loop.embeddings import EmbeddingCache, Embedder
-from loop.errors import NotInitialised
+from loop.errors import ConfigError, NotInitialised
 from loop.labelstudio import LabelStudioClient
 from loop.settings import Settings
 from loop.stack import Workspace, credentials, redis_url
@@ -23,6 +23,9 @@ class Context:
 
     @cached_property
     def ls(self) -> LabelStudioClient:
+        if self.settings.label_studio_url and not self.settings.label_studio_token:
+            raise ConfigError(f"LOOP_LABEL_STUDIO_URL points at {self.settings.label_studio_url}; set "
+                              "LABEL_STUDIO_USER_TOKEN to its API token (Account & Settings, legacy token)")
         return LabelStudioClient(self.settings.ls_url, credentials(self.settings).token,
                                  timeout=self.settings.request_timeout)
 

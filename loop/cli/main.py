@@ -77,6 +77,35 @@ def ps(as_json: bool = JSON_OPTION):
         raise typer.Exit(1)
 
 
+@app.command()
+@handle_errors
+def demo(
+    data: str = typer.Option("examples/support_tickets.jsonl", help="The sample dataset."),
+    guidelines: str = typer.Option("guidelines", help="The sample's guidelines folder."),
+    size: int = typer.Option(20, help="Items in round 1."),
+    as_json: bool = JSON_OPTION,
+):
+    """Bring up the stack, create a demo project from the bundled sample and run round 1."""
+    from loop.demo import run_demo
+
+    ctx = _ctx()
+    log = (lambda m: None) if as_json else (lambda m: console.print(f"• {m}"))
+    with progress_bars(not as_json) as bars:
+        result = run_demo(ctx, data, guidelines, size=size, log=log, progress=bars)
+
+    def render(r):
+        _render_round(r["round"])
+        people = "\n".join(f"  {n:<6} {v['email']:<18} password {v['password']}" for n, v in r["annotators"].items())
+        console.print(
+            f"\n[bold]Label Studio[/]: {r['url']}\n"
+            f"  admin  {r['admin']['email']:<18} password {r['admin']['password']}\n{people}\n\n"
+            "[bold]Next[/]: log in as an annotator, open your \"Round 1 · name\" tab and label its items;\n"
+            "then run `loop status` to watch progress and `loop next-round --annotators alice,bob,carol` "
+            "for round 2.\n`loop down` stops the stack; its data stays in .loop/.")
+
+    emit(result, as_json, render)
+
+
 # -- projects -------------------------------------------------------------------------------
 @app.command()
 @handle_errors

@@ -1,0 +1,43 @@
+"""`loop demo`: the whole loop on the bundled sample, on the local stack, in one command.
+
+Idempotent: a second run resumes the same project and shows where it stands instead of
+starting over.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+from loop import stack
+from loop.context import Context
+from loop.errors import DataError
+from loop.project import add_annotator, init_project
+from loop.rounds import next_round, status
+
+# Demo logins only: the demo is a local sandbox on 127.0.0.1.
+DEMO_ANNOTATORS = {"alice": "alice-demo-pass", "bob": "bob-demo-pass", "carol": "carol-demo-pass"}
+
+
+def run_demo(ctx: Context, data: str | Path, guidelines: str | Path, *, size: int = 20, overlap: int = 2,
+             log: Callable[[str], None] = print, progress=None) -> dict[str, Any]:
+    data, guidelines = Path(data), Path(guidelines)
+    if not data.is_file() or not guidelines.is_dir():
+        raise DataError(f"the demo needs {data} and {guidelines}/; run it from the root of the loop repository")
+    stack.up(ctx.settings, log=log)
+    kwargs = {"progress": progress} if progress else {}
+    project = init_project(ctx, data, label_field="label", guidelines_dir=guidelines, **kwargs)
+    p = project["project_id"]
+    known = ctx.store.annotators()
+    for name, password in DEMO_ANNOTATORS.items():
+        if name not in known:
+            add_annotator(ctx, name, password=password)
+    if not ctx.store.round_numbers(p):
+        round_ = next_round(ctx, p, size=size, annotators=list(DEMO_ANNOTATORS), overlap=overlap)
+    else:
+        round_ = ctx.store.rounds(p)[-1]
+    creds = stack.credentials(ctx.settings)
+    return {"project": project, "round": {k: v for k, v in round_.items() if k != "scores"},
+            "status": status(ctx, p), "url": project["url"],
+            "admin": {"email": creds.username, "password": creds.password},
+            "annotators": {n: {"email": f"{n}@loop.local", "password": pw} for n, pw in DEMO_ANNOTATORS.items()}}
