@@ -15,12 +15,18 @@ By default the embeddings are SYNTHETIC: unit-normalised float32 vectors of dime
 class. Real embeddings would need the sentence-transformer model and a large corpus, and the cost
 of the select step depends on the shapes (pool size, labelled-set size, number of classes,
 dimension), not on what the vectors mean. The one content-dependent part is how many L-BFGS
-iterations training needs; the `--spread` of the clusters controls how hard the synthetic problem
-is, and the iterations are reported so that runs can be compared. `--real PATH` embeds a JSONL
-file with the real model instead (resampled to the pool sizes).
+iterations training needs: the defaults of `--spread` and `--shared` are calibrated so that the
+clusters overlap as much as real all-MiniLM-L6-v2 embeddings of the demo tickets do (about 30
+iterations either way), and the iterations are reported so that runs can be compared.
+`--real PATH` embeds a JSONL file with the real model instead (resampled to the pool sizes).
+
+`--blas-threads N` caps the BLAS/OpenMP thread pools (threadpoolctl) during the runs, to compare
+with the default of one thread per CPU that `loop` runs with today.
 
     python -m bench.next_round                        # 10k and 100k pools, 500 and 2000 labels
     python -m bench.next_round --pool 100000 --labels 2000 --repeats 10 --json
+    python -m bench.next_round --blas-threads 1
+    python -m bench.next_round --real examples/support_tickets.jsonl
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ import statistics
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -80,6 +87,9 @@ def synthetic(n_pool: int, n_labels: int, n_classes: int, *, spread: float, shar
     return X_lab, [f"class_{c:02d}" for c in y_lab], X_pool
 
 
+_EMBEDDED: dict[tuple[str, str], np.ndarray] = {}
+
+
 def real(path: Path, n_pool: int, n_labels: int, *, text_field: str, label_field: str,
          seed: int) -> tuple[np.ndarray, list[str], np.ndarray]:
     """Embeddings of a JSONL file with the real model (cache in a temp dir), resampled to the sizes.
@@ -93,20 +103,15 @@ def real(path: Path, n_pool: int, n_labels: int, *, text_field: str, label_field
     rows = [r for r in rows if r.get(text_field)]
     if not rows:
         raise SystemExit(f"{path}: no rows with a {text_field!r} field")
-    labelled = [r for r in rows if r.get(label_field) is not None]
-    if len({r[label_field] for r in labelled}) < 2:
+    lab_rows = [i for i, r in enumerate(rows) if r.get(label_field) is not None]
+    if len({rows[i][label_field] for i in lab_rows}) < 2:
         raise SystemExit(f"{path}: needs at least two distinct values of {label_field!r} to train")
-    if not hasattr(real, "_cache"):
-        real._cache = {}
     key = (str(path), text_field)
-    if key not in real._cache:
+    if key not in _EMBEDDED:  # embed once per run, not once per configuration
         with tempfile.TemporaryDirectory() as tmp:
             cache = EmbeddingCache(Path(tmp) / "embeddings.sqlite")
-            X_all, _ = embed_texts([r[text_field] for r in rows], cache, Embedder())
-        real._cache[key] = X_all
-    X_all = real._cache[key]
-    index = {id(r): i for i, r in enumerate(rows)}
-    lab_rows = [index[id(r)] for r in labelled]
+            _EMBEDDED[key], _ = embed_texts([r[text_field] for r in rows], cache, Embedder())
+    X_all = _EMBEDDED[key]
     rng = np.random.default_rng(seed)
     li = rng.choice(lab_rows, size=n_labels, replace=n_labels > len(lab_rows))
     pi = rng.choice(len(rows), size=n_pool, replace=n_pool > len(rows))
@@ -183,6 +188,17 @@ def table(results: list[dict], target: float) -> str:
     return "\n".join([fmt(head), sep, *map(fmt, rows)])
 
 
+@contextmanager
+def _threads(n: int | None):
+    if n is None:
+        yield
+        return
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=n):
+        yield
+
+
 def _ints(text: str) -> list[int]:
     try:
         values = [int(v.replace("_", "")) for v in text.split(",") if v.strip()]
@@ -211,10 +227,18 @@ def main(argv: list[str] | None = None) -> int:
                     help="JSONL file to embed with the real model instead of synthetic vectors")
     ap.add_argument("--text-field", default="text", help="with --real: the text field (default text)")
     ap.add_argument("--label-field", default="label", help="with --real: the label field (default label)")
+    ap.add_argument("--blas-threads", type=int, metavar="N",
+                    help="cap BLAS/OpenMP threads with threadpoolctl during the runs (default: library default, "
+                         "one per CPU), to compare against what `loop` does today")
     ap.add_argument("--json", action="store_true", help="print a JSON list of results instead of a table")
     args = ap.parse_args(argv)
     if args.size < 1 or args.repeats < 1:
         ap.error("--size and --repeats must be at least 1")
+    if args.blas_threads is not None and args.blas_threads < 1:
+        ap.error("--blas-threads must be at least 1")
+    if not args.real and max(args.classes) > min(args.labels):
+        ap.error("--classes must not exceed --labels: every class needs at least one label")
+    load_before = os.getloadavg()
 
     results = []
     for n_pool in args.pool:
@@ -226,24 +250,28 @@ def main(argv: list[str] | None = None) -> int:
                 else:
                     X_lab, y, X_pool = synthetic(n_pool, n_labels, n_classes, spread=args.spread,
                                                   shared=args.shared, seed=args.seed)
-                r = bench(X_lab, y, X_pool, strategy=args.strategy, size=args.size, repeats=args.repeats,
-                          seed=args.seed)
+                with _threads(args.blas_threads):
+                    r = bench(X_lab, y, X_pool, strategy=args.strategy, size=args.size, repeats=args.repeats,
+                              seed=args.seed)
                 results.append({"pool": n_pool, "labels": n_labels, "classes": len(set(y)),
                                 "dim": X_pool.shape[1], "data": f"real:{args.real}" if args.real else "synthetic",
                                 "strategy": args.strategy, "size": args.size, "repeats": args.repeats,
+                                "blas_threads": args.blas_threads or "default",
                                 "target_s": args.target, "meets_target": r["total_max_s"] < args.target, **r})
                 if not args.json:
                     print(f"  pool {n_pool:,} labels {n_labels:,}: median {r['total_median_s']:.3f} s",
                           file=sys.stderr, flush=True)
                 del X_lab, X_pool
 
+    m = {**machine(), "loadavg_before": load_before, "loadavg_after": os.getloadavg()}
     if args.json:
-        print(json.dumps([{**r, "machine": machine()} for r in results], indent=2))
+        print(json.dumps([{**r, "machine": m} for r in results], indent=2))
     else:
-        m = machine()
         print(f"\n{m['cpus']} CPUs ({m['cpu_model']}), Python {m['python']}, numpy {m['numpy']}, "
-              f"scikit-learn {m['scikit_learn']}; data: {results[0]['data'] if results else '-'}, "
-              f"{args.repeats} runs after 1 warm-up\n")
+              f"scikit-learn {m['scikit_learn']}, BLAS {', '.join(m.get('blas', [])) or '?'}\n"
+              f"data: {results[0]['data'] if results else '-'}; {args.repeats} runs after 1 warm-up; "
+              f"BLAS threads: {args.blas_threads or 'default'}; "
+              f"load average before/after: {load_before[0]:.2f}/{m['loadavg_after'][0]:.2f}\n")
         print(table(results, args.target))
     return 0
 

@@ -102,12 +102,14 @@ def embed_texts(texts: Sequence[str], cache: EmbeddingCache, embedder: Embedder,
     """Vectors for `texts` in order, embedding only those not cached yet.
 
     Returns (matrix of shape (len(texts), DIM), number of texts newly embedded). `progress` is
-    called with the count of texts embedded after each batch.
+    called with the count of cached texts first, then of texts embedded after each batch.
     """
     keys = [cache_key(t) for t in texts]
     found = cache.get_many(list(dict.fromkeys(keys)))
     missing = list(dict.fromkeys(k for k in keys if k not in found))
     text_of = dict(zip(keys, texts))
+    if progress:
+        progress(len(keys) - sum(1 for k in keys if k not in found))  # already cached
     step = embedder.batch_size * 4
     for start in range(0, len(missing), step):
         chunk = missing[start:start + step]

@@ -13,6 +13,7 @@ from typing import Sequence
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 from sklearn.utils.validation import check_is_fitted
+from threadpoolctl import threadpool_limits
 
 from loop.errors import LoopError
 from loop.store import ModelSnapshot
@@ -26,7 +27,10 @@ def train(X: np.ndarray, y: Sequence[str], seed: int = 0) -> LogisticRegression:
     """Fit a fresh classifier; needs at least two distinct labels."""
     if len(set(y)) < 2:
         raise LoopError(f"training needs at least two distinct labels, got {sorted(set(y))}")
-    return new_classifier(seed).fit(X, np.asarray(y))
+    # One BLAS thread: lbfgs on a few thousand rows spends more time syncing threads than computing,
+    # and on 2 cores shared with Label Studio it ran 3-8x slower with two (docs/benchmarks.md).
+    with threadpool_limits(limits=1, user_api="blas"):
+        return new_classifier(seed).fit(X, np.asarray(y))
 
 
 def snapshot(clf: LogisticRegression, version: str, *, n_labels: int, round: int | None = None) -> ModelSnapshot:

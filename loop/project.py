@@ -102,7 +102,7 @@ def init_project(ctx: Context, data: str | Path, *, text_field: str = "text", la
     # Import only what the project does not hold yet (matched by our item id in the task data).
     already = ls.task_item_ids(project_id)
     todo = [i for i in items if i.id not in already]
-    advance = progress("importing", len(todo))
+    advance = progress("importing", len(todo)) if todo else None
     task_ids = ls.import_tasks(project_id, [{"text": i.text, "item_id": i.id} for i in todo], progress=advance)
     known = {**already, **dict(zip((i.id for i in todo), task_ids))}
     store.add_items(project_id, {i.id: {"task_id": known[i.id], "key": text_key(i.text)} for i in items})
