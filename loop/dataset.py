@@ -35,7 +35,7 @@ def _rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     if fmt is None:
         raise DataError(f"{path}: unknown file type {path.suffix!r}; use .jsonl, .csv or .parquet")
     if fmt == "jsonl":
-        with path.open(encoding="utf-8") as fh:
+        with path.open(encoding="utf-8-sig") as fh:  # -sig: tolerate a BOM
             for n, line in enumerate(fh, start=1):
                 if not line.strip():
                     continue
@@ -47,7 +47,7 @@ def _rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
                     raise DataError(f"{path}:{n}: expected a JSON object per line, got {type(row).__name__}")
                 yield n, row
     elif fmt == "csv":
-        with path.open(encoding="utf-8", newline="") as fh:
+        with path.open(encoding="utf-8-sig", newline="") as fh:
             for n, row in enumerate(csv.DictReader(fh), start=2):  # line 1 is the header
                 yield n, row
     else:
@@ -70,7 +70,7 @@ def read_items(path: str | Path, *, text_field: str = "text", label_field: str |
     """
     path = Path(path)
     if not path.is_file():
-        raise DataError(f"{path}: no such file")
+        raise DataError(f"{path}: no such file; check the path (relative paths start at {Path.cwd()})")
     items: list[Item] = []
     seen: dict[str, int] = {}
     for n, row in _rows(path):

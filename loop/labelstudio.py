@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from typing import Any, Iterable, Sequence
+from xml.etree import ElementTree
 from xml.sax.saxutils import quoteattr
 
 import httpx
@@ -29,9 +30,15 @@ def label_config(labels: Sequence[str]) -> str:
 
 
 def config_labels(config: str) -> list[str]:
-    """The choice values of our <Choices> control in a label config."""
-    block = re.search(rf'<Choices[^>]*name="{CONTROL}"[^>]*>(.*?)</Choices>', config, re.S)
-    return re.findall(r'<Choice[^>]*value="([^"]*)"', block.group(1)) if block else []
+    """The choice values of our <Choices> control in a label config ([] if it has none)."""
+    try:
+        root = ElementTree.fromstring(config)
+    except ElementTree.ParseError:
+        return []
+    for control in root.iter("Choices"):
+        if control.get("name") == CONTROL:
+            return [c.get("value", "") for c in control.iter("Choice")]
+    return []
 
 
 def choice_result(label: str) -> list[dict[str, Any]]:

@@ -107,17 +107,22 @@ def _cache_keys(items: dict[str, dict]) -> dict[str, str]:
     return {i: key_for_hash(v["key"]) for i, v in items.items()}
 
 
-def next_round(ctx: Context, p: int, *, size: int, annotators: Sequence[str], overlap: int,
-               strategy: str = "margin", close_incomplete: bool = False, seed: int | None = None) -> dict[str, Any]:
-    store = ctx.store
+def check_round_options(size: int, annotators: Sequence[str], overlap: int, strategy: str) -> None:
+    """Reject bad options before any work (and before any service is contacted)."""
     if size < 1:
         raise ConfigError(f"--size is {size}; it must be at least 1")
-    get_strategy(strategy)  # reject an unknown name before any work
+    get_strategy(strategy)
+    assign([], annotators, overlap)
+
+
+def next_round(ctx: Context, p: int, *, size: int, annotators: Sequence[str], overlap: int,
+               strategy: str = "margin", close_incomplete: bool = False, seed: int | None = None) -> dict[str, Any]:
+    check_round_options(size, annotators, overlap, strategy)
+    store = ctx.store
     known = store.annotators()
     unknown = [a for a in annotators if a not in known]
     if unknown:
         raise ConfigError(f"unknown annotator {unknown[0]!r}; add them first with `loop annotators add {unknown[0]}`")
-    assign([], annotators, overlap)  # validates overlap against the annotators, before any work
 
     synced = sync_annotations(ctx, p)
     planned = [r for r in store.rounds(p) if r["status"] == "planned"]

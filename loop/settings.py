@@ -73,13 +73,20 @@ def describe() -> list[tuple[str, str, str, str]]:
 
 
 def _coerce(name: str, kind: Any, value: Any, source: str) -> Any:
+    """Check a value's type (TOML values) or parse it (strings from the environment)."""
     kind = {"str": str, "int": int, "float": float}.get(kind, kind) if isinstance(kind, str) else kind
-    try:
-        if kind is int and isinstance(value, bool):
-            raise ValueError
-        return kind(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"setting {name!r} from {source} is {value!r}, expected a {kind.__name__}") from None
+    if isinstance(value, str) and kind is not str:
+        try:
+            return kind(value)
+        except ValueError:
+            pass
+    elif kind is str and isinstance(value, str):
+        return value
+    elif kind is int and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    elif kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    raise ConfigError(f"setting {name!r} from {source} is {value!r}, expected a {kind.__name__}")
 
 
 def load_settings(config_file: str | os.PathLike | None = None, **overrides: Any) -> Settings:

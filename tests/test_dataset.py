@@ -269,3 +269,15 @@ def test_corrupt_parquet(tmp_path):
     with pytest.raises(DataError) as exc:
         read_items(path)
     assert_data_error(exc, path, "Parquet")
+
+
+def test_files_with_a_utf8_bom_read_like_any_other(tmp_path):
+    from loop.dataset import read_items
+
+    csv_file = tmp_path / "excel.csv"
+    csv_file.write_bytes("\ufefftext,label\nhello there,a\n".encode("utf-8"))
+    jsonl_file = tmp_path / "bom.jsonl"
+    jsonl_file.write_bytes('\ufeff{"text": "hello there", "label": "a"}\n'.encode("utf-8"))
+    for f in (csv_file, jsonl_file):
+        (item,) = read_items(f, label_field="label")
+        assert (item.text, item.label) == ("hello there", "a")

