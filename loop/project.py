@@ -11,7 +11,7 @@ from typing import Any, Callable, Sequence
 
 from loop.context import Context
 from loop.dataset import read_items, text_key
-from loop.embeddings import embed_texts
+from loop.embeddings import cache_key, embed_texts
 from loop.errors import ConfigError, DataError, LabelStudioError
 from loop.guidelines import current as current_guideline
 from loop.labelstudio import config_labels
@@ -50,7 +50,7 @@ def resolve_labels(labels: Sequence[str] | None, guidelines_dir: str | Path | No
 def init_project(ctx: Context, data: str | Path, *, text_field: str = "text", label_field: str | None = None,
                  id_field: str | None = None, labels: Sequence[str] | None = None,
                  guidelines_dir: str | Path | None = None, project_id: int | None = None,
-                 title: str | None = None, connect_backend: bool = True,
+                 title: str | None = None, dev: str | Path | None = None, connect_backend: bool = True,
                  progress: Progress = _no_progress) -> dict[str, Any]:
     """Create (or link) a Label Studio project, import the items and embed them once.
 
@@ -65,12 +65,22 @@ def init_project(ctx: Context, data: str | Path, *, text_field: str = "text", la
         raise DataError(f"{data}: {sum(unknown.values())} rows have labels outside {', '.join(label_set)} "
                         f"(e.g. {lab!r} x{n}); fix the rows or the label set")
 
+    dev_items = []
+    if dev is not None:
+        dev_items = read_items(dev, text_field=text_field, label_field=label_field or "label", id_field=id_field)
+        bad = [i for i in dev_items if i.label not in label_set]
+        if bad:
+            raise DataError(f"{dev}: {len(bad)} dev rows have no label or one outside {', '.join(label_set)} "
+                            f"(e.g. item {bad[0].id}: {bad[0].label!r}); the dev set must be fully labelled")
+
     store, ls = ctx.store, ctx.ls
     ls.check()
 
     # Embed first: the slow step that needs nothing from Label Studio, and a crash here writes nothing.
     advance = progress("embedding", len(items))
     _, n_embedded = embed_texts([i.text for i in items], ctx.cache, ctx.embedder, progress=advance)
+    if dev_items:
+        embed_texts([i.text for i in dev_items], ctx.cache, ctx.embedder, progress=progress("embedding dev set", len(dev_items)))
 
     source = str(data.resolve())
     if project_id is None:
@@ -97,6 +107,9 @@ def init_project(ctx: Context, data: str | Path, *, text_field: str = "text", la
         "guideline_hash": guideline.content_hash if guideline else None,
         "guidelines_dir": str(Path(guidelines_dir).resolve()) if guidelines_dir else None,
     }
+    if dev_items:
+        record["dev"] = {"source": str(Path(dev).resolve()), "keys": [cache_key(i.text) for i in dev_items],
+                         "labels": [i.label for i in dev_items]}
     store.save_project(project_id, record)
 
     # Import only what the project does not hold yet (matched by our item id in the task data).
@@ -120,7 +133,7 @@ def init_project(ctx: Context, data: str | Path, *, text_field: str = "text", la
         ls.ensure_webhook(project_id, f"{url}/webhook", WEBHOOK_ACTIONS)
     return {"project_id": project_id, "linked": linked, "items": len(items), "imported": len(todo),
             "embedded": n_embedded, "labels": label_set, "ml_backend": backend,
-            "guideline_version": record["guideline_version"], "url": f"{ctx.settings.ls_url}/projects/{project_id}"}
+            "guideline_version": record["guideline_version"], "dev_items": len(dev_items), "url": f"{ctx.settings.ls_url}/projects/{project_id}"}
 
 
 def add_annotator(ctx: Context, name: str, *, email: str | None = None, password: str | None = None) -> dict[str, Any]:

@@ -20,7 +20,9 @@ from loop.context import Context
 from loop.embeddings import DIM, EmbeddingCache, key_for_hash
 from loop.errors import ConfigError, EmptyPool, LoopError, RoundIncomplete
 from loop.labelstudio import choice_result, result_label
-from loop.strategies import get_strategy, select
+from loop.learning import choose_batch, measure_round
+from loop.strategies import DEFAULT_STRATEGY, get_strategy
+from loop.stopping import Plateau, StabilizingPredictions
 from loop.store import Store
 
 
@@ -116,13 +118,18 @@ def check_round_options(size: int, annotators: Sequence[str], overlap: int, stra
 
 
 def next_round(ctx: Context, p: int, *, size: int, annotators: Sequence[str], overlap: int,
-               strategy: str = "margin", close_incomplete: bool = False, seed: int | None = None) -> dict[str, Any]:
+               strategy: str = DEFAULT_STRATEGY, close_incomplete: bool = False, seed: int | None = None,
+               budget: int | None = None) -> dict[str, Any]:
     check_round_options(size, annotators, overlap, strategy)
     store = ctx.store
     known = store.annotators()
     unknown = [a for a in annotators if a not in known]
     if unknown:
         raise ConfigError(f"unknown annotator {unknown[0]!r}; add them first with `loop annotators add {unknown[0]}`")
+    if budget is not None:
+        if budget < 1:
+            raise ConfigError(f"--budget is {budget}; it must be a positive number of labels")
+        store.save_project(p, {"budget": budget}, make_current=False)
 
     synced = sync_annotations(ctx, p)
     planned = [r for r in store.rounds(p) if r["status"] == "planned"]
@@ -135,6 +142,13 @@ def next_round(ctx: Context, p: int, *, size: int, annotators: Sequence[str], ov
     closed = _close_previous(store, p, annotations, close_incomplete)
 
     project = store.project(p)
+    spent = sum(1 for a in annotations.values() if a["label"] is not None)
+    if project.get("budget") is not None:
+        room = (project["budget"] - spent) // overlap
+        if room < 1:
+            raise LoopError(f"the budget of {project['budget']} labels is spent ({spent} used); raise it with "
+                            "--budget N, or stop here: `loop status` shows the learning curve")
+        size = min(size, room)
     items = store.items(p)
     keys = _cache_keys(items)
     labels = training_labels(a for a in annotations.values() if a["label"] is not None)
@@ -144,33 +158,47 @@ def next_round(ctx: Context, p: int, *, size: int, annotators: Sequence[str], ov
         raise EmptyPool("the pool is exhausted: every item is labelled or assigned; import more with `loop init`")
 
     n = max(store.round_numbers(p), default=0) + 1
-    classifier, version = None, None
-    if len(set(labels.values())) >= 2:
-        ids = sorted(labels)
-        classifier = model_lib.train(load_matrix(ctx.cache, keys, ids), [labels[i] for i in ids])
+    ids = sorted(labels)
+    X_pool = load_matrix(ctx.cache, keys, pool)
+    batch = choose_batch(load_matrix(ctx.cache, keys, ids), [labels[i] for i in ids], X_pool, size, strategy,
+                         seed=n if seed is None else seed)
+    classifier, version, metrics = batch.classifier, None, {}
+    if classifier is not None:
+        previous_version = store.current_model_version(p)
+        previous = store.load_model(p, previous_version) if previous_version else None
         version = store.next_model_version(p)
         store.save_model(p, model_lib.snapshot(classifier, version, n_labels=len(ids), round=n))
-    X_pool = load_matrix(ctx.cache, keys, pool)
-    picked = select(strategy, classifier, X_pool, size, seed=n if seed is None else seed)
-    chosen = [pool[i] for i in picked]
+        dev = project.get("dev") or {}
+        metrics = measure_round(
+            classifier, model_lib.restore(previous) if previous else None,
+            load_matrix(ctx.cache, keys, project.get("stop_set") or []),
+            _dev_matrix(ctx.cache, dev), dev.get("labels"), n_labels=len(ids)).as_dict()
+    chosen = [pool[i] for i in batch.picked]
     scores: dict[str, tuple[str, float]] = {}
     if classifier is not None:
-        proba = classifier.predict_proba(X_pool[picked])
+        proba = classifier.predict_proba(X_pool[batch.picked])
         for item, row in zip(chosen, proba):
             scores[item] = (str(classifier.classes_[row.argmax()]), float(row.max()))
 
     assignments = assign(chosen, annotators, overlap)
     record = {
-        "id": n, "created_at": time.time(), "strategy": strategy if classifier is not None else "cold-start",
+        "id": n, "created_at": time.time(), "strategy": batch.strategy,
         "requested_strategy": strategy, "size": len(chosen), "overlap": overlap, "annotators": list(annotators),
         "items_per_annotator": {a: len(v) for a, v in per_annotator(assignments).items()},
         "model_version": version, "guideline_version": project.get("guideline_version"),
-        "labels_so_far": len(labels), "pool_before": len(pool), "scores": scores, "views": {},
-        "closed_previous": closed,
+        "labels_so_far": len(labels), "labels_spent": spent, "pool_before": len(pool), "scores": scores,
+        "views": {}, "closed_previous": closed, "metrics": metrics,
     }
     store.plan_round(p, record, assignments)
     _publish(ctx, p, record, assignments)
     return {**store.round(p, n), "resumed": False, "synced": synced}
+
+
+def _dev_matrix(cache: EmbeddingCache, dev: dict) -> np.ndarray | None:
+    keys = dev.get("keys")
+    if not keys:
+        return None
+    return load_matrix(cache, {k: k for k in keys}, keys)
 
 
 def _publish(ctx: Context, p: int, record: dict[str, Any], assignments: dict[str, list[str]]) -> None:
@@ -208,11 +236,48 @@ def status(ctx: Context, p: int, *, sync: bool = True) -> dict[str, Any]:
                                                   "guideline_version", "created_at")}
                       | {"progress": {a: {"done": v["done"], "assigned": v["assigned"]} for a, v in progress.items()}})
     balance = Counter(labels.values())
+    curve = [{"round": r["id"], **(r.get("metrics") or {})} for r in store.rounds(p) if r.get("metrics")]
+    kappa_rule, plateau_rule = StabilizingPredictions(), Plateau()
+    stop = kappa_rule([c.get("kappa") for c in curve])
+    dev_stop = plateau_rule([c.get("dev_accuracy") for c in curve]) if project.get("dev") else None
     return {
         "project_id": p, "labels": project["labels"], "items": len(items),
-        "labels_spent": len(labelled), "items_labelled": len(labels),
+        "labels_spent": len(labelled), "items_labelled": len(labels), "budget": project.get("budget"),
         "pool": sum(1 for i in items if i not in labels and i not in assigned),
         "class_balance": {lab: balance.get(lab, 0) for lab in project["labels"]},
         "model_version": store.current_model_version(p), "guideline_version": project.get("guideline_version"),
-        "rounds": rounds, "synced": synced,
+        "rounds": rounds, "synced": synced, "learning_curve": curve,
+        "stop": {"recommend": stop.stop or bool(dev_stop and dev_stop.stop), "kappa": vars(stop),
+                 "dev_plateau": vars(dev_stop) if dev_stop else None,
+                 "rule": {"threshold": kappa_rule.threshold, "window": kappa_rule.window,
+                          "min_rounds": kappa_rule.min_rounds}},
     }
+
+
+def plot_curve(status: dict[str, Any], path: str) -> None:
+    """The learning curve as a PNG: dev accuracy and macro-F1 (when a dev set exists) and the kappa series."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    curve = status["learning_curve"]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    x = [c["n_labels"] for c in curve]
+    if any(c.get("dev_accuracy") is not None for c in curve):
+        left.plot(x, [c.get("dev_accuracy") for c in curve], marker="o", label="dev accuracy")
+        left.plot(x, [c.get("dev_macro_f1") for c in curve], marker="s", label="dev macro-F1")
+        left.legend()
+    else:
+        left.text(0.5, 0.5, "no dev set\n(loop init --dev dev.jsonl)", ha="center", va="center")
+    left.set_xlabel("labelled items")
+    left.set_title("held-out score")
+    ks = [(c["n_labels"], c["kappa"]) for c in curve if c.get("kappa") is not None]
+    right.plot([k[0] for k in ks], [k[1] for k in ks], marker="o")
+    right.axhline(status["stop"]["rule"]["threshold"], color="grey", linestyle="--", linewidth=0.8)
+    right.set_xlabel("labelled items")
+    right.set_title("kappa vs previous model on the stop set")
+    fig.suptitle(f"project {status['project_id']}: {status['stop']['kappa']['reason']}", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -12,19 +12,23 @@ from loop.strategies import STRATEGIES, cold_start, get_strategy, select
 COLD = "cold-start"  # stands for select(..., classifier=None)
 
 
+_rng = np.random.default_rng(7)
+CENTRES = np.array([[0.0, 0.0], [3.0, 0.0], [0.0, 3.0]])
+X_TRAIN = np.vstack([c + _rng.normal(scale=0.8, size=(15, 2)) for c in CENTRES])
+Y_TRAIN = np.repeat(["a", "b", "c"], 15)
+POOL = _rng.uniform(-2.0, 5.0, size=(60, 2))
+
+
 @pytest.fixture(scope="module")
 def clf_and_pool():
-    rng = np.random.default_rng(7)
-    centres = np.array([[0.0, 0.0], [3.0, 0.0], [0.0, 3.0]])
-    X_train = np.vstack([c + rng.normal(scale=0.8, size=(15, 2)) for c in centres])
-    y_train = np.repeat(["a", "b", "c"], 15)
-    clf = LogisticRegression(max_iter=1000).fit(X_train, y_train)
-    pool = rng.uniform(-2.0, 5.0, size=(60, 2))
-    return clf, pool
+    clf = LogisticRegression(max_iter=1000).fit(X_TRAIN, Y_TRAIN)
+    return clf, POOL
 
 
 def run(name, clf, X, n, seed=0):
-    return select("margin" if name == COLD else name, None if name == COLD else clf, X, n, seed=seed)
+    """select() as the loop calls it: committee and ranked batch also get the labelled data."""
+    return select("margin" if name == COLD else name, None if name == COLD else clf, X, n, seed=seed,
+                  X_train=X_TRAIN, y_train=Y_TRAIN)
 
 
 @pytest.mark.parametrize("name", [*STRATEGIES, COLD])
@@ -145,6 +149,46 @@ def test_unknown_strategy(clf_and_pool, name):
 
 
 def test_get_strategy_known_names():
-    assert set(STRATEGIES) == {"margin", "least-confidence", "entropy", "random"}
+    assert set(STRATEGIES) == {"margin", "margin-diverse", "least-confidence", "entropy", "entropy-diverse",
+                               "committee", "ranked-batch", "random"}
     for name, fn in STRATEGIES.items():
         assert get_strategy(name) is fn
+
+
+def _paraphrase_pool(rng):
+    """60 near-copies of the classifier's most ambiguous point plus 140 spread items."""
+    clf = LogisticRegression(max_iter=1000).fit(X_TRAIN, Y_TRAIN)
+    grid = np.stack(np.meshgrid(np.linspace(-2, 5, 141), np.linspace(-2, 5, 141)), -1).reshape(-1, 2)
+    top2 = np.sort(clf.predict_proba(grid), axis=1)[:, -2:]
+    boundary = grid[np.argmin(top2[:, 1] - top2[:, 0])]
+    copies = boundary + rng.normal(scale=0.01, size=(60, 2))
+    spread = rng.uniform(-2.0, 5.0, size=(140, 2))
+    return np.vstack([copies, spread]), np.arange(60)
+
+
+@pytest.mark.parametrize("name", ["margin-diverse", "entropy-diverse", "committee"])
+def test_diverse_strategies_do_not_fill_a_batch_with_paraphrases(clf_and_pool, name):
+    clf, _ = clf_and_pool
+    X, copies = _paraphrase_pool(np.random.default_rng(3))
+    plain = run("margin", clf, X, 10)
+    assert np.isin(plain, copies).sum() == 10  # the plain ranking would spend the batch on one question
+    diverse = run(name, clf, X, 10)
+    assert np.isin(diverse, copies).sum() <= 2
+    assert len(set(diverse.tolist())) == 10
+
+
+def test_ranked_batch_spreads_picks_too(clf_and_pool):
+    clf, _ = clf_and_pool
+    X, copies = _paraphrase_pool(np.random.default_rng(4))
+    picked = run("ranked-batch", clf, X, 10)
+    assert np.isin(picked, copies).sum() < 10
+
+
+def test_bootstrap_committee_votes_one_label_per_member():
+    from loop.strategies import BootstrapCommittee
+
+    clf = LogisticRegression(max_iter=1000).fit(X_TRAIN, Y_TRAIN)
+    committee = BootstrapCommittee(clf, X_TRAIN, Y_TRAIN, 5, np.random.default_rng(0))
+    votes = committee.vote(POOL)
+    assert votes.shape == (len(POOL), len(committee)) and len(committee) == 5
+    assert set(np.unique(votes)) <= set(Y_TRAIN)

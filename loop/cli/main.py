@@ -13,7 +13,9 @@ from rich.table import Table
 
 from loop.cli.output import JSON_OPTION, console, emit, handle_errors, progress_bars
 from loop.context import Context
+from loop.errors import LoopError
 from loop.settings import load_settings
+from loop.strategies import DEFAULT_STRATEGY, STRATEGIES
 
 app = typer.Typer(help=__doc__.splitlines()[0] + "\n\nStart with `loop up`, then `loop init DATA --labels A,B`, "
                   "`loop annotators add NAME` and `loop next-round`.", no_args_is_help=True,
@@ -118,6 +120,7 @@ def init(
     guidelines: Optional[str] = typer.Option(None, help="A guidelines folder: its newest version gives the labels and the instructions."),
     project_id: Optional[int] = typer.Option(None, help="Link an existing Label Studio project instead of creating one."),
     title: Optional[str] = typer.Option(None, help="Title of the new Label Studio project."),
+    dev: Optional[str] = typer.Option(None, help="A labelled dev set (same format) to track held-out accuracy and macro-F1 per round."),
     as_json: bool = JSON_OPTION,
 ):
     """Create (or link) a Label Studio project from a dataset, embed every item once, connect the ML backend."""
@@ -127,7 +130,7 @@ def init(
     with progress_bars(not as_json) as bars:
         result = init_project(ctx, data, text_field=text_field, label_field=label_field, id_field=id_field,
                               labels=_csv(labels) or None, guidelines_dir=guidelines, project_id=project_id,
-                              title=title, progress=bars)
+                              title=title, dev=dev, progress=bars)
     emit(result, as_json, lambda r: console.print(
         f"Project {r['project_id']} {'linked' if r['linked'] else 'created'}: {r['items']} items "
         f"({r['imported']} imported, {r['embedded']} newly embedded), labels {', '.join(r['labels'])}.\n"
@@ -189,7 +192,8 @@ def next_round(
     size: int = typer.Option(50, help="How many new items to send out this round."),
     annotators: str = typer.Option(..., help="Who labels this round, comma-separated: alice,bob,carol."),
     overlap: int = typer.Option(2, help="How many of them label each item."),
-    strategy: str = typer.Option("margin", help="Query strategy: margin, least-confidence, entropy or random."),
+    strategy: str = typer.Option(DEFAULT_STRATEGY, help=f"Query strategy: {', '.join(STRATEGIES)}."),
+    budget: Optional[int] = typer.Option(None, help="Total labels you will pay for (kept for later rounds); rounds shrink to fit it."),
     close_incomplete: bool = typer.Option(False, "--close-incomplete", help="Close the previous round even if annotators still owe items."),
     project: Optional[int] = typer.Option(None, help="Project id (default: the last one `loop init` set up)."),
     seed: Optional[int] = typer.Option(None, help="Random seed for cold start and random selection."),
@@ -201,7 +205,7 @@ def next_round(
     check_round_options(size, _csv(annotators), overlap, strategy)
     ctx = _ctx()
     result = run(ctx, ctx.project_id(project), size=size, annotators=_csv(annotators), overlap=overlap,
-                 strategy=strategy, close_incomplete=close_incomplete, seed=seed)
+                 strategy=strategy, close_incomplete=close_incomplete, seed=seed, budget=budget)
     result.pop("scores", None)
     emit(result, as_json, _render_round)
 
@@ -210,17 +214,21 @@ def next_round(
 @handle_errors
 def status(
     project: Optional[int] = typer.Option(None, help="Project id (default: the last one `loop init` set up)."),
+    plot: Optional[str] = typer.Option(None, help="Also write the learning curve to this PNG file."),
     as_json: bool = JSON_OPTION,
 ):
-    """Rounds, progress per annotator, labels spent and class balance so far."""
-    from loop.rounds import status as get_status
+    """Rounds, progress per annotator, budget, class balance, the learning curve and whether to stop."""
+    from loop.rounds import plot_curve, status as get_status
 
     ctx = _ctx()
     s = get_status(ctx, ctx.project_id(project))
+    if plot:
+        plot_curve(s, plot)
 
     def render(s):
-        console.print(f"[bold]Project {s['project_id']}[/]: {s['items']} items, {s['labels_spent']} labels spent on "
-                      f"{s['items_labelled']} items, {s['pool']} in the pool; model {s['model_version'] or 'none yet'}")
+        budget = f" of a budget of {s['budget']}" if s["budget"] else ""
+        console.print(f"[bold]Project {s['project_id']}[/]: {s['items']} items, {s['labels_spent']} labels spent{budget} "
+                      f"on {s['items_labelled']} items, {s['pool']} in the pool; model {s['model_version'] or 'none yet'}")
         rounds = Table("round", "status", "strategy", "size", "overlap", "progress (done/assigned)", "started")
         for r in s["rounds"]:
             prog = ", ".join(f"{a} {v['done']}/{v['assigned']}" for a, v in sorted(r["progress"].items()))
@@ -232,8 +240,79 @@ def status(
         for lab, n in s["class_balance"].items():
             balance.add_row(lab, str(n), f"{n / total:.0%}")
         console.print(balance)
+        if s["learning_curve"]:
+            curve = Table("round", "labelled items", "kappa vs previous", "dev accuracy", "dev macro-F1",
+                          title="learning curve")
+            fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
+            for c in s["learning_curve"]:
+                curve.add_row(str(c["round"]), str(c["n_labels"]), fmt(c.get("kappa")), fmt(c.get("dev_accuracy")),
+                              fmt(c.get("dev_macro_f1")))
+            console.print(curve)
+        stop = s["stop"]
+        console.print(("[bold green]Recommend stopping[/]: " if stop["recommend"] else "[bold]Keep labelling[/]: ")
+                      + stop["kappa"]["reason"] + (f"; {stop['dev_plateau']['reason']}" if stop["dev_plateau"] else ""))
+        if plot:
+            console.print(f"learning curve written to {plot}")
 
     emit(s, as_json, render)
+
+
+@app.command()
+@handle_errors
+def simulate(
+    data: str = typer.Argument(..., help="An already-labelled dataset (the pool): .jsonl, .csv or .parquet."),
+    test: str = typer.Option(..., help="A labelled held-out file to measure accuracy on."),
+    strategy: str = typer.Option(f"{DEFAULT_STRATEGY},random", help="Strategies to compare, comma-separated."),
+    batch: int = typer.Option(50, help="Items per round."),
+    budget: int = typer.Option(3000, help="Labels bought per run (items x overlap)."),
+    seeds: int = typer.Option(3, help="Runs per strategy, with different random seeds."),
+    annotators: int = typer.Option(3, help="Simulated annotators."),
+    overlap: int = typer.Option(2, help="Annotators per item."),
+    annotator_error: str = typer.Option("0.05,0.1,0.3", help="Error rate of each simulated annotator (cycled), comma-separated."),
+    text_field: str = typer.Option("text", help="Column holding the text."),
+    label_field: str = typer.Option("label", help="Column holding the true label."),
+    plot: Optional[str] = typer.Option(None, help="Write the learning curves to this PNG file."),
+    as_json: bool = JSON_OPTION,
+):
+    """Replay the loop on labelled data with simulated annotators, to pick a strategy and a budget before paying."""
+    from loop.dataset import read_items
+    from loop.embeddings import embed_texts
+    from loop.simulate import SimConfig, plot as plot_result, simulate as run
+
+    cfg = SimConfig(strategies=_csv(strategy), batch=batch, budget=budget, seeds=seeds, annotators=annotators,
+                    overlap=overlap, annotator_error=[float(e) for e in _csv(annotator_error)])
+    cfg.check()
+    pool = read_items(data, text_field=text_field, label_field=label_field)
+    held = read_items(test, text_field=text_field, label_field=label_field)
+    for name, rows in (("pool", pool), ("test", held)):
+        missing = [i.id for i in rows if i.label is None]
+        if missing:
+            raise LoopError(f"{len(missing)} {name} rows have no {label_field!r} (e.g. {missing[0]}); "
+                            "simulation needs every row labelled")
+    ctx = _ctx()
+    with progress_bars(not as_json) as bars:
+        X, _ = embed_texts([i.text for i in pool], ctx.cache, ctx.embedder, progress=bars("embedding pool", len(pool)))
+        X_test, _ = embed_texts([i.text for i in held], ctx.cache, ctx.embedder, progress=bars("embedding test", len(held)))
+        result = run(X, [i.label for i in pool], X_test, [i.label for i in held], cfg,
+                     progress=bars("simulating", len(cfg.strategies) * seeds))
+    if plot:
+        plot_result(result, plot)
+
+    def render(r):
+        table = Table("strategy", "labels to 95%", "labels to 98%", "x random (98%)", "stop fired at",
+                      "accuracy there", title=f"full-data accuracy {r['full_data_accuracy']:.3f}")
+        fmt = lambda v: "-" if v is None else f"{v:.0f}"  # noqa: E731
+        for name, e in r["strategies"].items():
+            stop = e["stop"]
+            table.add_row(name, fmt(e["labels_to_95"]), fmt(e["labels_to_98"]),
+                          "-" if e.get("labels_to_98_ratio_to_random") is None else f"{e['labels_to_98_ratio_to_random']:.2f}",
+                          f"{fmt(stop['labels_mean'])} ({stop['fired']}/{stop['of']} runs)",
+                          "-" if stop["accuracy_mean"] is None else f"{stop['accuracy_mean']:.3f}")
+        console.print(table)
+        if plot:
+            console.print(f"learning curves written to {plot}")
+
+    emit(result, as_json, render)
 
 
 if __name__ == "__main__":

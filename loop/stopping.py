@@ -1,0 +1,72 @@
+"""When to stop paying for labels. Stop rules take predictions and scores as arguments and hold no model.
+
+Stabilizing predictions (Bloodgood & Vijay-Shanker, 2009): each round, compare the new model's
+predictions on a fixed, unlabelled stop set with the previous model's, by Cohen's kappa. Once
+successive models agree almost perfectly for a few rounds, more labels are not changing the model.
+Where a labelled dev set exists, a plateau in held-out accuracy says the same more directly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+from sklearn.metrics import cohen_kappa_score
+
+
+def prediction_kappa(previous: Sequence, current: Sequence) -> float:
+    """Cohen's kappa between two models' predictions on the same stop set."""
+    previous, current = np.asarray(previous), np.asarray(current)
+    if previous.shape != current.shape or previous.size == 0:
+        raise ValueError(f"stop-set predictions differ in shape: {previous.shape} vs {current.shape}")
+    if np.array_equal(previous, current):
+        return 1.0  # identical predictions; kappa is undefined when both are one constant label
+    return float(cohen_kappa_score(previous, current))
+
+
+@dataclass(frozen=True)
+class StopDecision:
+    stop: bool
+    reason: str
+    value: float | None = None
+
+
+@dataclass(frozen=True)
+class StabilizingPredictions:
+    threshold: float = 0.99
+    window: int = 3
+    min_rounds: int = 5
+
+    def __call__(self, kappas: Sequence[float | None]) -> StopDecision:
+        """kappas: one per round with a model (None where there was no previous model)."""
+        series = [k for k in kappas if k is not None]
+        if len(kappas) < self.min_rounds or len(series) < self.window:
+            return StopDecision(False, f"keep going: {len(kappas)} rounds so far, the rule needs at least "
+                                       f"{max(self.min_rounds, self.window + 1)}")
+        mean = float(np.mean(series[-self.window:]))
+        if mean >= self.threshold:
+            return StopDecision(True, f"stop: successive models agree (mean kappa {mean:.3f} over the last "
+                                      f"{self.window} rounds >= {self.threshold})", mean)
+        return StopDecision(False, f"keep going: mean kappa {mean:.3f} over the last {self.window} rounds "
+                                   f"is below {self.threshold}", mean)
+
+
+@dataclass(frozen=True)
+class Plateau:
+    """Held-out accuracy gained less than `min_gain` over the last `window` rounds."""
+
+    min_gain: float = 0.005
+    window: int = 3
+
+    def __call__(self, accuracies: Sequence[float | None]) -> StopDecision:
+        series = [a for a in accuracies if a is not None]
+        if len(series) <= self.window:
+            return StopDecision(False, f"keep going: {len(series)} dev-set scores, the plateau check needs "
+                                       f"{self.window + 1}")
+        gain = float(series[-1] - max(series[: -self.window]))
+        if gain < self.min_gain:
+            return StopDecision(True, f"plateau: dev accuracy gained {gain:+.3f} over the last {self.window} "
+                                      f"rounds (< {self.min_gain})", gain)
+        return StopDecision(False, f"still learning: dev accuracy gained {gain:+.3f} over the last "
+                                   f"{self.window} rounds", gain)

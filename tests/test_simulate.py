@@ -1,0 +1,98 @@
+"""`loop simulate`: simulated annotators, the shared code path, and a real-data check that margin beats random."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from loop.simulate import SimConfig, _answer, labels_to_reach, run_once, simulate
+from tests.conftest import REPO, shared_data
+
+
+def blobs(n_per_class: int, classes: int, seed: int, spread: float = 1.0):
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(scale=3.0, size=(classes, 8))
+    X = np.vstack([c + rng.normal(scale=spread, size=(n_per_class, 8)) for c in centres])
+    y = np.repeat([f"c{i}" for i in range(classes)], n_per_class)
+    return X, y
+
+
+def test_simulated_annotators_err_at_their_rate():
+    rng = np.random.default_rng(0)
+    classes = np.array(["a", "b", "c"])
+    answers = [_answer("a", 0.3, classes, rng) for _ in range(4000)]
+    wrong = np.mean([a != "a" for a in answers])
+    assert 0.27 < wrong < 0.33
+    assert {a for a in answers if a != "a"} == {"b", "c"}
+    assert all(_answer("b", 0.0, classes, rng) == "b" for _ in range(100))
+
+
+def test_a_run_respects_the_budget_and_records_a_curve():
+    X, y = blobs(60, 4, seed=1)
+    X_test, y_test = blobs(20, 4, seed=1)
+    cfg = SimConfig(strategies=["margin"], batch=10, budget=90, seeds=1, annotators=3, overlap=2,
+                    annotator_error=[0.0])
+    run = run_once(X, y, X_test, y_test, "margin", 0, cfg)
+    spent = [labels for labels, _ in run["curve"]]
+    assert spent == sorted(spent) and spent[-1] <= 90
+    assert spent[-1] == 90 - 90 % 2  # the last round shrinks to fit the budget exactly
+    assert all(0 <= acc <= 1 for _, acc in run["curve"])
+    assert run["label_noise"] == 0.0
+
+
+def test_noisy_annotators_with_overlap_and_majority_vote_reduce_noise():
+    X, y = blobs(80, 3, seed=2)
+    cfg_one = SimConfig(strategies=["random"], batch=20, budget=200, seeds=1, annotators=1, overlap=1,
+                        annotator_error=[0.3])
+    cfg_three = SimConfig(strategies=["random"], batch=20, budget=600, seeds=1, annotators=3, overlap=3,
+                          annotator_error=[0.3])
+    one = run_once(X, y, X, y, "random", 0, cfg_one)["label_noise"]
+    three = run_once(X, y, X, y, "random", 0, cfg_three)["label_noise"]
+    assert three < one  # majority of three 30%-noisy votes is wrong ~22% of the time, one vote 30%
+
+
+def test_labels_to_reach():
+    curve = [(10, 0.5), (20, 0.7), (30, 0.9)]
+    assert labels_to_reach(curve, 0.7) == 20
+    assert labels_to_reach(curve, 0.95) is None
+
+
+@pytest.mark.realdata
+def test_margin_beats_random_on_a_slice_of_trec(tmp_path):
+    folder = shared_data("trec")
+    from loop.dataset import read_items
+    from loop.embeddings import EmbeddingCache, Embedder, embed_texts
+
+    pool = read_items(folder / "train.jsonl", label_field="label")[:1500]
+    test = read_items(folder / "test.jsonl", label_field="label")
+    cache, embedder = EmbeddingCache(tmp_path / "cache.sqlite"), Embedder()
+    X, _ = embed_texts([i.text for i in pool], cache, embedder)
+    X_test, _ = embed_texts([i.text for i in test], cache, embedder)
+    cfg = SimConfig(strategies=["margin", "random"], batch=20, budget=400, seeds=2, annotators=1, overlap=1)
+    result = simulate(X, [i.label for i in pool], X_test, [i.label for i in test], cfg)
+    area = {name: float(np.mean(e["accuracy_mean"])) for name, e in result["strategies"].items()}
+    assert area["margin"] > area["random"], area
+
+
+def test_cli_simulate_writes_json_and_a_plot(tmp_path, monkeypatch):
+    """The command end to end on the bundled sample, with the real embedding model."""
+    from loop.cli.main import app
+    from loop.dataset import read_items
+
+    rows = [json.loads(line) for line in (REPO / "examples" / "support_tickets.jsonl").read_text().splitlines()]
+    (tmp_path / "pool.jsonl").write_text("\n".join(json.dumps(r) for r in rows[:300]))
+    (tmp_path / "test.jsonl").write_text("\n".join(json.dumps(r) for r in rows[300:]))
+    monkeypatch.setenv("LOOP_WORKSPACE", str(tmp_path / "ws"))
+    png = tmp_path / "curve.png"
+    result = CliRunner().invoke(app, ["simulate", str(tmp_path / "pool.jsonl"), "--test", str(tmp_path / "test.jsonl"),
+                                      "--strategy", "margin-diverse,random", "--batch", "20", "--budget", "120",
+                                      "--seeds", "2", "--plot", str(png), "--json"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert set(out["strategies"]) == {"margin-diverse", "random"}
+    assert out["config"]["pool"] == 300 and 0 < out["full_data_accuracy"] <= 1
+    assert png.stat().st_size > 10_000 and png.read_bytes()[:4] == b"\x89PNG"
+    assert len(read_items(tmp_path / "pool.jsonl")) == 300
