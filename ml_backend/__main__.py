@@ -18,6 +18,7 @@ def main() -> None:
     args = parser.parse_args()
     settings = load_settings()
     ctx = Context(settings)
+    ctx.embedder.encode(["warm-up"])  # load the model once, before /health says UP
     app = create_app(ctx.store, ctx.cache, ctx.embedder)
     uvicorn.run(app, host=args.host, port=args.port or settings.ml_backend_port, log_level="info")
 

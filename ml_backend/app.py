@@ -13,6 +13,7 @@ import time
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from loop import model as model_lib
@@ -105,8 +106,8 @@ def create_app(store: Store, cache: EmbeddingCache, embedder: Embedder) -> FastA
         counters["predict_requests"] += 1
         if clf is None or not texts:
             return {"results": [], "model_version": version or "none"}
-        X, _ = embed_texts(texts, cache, embedder)
-        proba = clf.predict_proba(X)
+        # Embedding is CPU work: off the event loop, so /webhook and /health stay instant meanwhile.
+        proba = await run_in_threadpool(lambda: clf.predict_proba(embed_texts(texts, cache, embedder)[0]))
         counters["tasks_predicted"] += len(texts)
         results = [{"result": choice_result(str(clf.classes_[row.argmax()])), "score": float(row.max()),
                     "model_version": version} for row in proba]

@@ -16,6 +16,7 @@ from loop.context import Context
 from loop.dataset import read_items
 from loop.embeddings import embed_texts
 from loop.labelstudio import LabelStudioClient, choice_result
+from loop.strategies import DEFAULT_STRATEGY
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.integration
@@ -39,10 +40,13 @@ def cli_fails(*args: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def flow(stack_env):
+def flow(stack_env, tmp_path_factory):
     """Runs the loop up to round 1 and returns what the tests inspect."""
     ctx = Context(stack_env)
-    init = cli("init", str(SAMPLE), "--label-field", "label", "--guidelines", str(REPO / "guidelines"))
+    dev = tmp_path_factory.mktemp("dev") / "dev.jsonl"
+    dev.write_text("\n".join(SAMPLE.read_text().splitlines()[:80]))
+    init = cli("init", str(SAMPLE), "--label-field", "label", "--guidelines", str(REPO / "guidelines"),
+               "--dev", str(dev))
     added = {name: cli("annotators", "add", name, "--password", pw) for name, pw in PEOPLE.items()}
     round1 = cli("next-round", "--size", str(SIZE), "--annotators", "alice,bob,carol", "--overlap", str(OVERLAP))
     truth = {i.id: i.label for i in read_items(SAMPLE, label_field="label")}
@@ -73,7 +77,7 @@ def annotate_round(flow, n: int, *, only: str | None = None, limit: int | None =
 def test_init_imports_embeds_and_connects(flow):
     ctx, p, init = flow["ctx"], flow["p"], flow["init"]
     assert init["items"] == 400 and init["imported"] == 400 and init["embedded"] == 400
-    assert init["guideline_version"] == 1
+    assert init["guideline_version"] == 1 and init["dev_items"] == 80
     assert len(ctx.store.items(p)) == 400
     assert len(ctx.ls.task_item_ids(p)) == 400
     backends = ctx.ls.http.get("/api/ml", params={"project": p}).json()
@@ -118,7 +122,7 @@ def test_round2_waits_for_owed_labels_then_learns(flow):
 
     annotate_round(flow, 1)  # everyone finishes what they owe
     round2 = cli("next-round", "--size", str(SIZE), "--annotators", "alice,bob,carol", "--overlap", "2")
-    assert round2["id"] == 2 and round2["strategy"] == "margin" and round2["model_version"] == "v1"
+    assert round2["id"] == 2 and round2["strategy"] == DEFAULT_STRATEGY and round2["model_version"] == "v1"
     assert ctx.store.round(p, 1)["status"] == "closed"
 
     round1_items = set(ctx.store.round_assignments(p, 1))
@@ -161,9 +165,9 @@ def test_sync_is_idempotent_and_webhooks_reach_the_backend(flow):
 def test_backend_serves_the_current_model(flow):
     ctx, p = flow["ctx"], flow["p"]
     url = ctx.settings.backend_url
-    assert httpx.post(f"{url}/setup", json={"project": f"{p}.123"}).json()["model_version"] == "v1"
+    assert httpx.post(f"{url}/setup", json={"project": f"{p}.123"}, timeout=30).json()["model_version"] == "v1"
     task = {"id": 1, "data": {"text": "I was charged twice for my order"}}
-    body = httpx.post(f"{url}/predict", json={"tasks": [task], "project": f"{p}.123"}).json()
+    body = httpx.post(f"{url}/predict", json={"tasks": [task], "project": f"{p}.123"}, timeout=30).json()
     (result,) = body["results"]
     assert result["model_version"] == "v1" and 0 < result["score"] <= 1
     assert result["result"][0]["value"]["choices"][0] in flow["init"]["labels"]
@@ -212,3 +216,23 @@ def test_wrong_token_and_stack_state(flow, monkeypatch):
     assert all(s["healthy"] for s in services)
     again = cli("up")  # a second `up` is harmless: same PIDs
     assert [s["pid"] for s in again] == [s["pid"] for s in services]
+
+
+def test_learning_curve_stop_advice_and_budget(flow, tmp_path):
+    ctx, p = flow["ctx"], flow["p"]
+    png = tmp_path / "curve.png"
+    status = cli("status", "--plot", str(png))
+    curve = status["learning_curve"]
+    assert [c["round"] for c in curve] == [2, 3]  # rounds that trained a model
+    assert curve[0]["kappa"] is None and curve[1]["kappa"] is not None  # round 3 compares v2 with v1
+    assert all(0 <= c["dev_accuracy"] <= 1 and 0 <= c["dev_macro_f1"] <= 1 for c in curve)
+    assert status["stop"]["recommend"] is False and "rounds so far" in status["stop"]["kappa"]["reason"]
+    assert png.read_bytes()[:4] == b"\x89PNG"
+
+    spent = status["labels_spent"]
+    out = cli_fails("next-round", "--annotators", "alice,bob", "--overlap", "1", "--close-incomplete",
+                    "--budget", str(spent))
+    assert "budget" in out and "spent" in out
+    assert cli("status")["budget"] == spent
+    small = cli("next-round", "--annotators", "alice,bob", "--overlap", "2", "--budget", str(spent + 6))
+    assert small["size"] == 3  # shrunk to fit: 3 items x 2 labels = the 6 labels left
