@@ -33,7 +33,18 @@ def main() -> None:
     ap.add_argument("--overlap", type=int, default=1)
     ap.add_argument("--annotator-error", default="0")
     ap.add_argument("--out", default=str(REPO / "docs" / "bench"))
+    ap.add_argument("--classifier", choices=["logreg", "sgd"], default="logreg",
+                    help="Benchmark-only: swap loop's classifier for an SGD log-loss model to compare them.")
     args = ap.parse_args()
+    suffix = ""
+    if args.classifier == "sgd":
+        from sklearn.linear_model import SGDClassifier
+
+        from loop import model as model_lib
+
+        model_lib.new_classifier = lambda seed=0: SGDClassifier(loss="log_loss", alpha=1e-4, max_iter=50,
+                                                                tol=1e-3, random_state=seed)
+        suffix = "-sgd"
 
     folder = DATA / args.dataset
     train = read_items(folder / "train.jsonl", label_field="label")
@@ -50,8 +61,8 @@ def main() -> None:
     result["seconds"] = round(time.perf_counter() - start, 1)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / f"{args.dataset}.json").write_text(json.dumps(result, indent=1))
-    plot(result, str(out / f"{args.dataset}.png"), title=f"{args.dataset}: test accuracy vs labels")
+    (out / f"{args.dataset}{suffix}.json").write_text(json.dumps(result, indent=1))
+    plot(result, str(out / f"{args.dataset}{suffix}.png"), title=f"{args.dataset}{suffix}: test accuracy vs labels")
     print(f"full-data accuracy {result['full_data_accuracy']:.3f}  ({result['seconds']} s)")
     for name, e in result["strategies"].items():
         print(f"{name:>16}: 95% at {e['labels_to_95']} (x{e.get('labels_to_95_ratio_to_random')}), "
