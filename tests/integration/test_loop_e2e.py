@@ -219,7 +219,6 @@ def test_wrong_token_and_stack_state(flow, monkeypatch):
 
 
 def test_learning_curve_stop_advice_and_budget(flow, tmp_path):
-    ctx, p = flow["ctx"], flow["p"]
     png = tmp_path / "curve.png"
     status = cli("status", "--plot", str(png))
     curve = status["learning_curve"]
