@@ -235,3 +235,14 @@ def test_learning_curve_stop_advice_and_budget(flow, tmp_path):
     assert cli("status")["budget"] == spent
     small = cli("next-round", "--annotators", "alice,bob", "--overlap", "2", "--budget", str(spent + 6))
     assert small["size"] == 3  # shrunk to fit: 3 items x 2 labels = the 6 labels left
+
+
+def test_state_survives_a_restart_of_every_process(flow):
+    before = cli("status")
+    stopped = cli("down")["stopped"]
+    assert set(stopped) == {"redis", "label-studio", "ml-backend"}
+    assert not any(s["healthy"] for s in json.loads(runner.invoke(app, ["ps", "--json"]).stdout))
+    cli("up")
+    after = cli("status")
+    for key in ("labels_spent", "rounds", "class_balance", "model_version", "budget", "learning_curve"):
+        assert after[key] == before[key], key
