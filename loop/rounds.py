@@ -19,7 +19,8 @@ from loop.assign import assign, per_annotator
 from loop.context import Context
 from loop.embeddings import DIM, EmbeddingCache, key_for_hash
 from loop.errors import ConfigError, EmptyPool, LoopError, RoundIncomplete
-from loop.labelstudio import choice_result, result_label
+from loop.annotations import Recorder
+from loop.labelstudio import choice_result
 from loop.learning import choose_batch, measure_round
 from loop.strategies import DEFAULT_STRATEGY, get_strategy
 from loop.stopping import Plateau, StabilizingPredictions
@@ -30,37 +31,16 @@ from loop.store import Store
 def sync_annotations(ctx: Context, p: int) -> dict[str, int]:
     """Mirror the project's annotations from Label Studio into Redis (idempotent).
 
-    Every annotation is validated first (known task, a label from the project's label set), so a
-    bad one fails the sync with nothing written. A new annotation is stamped with the guideline
-    version in force when it is first seen; an updated one keeps its stamp.
+    Every annotation is validated first (a label from the project's label set), so a bad one fails
+    the sync with nothing written.
     """
-    store = ctx.store
-    project = store.project(p)
-    labels = set(project["labels"])
-    item_of_task = store.item_for_task(p)
-    name_of_user = {a["ls_user_id"]: a["name"] for a in store.annotators().values()}
-    stored = store.annotations(p)
+    recorder = Recorder.load(ctx.store, p)
     fresh: dict[str, dict[str, Any]] = {}
     for ann in ctx.ls.annotations(p):
-        task = ann["task"]
-        if task not in item_of_task:
-            continue  # a task loop did not import (added by hand in Label Studio): not ours to track
-        skipped = bool(ann.get("was_cancelled"))
-        label = result_label(ann.get("result") or [])
-        who = name_of_user.get(ann.get("completed_by"), f"user-{ann.get('completed_by')}")
-        if not skipped and label is None:
-            continue  # an empty submission carries no label
-        if label is not None and label not in labels:
-            raise LoopError(f"annotation {ann['id']} by {who} on task {task} has label {label!r}, which is not one "
-                            f"of {', '.join(sorted(labels))}; fix it in Label Studio, then re-run")
-        aid = str(ann["id"])
-        fresh[aid] = {
-            "id": aid, "item_id": item_of_task[task], "task_id": task, "annotator": who,
-            "ls_user_id": ann.get("completed_by"), "label": None if skipped else label, "skipped": skipped,
-            "created_at": ann.get("created_at"), "updated_at": ann.get("updated_at"),
-            "guideline_version": (stored.get(aid) or {}).get("guideline_version", project.get("guideline_version")),
-        }
-    return store.replace_annotations(p, fresh)
+        rec = recorder.record(ann, ann["task"])
+        if rec is not None:
+            fresh[rec["id"]] = rec
+    return ctx.store.replace_annotations(p, fresh)
 
 
 # -- progress of a round --------------------------------------------------------------------

@@ -3,6 +3,9 @@
 Key names (one separator, ':'; `{p}` is the loop project id, which is the Label Studio project id):
 
     loop:current_project                      string      project used when --project is omitted
+    loop:projects                             set         every project id (the trainer watches their streams)
+    loop:deadletter                           stream      webhook payloads refused, with the reason
+    loop:trainer:heartbeat                    string      last time (epoch s) the trainer checked in
     loop:annotators                           hash        annotator name -> JSON {name, email, ls_user_id, created_at}
     loop:project:{p}                          hash        project record (JSON values): labels, text_field, ...
     loop:project:{p}:items                    hash        item id -> JSON {task_id, key}   (key: content hash of the text)
@@ -15,7 +18,9 @@ Key names (one separator, ':'; `{p}` is the loop project id, which is the Label 
     loop:project:{p}:models                   sorted set  model versions (score = creation time)
     loop:project:{p}:model:{version}          hash        fitted classifier: coef/intercept as bytes with dtype and shape
     loop:project:{p}:model:current            string      the newest model version
+    loop:project:{p}:model:seq                counter     last model version number handed out
     loop:project:{p}:events                   stream      webhook events from Label Studio, for the trainer
+                                                          (consumer group "trainer")
 
 Every value that is not an array is JSON (never pickle), so any process or language can read it.
 A round is written in two steps that survive a crash: `plan_round` records the round as
@@ -44,6 +49,18 @@ class Keys:
     @staticmethod
     def current_project() -> str:
         return f"{PREFIX}:current_project"
+
+    @staticmethod
+    def projects() -> str:
+        return f"{PREFIX}:projects"
+
+    @staticmethod
+    def deadletter() -> str:
+        return f"{PREFIX}:deadletter"
+
+    @staticmethod
+    def trainer_heartbeat() -> str:
+        return f"{PREFIX}:trainer:heartbeat"
 
     @staticmethod
     def annotators() -> str:
@@ -92,6 +109,10 @@ class Keys:
     @staticmethod
     def current_model(p: int) -> str:
         return f"{Keys.project(p)}:model:current"
+
+    @staticmethod
+    def model_seq(p: int) -> str:
+        return f"{Keys.project(p)}:model:seq"
 
     @staticmethod
     def events(p: int) -> str:
@@ -163,6 +184,7 @@ class Store:
     def save_project(self, p: int, record: dict[str, Any], *, make_current: bool = True) -> None:
         pipe = self.r.pipeline()
         pipe.hset(Keys.project(p), mapping={k: _dumps(v) for k, v in record.items()})
+        pipe.sadd(Keys.projects(), p)
         if make_current:
             pipe.set(Keys.current_project(), p)
         pipe.execute()
@@ -170,6 +192,9 @@ class Store:
     def project(self, p: int) -> dict[str, Any] | None:
         raw = self.r.hgetall(Keys.project(p))
         return _loads_hash(raw) if raw else None
+
+    def project_ids(self) -> list[int]:
+        return sorted(int(p) for p in self.r.smembers(Keys.projects()))
 
     def current_project(self) -> int | None:
         raw = self.r.get(Keys.current_project())
@@ -221,6 +246,16 @@ class Store:
 
     def annotations(self, p: int) -> dict[str, dict[str, Any]]:
         return _loads_hash(self.r.hgetall(Keys.annotations(p)))
+
+    def upsert_annotations(self, p: int, records: dict[str, dict[str, Any]], removed: Iterable[str] = ()) -> None:
+        """Apply annotation changes reported by webhooks (the next full sync stays authoritative)."""
+        removed = [str(r) for r in removed]
+        pipe = self.r.pipeline(transaction=True)
+        if records:
+            pipe.hset(Keys.annotations(p), mapping={str(k): _dumps(v) for k, v in records.items()})
+        if removed:
+            pipe.hdel(Keys.annotations(p), *removed)
+        pipe.execute()
 
     # -- rounds -----------------------------------------------------------------------------
     def assigned(self, p: int) -> dict[str, int]:
@@ -276,7 +311,8 @@ class Store:
 
     # -- models -----------------------------------------------------------------------------
     def next_model_version(self, p: int) -> str:
-        return f"v{self.r.zcard(Keys.models(p)) + 1}"
+        """A new version name; an atomic counter, so the CLI and the trainer never hand out the same one."""
+        return f"v{self.r.incr(Keys.model_seq(p))}"
 
     def save_model(self, p: int, snap: ModelSnapshot) -> None:
         pipe = self.r.pipeline(transaction=True)
@@ -297,8 +333,55 @@ class Store:
         return ModelSnapshot.from_mapping(raw) if raw else None
 
     # -- events (webhooks) ------------------------------------------------------------------
+    GROUP = "trainer"
+
     def append_event(self, p: int, event: dict[str, Any]) -> str:
         return self.r.xadd(Keys.events(p), {"event": _dumps(event)}).decode()
 
     def event_count(self, p: int) -> int:
         return int(self.r.xlen(Keys.events(p)))
+
+    def dead_letter(self, reason: str, payload: Any) -> str:
+        """Keep a refused webhook payload with the reason, so no event is silently lost."""
+        return self.r.xadd(Keys.deadletter(), {"reason": reason, "payload": _dumps(payload),
+                                               "at": _dumps(time.time())}).decode()
+
+    def dead_letters(self) -> list[dict[str, Any]]:
+        return [{"id": i.decode(), "reason": f[b"reason"].decode(), "payload": json.loads(f[b"payload"])}
+                for i, f in self.r.xrange(Keys.deadletter())]
+
+    def read_events(self, consumer: str, block_ms: int = 1000, count: int = 1000,
+                    pending: bool = False) -> dict[int, list[tuple[str, dict[str, Any]]]]:
+        """Events for the trainer's consumer group, per project: new ones, or (pending=True) those
+        delivered before but never acknowledged (a trainer that died mid-batch)."""
+        streams = {}
+        for p in self.project_ids():
+            try:
+                self.r.xgroup_create(Keys.events(p), self.GROUP, id="0", mkstream=True)
+            except redis.ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
+            streams[Keys.events(p)] = "0" if pending else ">"
+        if not streams:
+            time.sleep(block_ms / 1000)
+            return {}
+        got = self.r.xreadgroup(self.GROUP, consumer, streams, count=count, block=None if pending else block_ms)
+        out: dict[int, list[tuple[str, dict[str, Any]]]] = {}
+        for key, entries in got or []:
+            p = int(key.decode().split(":")[2])
+            for event_id, fields in entries:
+                if fields:  # a pending entry whose payload was trimmed has no fields
+                    out.setdefault(p, []).append((event_id.decode(), json.loads(fields[b"event"])))
+        return out
+
+    def ack_events(self, p: int, ids: Iterable[str]) -> None:
+        ids = list(ids)
+        if ids:
+            self.r.xack(Keys.events(p), self.GROUP, *ids)
+
+    def heartbeat(self) -> None:
+        self.r.set(Keys.trainer_heartbeat(), time.time())
+
+    def last_heartbeat(self) -> float | None:
+        raw = self.r.get(Keys.trainer_heartbeat())
+        return float(raw) if raw is not None else None

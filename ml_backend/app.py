@@ -9,6 +9,7 @@ elsewhere, never inside Label Studio's request.
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -17,9 +18,11 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from loop import model as model_lib
+from loop.annotations import Recorder
 from loop.embeddings import EmbeddingCache, Embedder, embed_texts
 from loop.labelstudio import OBJECT, choice_result
 from loop.store import Store
+from ml_backend import webhooks
 
 
 class BadRequest(Exception):
@@ -28,13 +31,19 @@ class BadRequest(Exception):
 
 
 def _project_id(value: Any) -> int:
-    """Label Studio sends the project as an int, a dict, or "<id>.<timestamp>"."""
-    if isinstance(value, dict):
-        value = value.get("id")
     try:
-        return int(str(value).split(".")[0])
-    except (TypeError, ValueError):
-        raise BadRequest(f"'project' is {value!r}; expected a project id") from None
+        return webhooks.project_id(value)
+    except webhooks.Refused as exc:
+        raise BadRequest(exc.reason, exc.status) from None
+
+
+async def _raw(request: Request) -> Any:
+    """The request body as JSON if it parses, else as text: what the dead-letter entry keeps."""
+    raw = await request.body()
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw.decode("utf-8", errors="replace")
 
 
 class Models:
@@ -62,7 +71,7 @@ def create_app(store: Store, cache: EmbeddingCache, embedder: Embedder) -> FastA
     app = FastAPI(title="loop ML backend")
     models = Models(store)
     started = time.time()
-    counters = {"predict_requests": 0, "tasks_predicted": 0, "webhooks": 0}
+    counters = {"predict_requests": 0, "tasks_predicted": 0, "webhooks": 0, "webhooks_refused": 0}
 
     @app.exception_handler(BadRequest)
     async def bad_request(_: Request, exc: BadRequest):
@@ -115,15 +124,20 @@ def create_app(store: Store, cache: EmbeddingCache, embedder: Embedder) -> FastA
 
     @app.post("/webhook")
     async def webhook(request: Request):
-        data = await body(request)
-        action = data.get("action")
-        if not isinstance(action, str):
-            raise BadRequest("'action' is missing; expected a Label Studio webhook event")
-        p = _project_id(data.get("project"))
-        event_id = store.append_event(p, {"action": action, "received_at": time.time(),
-                                          "annotation": (data.get("annotation") or {}).get("id"),
-                                          "task": (data.get("task") or {}).get("id")})
+        try:
+            data = await body(request)
+            parsed = webhooks.parse(data, lambda p: Recorder.load(store, p) if store.project(p) else None)
+        except (BadRequest, webhooks.Refused) as exc:
+            status = exc.status
+            reason = exc.message if isinstance(exc, BadRequest) else exc.reason
+            store.dead_letter(reason, await _raw(request))
+            counters["webhooks_refused"] += 1
+            return JSONResponse({"status": "error", "error": reason}, status_code=status)
         counters["webhooks"] += 1
+        if parsed is None:
+            return JSONResponse({"status": "ignored"}, status_code=200)
+        p, event = parsed
+        event_id = store.append_event(p, {**event, "received_at": time.time()})
         return JSONResponse({"status": "queued", "event": event_id}, status_code=201)
 
     @app.get("/metrics")

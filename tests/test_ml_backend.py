@@ -176,7 +176,7 @@ def test_predict_tasks_not_a_list(client):
 def test_non_json_body(client, path, content):
     resp = client.post(path, content=content, headers={"Content-Type": "application/json"})
     assert resp.status_code == 400
-    assert resp.json() == {"status": "error", "error": "the body is not JSON"}
+    assert resp.json() == {"status": "error", "error": "the body is not JSON"}  # one error shape everywhere
 
 
 @pytest.mark.parametrize("path", ["/predict", "/setup", "/webhook"])
@@ -187,18 +187,70 @@ def test_json_that_is_not_an_object(client, path):
 
 
 # -- webhook --------------------------------------------------------------------------------
-def test_webhook_appends_an_event(client, redis_store):
+def loop_project(store):
+    """A project as `loop init` leaves it: labels, one item on task 100, one annotator."""
+    store.save_project(P, {"labels": ["neg", "pos"], "guideline_version": 2}, make_current=False)
+    store.add_items(P, {"i1": {"task_id": 100, "key": "h1"}})
+    store.add_annotator({"name": "alice", "ls_user_id": 5})
+
+
+def created(label="pos", annotation_id=9, text="great", action="ANNOTATION_CREATED"):
+    return {"action": action, "project": {"id": P},
+            "annotation": {"id": annotation_id, "task": 100, "completed_by": 5, "was_cancelled": False,
+                           "result": [{"from_name": CONTROL, "to_name": OBJECT, "type": "choices",
+                                       "value": {"choices": [label]}}]},
+            "task": {"id": 100, "data": {OBJECT: text} if text is not None else {"other": "x"}}}
+
+
+def events(store):
+    import json
+
+    return [json.loads(f[b"event"]) for _, f in store.r.xrange(f"loop:project:{P}:events")]
+
+
+def test_webhook_validates_and_queues_the_label(client, redis_store):
+    loop_project(redis_store)
+    resp = client.post("/webhook", json=created())
+    assert resp.status_code == 201 and resp.json()["status"] == "queued"
+    (event,) = events(redis_store)
+    (rec,) = event["upsert"]
+    assert (rec["item_id"], rec["annotator"], rec["label"], rec["guideline_version"]) == ("i1", "alice", "pos", 2)
+    assert client.post("/webhook", json=created(action="ANNOTATION_UPDATED", label="neg")).status_code == 201
+    deleted = {"action": "ANNOTATIONS_DELETED", "project": {"id": P}, "annotations": [{"id": 9}]}
+    assert client.post("/webhook", json=deleted).status_code == 201
+    assert [e["action"] for e in events(redis_store)] == ["ANNOTATION_CREATED", "ANNOTATION_UPDATED",
+                                                          "ANNOTATIONS_DELETED"]
+    assert events(redis_store)[2]["remove"] == ["9"]
+    assert redis_store.dead_letters() == []
+
+
+@pytest.mark.parametrize("payload, status, reason", [
+    (created(label="maybe"), 422, "'maybe'"),
+    (created(text=None), 422, "data.text"),
+    ({**created(), "project": {"id": 999}}, 404, "not a loop project"),
+    ({**created(), "annotation": None}, 400, "annotation"),
+    ({**created(), "task": {"id": 555, "data": {"text": "x"}}}, 400, "task is missing"),
+])
+def test_a_refused_webhook_is_a_clear_4xx_and_is_dead_lettered(client, redis_store, payload, status, reason):
+    loop_project(redis_store)
+    resp = client.post("/webhook", json=payload)
+    assert resp.status_code == status and reason in resp.json()["error"]
     assert redis_store.event_count(P) == 0
-    event = {"action": "ANNOTATION_CREATED", "project": {"id": P}, "annotation": {"id": 9}, "task": {"id": 100}}
-    resp = client.post("/webhook", json=event)
-    assert resp.status_code == 201
-    assert resp.json()["status"] == "queued"
-    assert redis_store.event_count(P) == 1
-    client.post("/webhook", json={**event, "action": "ANNOTATION_UPDATED"})
-    assert redis_store.event_count(P) == 2
-    assert redis_store.event_count(P + 1) == 0
-    stored = redis_store.r.xrange(f"loop:project:{P}:events")
-    assert stored[0][0].decode() == resp.json()["event"]
+    (dead,) = redis_store.dead_letters()
+    assert reason in dead["reason"] and dead["payload"] == payload
+
+
+def test_a_malformed_body_is_dead_lettered_as_text(client, redis_store):
+    resp = client.post("/webhook", content=b"{not json", headers={"Content-Type": "application/json"})
+    assert resp.status_code == 400
+    assert redis_store.dead_letters()[0]["payload"] == "{not json"
+
+
+def test_actions_the_trainer_does_not_need_are_acknowledged_and_ignored(client, redis_store):
+    loop_project(redis_store)
+    resp = client.post("/webhook", json={"action": "PROJECT_UPDATED", "project": {"id": P}})
+    assert resp.status_code == 200 and resp.json()["status"] == "ignored"
+    assert redis_store.event_count(P) == 0
 
 
 @pytest.mark.parametrize("event", [
@@ -223,6 +275,7 @@ def test_webhook_without_project(client, redis_store):
 def test_metrics_count_requests(client, redis_store):
     train_and_store(redis_store)
     client.post("/predict", json={"project": P, "tasks": tasks("a", "b")})
-    client.post("/webhook", json={"action": "ANNOTATION_CREATED", "project": P})
+    loop_project(redis_store)
+    client.post("/webhook", json=created())
     m = client.get("/metrics").json()
     assert m["predict_requests"] == 1 and m["tasks_predicted"] == 2 and m["webhooks"] == 1

@@ -32,6 +32,10 @@ P = 3
     (Keys.current_model(3), "loop:project:3:model:current"),
     (Keys.events(3), "loop:project:3:events"),
     (Keys.round(17, 10), "loop:project:17:round:10"),
+    (Keys.projects(), "loop:projects"),
+    (Keys.deadletter(), "loop:deadletter"),
+    (Keys.trainer_heartbeat(), "loop:trainer:heartbeat"),
+    (Keys.model_seq(3), "loop:project:3:model:seq"),
 ])
 def test_key_shapes(key, expected):
     assert key == expected
@@ -41,7 +45,8 @@ def test_every_key_method_is_pinned():
     """A new Keys method must get a line in test_key_shapes (and in the store's docstring)."""
     methods = {name for name in vars(Keys) if not name.startswith("_")}
     assert methods == {"current_project", "annotators", "project", "items", "tasks", "annotations", "assigned",
-                       "rounds", "round", "round_assignments", "models", "model", "current_model", "events"}
+                       "rounds", "round", "round_assignments", "models", "model", "current_model", "events",
+                       "projects", "deadletter", "trainer_heartbeat", "model_seq"}
 
 
 def test_keys_written_are_the_documented_ones(redis_store):
@@ -52,8 +57,11 @@ def test_keys_written_are_the_documented_ones(redis_store):
     s.replace_annotations(P, {"1": {"item_id": "i1", "label": "a"}})
     s.plan_round(P, {"id": 1}, {"i1": ["alice"]})
     s.append_event(P, {"action": "ANNOTATION_CREATED"})
-    s.save_model(P, _snapshot(_fit(2), "v1"))
+    s.save_model(P, _snapshot(_fit(2), s.next_model_version(P)))
+    s.dead_letter("bad", {"x": 1})
+    s.heartbeat()
     assert {k.decode() for k in s.r.keys("*")} == {
+        Keys.projects(), Keys.deadletter(), Keys.trainer_heartbeat(), Keys.model_seq(P),
         Keys.current_project(), Keys.annotators(), Keys.project(P), Keys.items(P), Keys.tasks(P),
         Keys.annotations(P), Keys.assigned(P), Keys.rounds(P), Keys.round(P, 1), Keys.round_assignments(P, 1),
         Keys.models(P), Keys.model(P, "v1"), Keys.current_model(P), Keys.events(P),
