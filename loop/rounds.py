@@ -144,8 +144,10 @@ def next_round(ctx: Context, p: int, *, size: int, annotators: Sequence[str], ov
                          seed=n if seed is None else seed)
     classifier, version, metrics = batch.classifier, None, {}
     if classifier is not None:
-        previous_version = store.current_model_version(p)
-        previous = store.load_model(p, previous_version) if previous_version else None
+        # Kappa compares with the previous *round's* model: the trainer's in-between versions are
+        # trained on nearly the same labels and would make every round look stable.
+        earlier = [r["model_version"] for r in store.rounds(p) if r.get("model_version")]
+        previous = store.load_model(p, earlier[-1]) if earlier else None
         version = store.next_model_version(p)
         store.save_model(p, model_lib.snapshot(classifier, version, n_labels=len(ids), round=n))
         dev = project.get("dev") or {}

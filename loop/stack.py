@@ -25,7 +25,7 @@ import httpx
 from loop.errors import ConfigError, ServiceUnavailable
 from loop.settings import Settings
 
-SERVICES = ("redis", "label-studio", "ml-backend")
+SERVICES = ("redis", "label-studio", "ml-backend", "trainer")
 
 
 @dataclass(frozen=True)
@@ -256,6 +256,27 @@ def _start_ml_backend(ws: Workspace, log: Callable[[str], None]) -> None:
     log(f"ml-backend ready at http://127.0.0.1:{port}")
 
 
+def _trainer_ok(settings: Settings, max_age: float = 10.0) -> bool:
+    import redis
+
+    from loop.store import Keys
+
+    try:
+        beat = redis.Redis.from_url(redis_url(settings), socket_connect_timeout=1, socket_timeout=2).get(
+            Keys.trainer_heartbeat())
+    except redis.RedisError:
+        return False
+    return beat is not None and time.time() - float(beat) < max_age
+
+
+def _start_trainer(ws: Workspace, log: Callable[[str], None]) -> None:
+    argv = [sys.executable, "-m", "ml_backend.trainer"]
+    env = {"LOOP_WORKSPACE": str(ws.root), "REDIS_URL": redis_url(ws.settings)}
+    pid = _spawn(ws, "trainer", argv, env)
+    _wait("trainer", lambda: _trainer_ok(ws.settings), pid, ws.settings.startup_timeout, ws.log_file("trainer"))
+    log("trainer ready (consumes webhook events from Redis)")
+
+
 def _managed(settings: Settings) -> list[str]:
     """The services `up` runs here; the rest come from the settings (REDIS_URL, LOOP_LABEL_STUDIO_URL)."""
     out = []
@@ -264,14 +285,15 @@ def _managed(settings: Settings) -> list[str]:
     if settings.embedded_label_studio:
         out.append("label-studio")
     if not settings.ml_backend_url:
-        out.append("ml-backend")
+        out += ["ml-backend", "trainer"]
     return out
 
 
 def up(settings: Settings, log: Callable[[str], None] = print) -> list[ServiceStatus]:
     ws = Workspace(settings)
     ws.root.mkdir(parents=True, exist_ok=True)
-    starters = {"redis": _start_redis, "label-studio": _start_label_studio, "ml-backend": _start_ml_backend}
+    starters = {"redis": _start_redis, "label-studio": _start_label_studio, "ml-backend": _start_ml_backend,
+                "trainer": _start_trainer}
     for service in SERVICES:
         if service not in _managed(settings):
             continue
@@ -286,7 +308,7 @@ def up(settings: Settings, log: Callable[[str], None] = print) -> list[ServiceSt
             log(f"{service} ready (pid {status.pid})")
             continue
         port = _port(settings, service)
-        if _port_open(port):
+        if port and _port_open(port):
             raise ConfigError(f"port {port} for {service} is taken by another program; stop it or set "
                               f"{_port_env(service)}")
         starters[service](ws, log)
@@ -312,7 +334,7 @@ def down(settings: Settings, log: Callable[[str], None] = print) -> list[str]:
 
 def _port(settings: Settings, service: str) -> int:
     return {"redis": settings.redis_port, "label-studio": settings.label_studio_port,
-            "ml-backend": settings.ml_backend_port}[service]
+            "ml-backend": settings.ml_backend_port, "trainer": 0}[service]
 
 
 def _port_env(service: str) -> str:
@@ -331,9 +353,12 @@ def _status(ws: Workspace, service: str) -> ServiceStatus:
     elif service == "label-studio":
         url = s.ls_url
         healthy = _http_ok(f"{url}/health")
-    else:
+    elif service == "ml-backend":
         url = s.backend_url
         healthy = _http_ok(f"{url}/health")
+    else:
+        url = "(worker on the Redis event streams)"
+        healthy = _trainer_ok(s)
     return ServiceStatus(service, url, pid, running, healthy, managed)
 
 

@@ -1,0 +1,107 @@
+"""The trainer: consumes webhook events from Redis and publishes new model versions.
+
+Label Studio never waits for training: `/webhook` only queues. This worker reads each project's
+event stream through the consumer group "trainer", applies the label changes to the label store,
+and refits once per burst (events arriving within `coalesce_s` of each other are one retrain).
+A new model is written under a new version and made current in one transaction; `/predict` picks
+it up on its next request. Events are acknowledged only after that, so a trainer that dies
+mid-batch re-reads them on restart.
+
+Run it with `python -m ml_backend.trainer` (`loop up` does).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import threading
+import time
+from typing import Any
+
+import numpy as np
+
+from loop import model as model_lib
+from loop.aggregate import training_labels
+from loop.embeddings import EmbeddingCache, key_for_hash
+from loop.store import Store
+
+log = logging.getLogger("loop.trainer")
+
+
+class Trainer:
+    def __init__(self, store: Store, cache: EmbeddingCache, *, consumer: str = "trainer-1",
+                 coalesce_s: float = 0.3, block_ms: int = 1000):
+        self.store, self.cache = store, cache
+        self.consumer, self.coalesce_s, self.block_ms = consumer, coalesce_s, block_ms
+        self.stopping = threading.Event()
+
+    def step(self, pending: bool = False) -> dict[int, str | None]:
+        """Handle one burst of events; returns project -> new model version (None: no model yet)."""
+        self.store.heartbeat()
+        batch = self.store.read_events(self.consumer, block_ms=self.block_ms, pending=pending)
+        if not batch:
+            return {}
+        if not pending:  # coalesce: a burst of annotations is one retrain
+            time.sleep(self.coalesce_s)
+            for p, more in self.store.read_events(self.consumer, block_ms=1, count=100_000).items():
+                batch.setdefault(p, []).extend(more)
+        published = {}
+        for p, events in batch.items():
+            upsert = {r["id"]: r for _, e in events for r in e.get("upsert", [])}
+            remove = {i for _, e in events for i in e.get("remove", [])}
+            self.store.upsert_annotations(p, {k: v for k, v in upsert.items() if k not in remove}, remove)
+            published[p] = self.retrain(p)
+            self.store.ack_events(p, [event_id for event_id, _ in events])
+        return published
+
+    def retrain(self, p: int) -> str | None:
+        """Refit on the project's aggregated labels and publish the model under a new version."""
+        start = time.perf_counter()
+        labels = training_labels(a for a in self.store.annotations(p).values() if a["label"] is not None)
+        if len(set(labels.values())) < 2:
+            return None
+        items = self.store.items(p)
+        ids = sorted(i for i in labels if i in items)
+        keys = [key_for_hash(items[i]["key"]) for i in ids]
+        found = self.cache.get_many(keys)
+        ids = [i for i, k in zip(ids, keys) if k in found]  # an item never embedded cannot be trained on
+        X = np.stack([found[key_for_hash(items[i]["key"])] for i in ids])
+        classifier = model_lib.train(X, [labels[i] for i in ids])
+        version = self.store.next_model_version(p)
+        self.store.save_model(p, model_lib.snapshot(classifier, version, n_labels=len(ids)))
+        log.info("project %s: model %s from %d labels in %.2f s", p, version, len(ids), time.perf_counter() - start)
+        return version
+
+    def run(self) -> None:
+        self.step(pending=True)  # what a previous trainer read but never acknowledged
+        while not self.stopping.is_set():
+            try:
+                self.step()
+            except Exception:  # keep serving: log, back off, retry (events stay unacknowledged)
+                log.exception("trainer step failed; retrying")
+                time.sleep(2)
+
+
+def main(argv: list[str] | None = None) -> None:
+    from loop.context import Context
+    from loop.settings import load_settings
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--consumer", default="trainer-1", help="Consumer name inside the group.")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    ctx = Context(load_settings())
+    trainer = Trainer(ctx.store, ctx.cache, consumer=args.consumer)
+
+    def stop(*_: Any) -> None:
+        trainer.stopping.set()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    log.info("trainer started")
+    trainer.run()
+
+
+if __name__ == "__main__":
+    main()
