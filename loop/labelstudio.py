@@ -6,6 +6,7 @@ a refused token, a request Label Studio rejected.
 
 from __future__ import annotations
 
+import base64
 import re
 from typing import Any, Iterable, Sequence
 from xml.etree import ElementTree
@@ -166,12 +167,16 @@ class LabelStudioClient:
         return sorted(int(t["id"]) for t in tasks)
 
     def predictions(self, project_id: int) -> list[dict[str, Any]]:
-        return self._http("list predictions", "GET", "/api/predictions/", params={"project": project_id})
+        # Filter by the task's project: predictions made by the import API carry no project of their own.
+        return self._http("list predictions", "GET", "/api/predictions/", params={"task__project": project_id})
 
     def import_predictions(self, project_id: int, predictions: Sequence[dict[str, Any]]) -> None:
         if predictions:
             self._http("import predictions", "POST", f"/api/projects/{project_id}/import/predictions",
                        json=list(predictions))
+
+    def delete_prediction(self, prediction_id: int) -> None:
+        self._http(f"delete prediction {prediction_id}", "DELETE", f"/api/predictions/{prediction_id}/")
 
     def annotations(self, project_id: int) -> list[dict[str, Any]]:
         """Every annotation of the project: {id, task, completed_by, result, was_cancelled, ...}."""
@@ -224,20 +229,30 @@ class LabelStudioClient:
             return web.get("/api/current-user/token").json()["token"]
 
     # -- ML backend and webhooks ------------------------------------------------------------
-    def connect_ml_backend(self, project_id: int, url: str, title: str = "loop") -> int:
+    def connect_ml_backend(self, project_id: int, url: str, title: str = "loop",
+                           auth: tuple[str, str] | None = None) -> int:
         existing = self._http("list ML backends", "GET", "/api/ml", params={"project": project_id})
         for backend in existing:
             if backend.get("url", "").rstrip("/") == url.rstrip("/"):
                 return int(backend["id"])
+        body = {"project": project_id, "url": url, "title": title, "is_interactive": False}
+        if auth:
+            body |= {"auth_method": "BASIC_AUTH", "basic_auth_user": auth[0], "basic_auth_pass": auth[1]}
         backend = self._http(f"connect the ML backend at {url} (is it running? `loop ps`)", "POST", "/api/ml",
-                             json={"project": project_id, "url": url, "title": title, "is_interactive": False})
+                             json=body)
         return int(backend["id"])
 
-    def ensure_webhook(self, project_id: int, url: str, actions: Sequence[str]) -> int:
+    def ensure_webhook(self, project_id: int, url: str, actions: Sequence[str],
+                       auth: tuple[str, str] | None = None) -> int:
+        headers = {}
+        if auth:
+            headers["Authorization"] = "Basic " + base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
+        body = {"project": project_id, "url": url, "send_payload": True, "send_for_all_actions": False,
+                "actions": list(actions), "is_active": True, "headers": headers}
         for hook in self._http("list webhooks", "GET", "/api/webhooks/", params={"project": project_id}):
             if hook.get("url") == url:
+                # Connecting an ML backend makes Label Studio add its own webhook to <backend>/webhook,
+                # for all actions and without our login: take it over.
+                self._http("update a webhook", "PATCH", f"/api/webhooks/{hook['id']}/", json=body)
                 return int(hook["id"])
-        hook = self._http("create a webhook", "POST", "/api/webhooks/", json={
-            "project": project_id, "url": url, "send_payload": True, "send_for_all_actions": False,
-            "actions": list(actions), "is_active": True})
-        return int(hook["id"])
+        return int(self._http("create a webhook", "POST", "/api/webhooks/", json=body)["id"])

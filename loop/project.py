@@ -129,8 +129,9 @@ def init_project(ctx: Context, data: str | Path, *, text_field: str = "text", la
     backend = None
     if connect_backend:
         url = ctx.settings.backend_url
-        backend = ls.connect_ml_backend(project_id, url)
-        ls.ensure_webhook(project_id, f"{url}/webhook", WEBHOOK_ACTIONS)
+        auth = ctx.settings.backend_auth
+        backend = ls.connect_ml_backend(project_id, url, auth=auth)
+        ls.ensure_webhook(project_id, f"{url}/webhook", WEBHOOK_ACTIONS, auth=auth)
     return {"project_id": project_id, "linked": linked, "items": len(items), "imported": len(todo),
             "embedded": n_embedded, "labels": label_set, "ml_backend": backend,
             "guideline_version": record["guideline_version"], "dev_items": len(dev_items), "url": f"{ctx.settings.ls_url}/projects/{project_id}"}

@@ -42,6 +42,9 @@ class Settings:
     ml_backend_port: int = _setting(9090, "LOOP_ML_BACKEND_PORT", "Port of the ML backend on 127.0.0.1.")
     ml_backend_url: str = _setting("", "LOOP_ML_BACKEND_URL",
                                    "URL Label Studio uses to reach the ML backend; empty: http://127.0.0.1:<ml_backend_port>.")
+    ml_backend_user: str = _setting("", "LOOP_ML_BACKEND_USER",
+                                    "With a password: the ML backend refuses calls without this basic-auth login.")
+    ml_backend_password: str = _setting("", "LOOP_ML_BACKEND_PASSWORD", "Password of that login.")
     startup_timeout: float = _setting(300.0, "LOOP_STARTUP_TIMEOUT",
                                       "Seconds `loop up` waits for each service to become ready.")
     request_timeout: float = _setting(60.0, "LOOP_REQUEST_TIMEOUT", "Seconds to wait for one Label Studio request.")
@@ -57,6 +60,10 @@ class Settings:
     @property
     def backend_url(self) -> str:
         return (self.ml_backend_url or f"http://127.0.0.1:{self.ml_backend_port}").rstrip("/")
+
+    @property
+    def backend_auth(self) -> tuple[str, str] | None:
+        return (self.ml_backend_user, self.ml_backend_password) if self.ml_backend_password else None
 
     @property
     def embedded_redis(self) -> bool:

@@ -155,9 +155,9 @@ def _wait(service: str, ready: Callable[[], bool], pid: int, timeout: float, log
                              "LOOP_STARTUP_TIMEOUT")
 
 
-def _http_ok(url: str) -> bool:
+def _http_ok(url: str, auth: tuple[str, str] | None = None) -> bool:
     try:
-        return httpx.get(url, timeout=2).status_code == 200
+        return httpx.get(url, timeout=2, auth=auth).status_code == 200
     except httpx.HTTPError:
         return False
 
@@ -251,7 +251,7 @@ def _start_ml_backend(ws: Workspace, log: Callable[[str], None]) -> None:
     argv = [sys.executable, "-m", "ml_backend", "--host", "127.0.0.1", "--port", str(port)]
     env = {"LOOP_WORKSPACE": str(ws.root), "REDIS_URL": redis_url(ws.settings)}
     pid = _spawn(ws, "ml-backend", argv, env)
-    _wait("ml-backend", lambda: _http_ok(f"http://127.0.0.1:{port}/health"), pid,
+    _wait("ml-backend", lambda: _http_ok(f"http://127.0.0.1:{port}/health", ws.settings.backend_auth), pid,
           ws.settings.startup_timeout, ws.log_file("ml-backend"))
     log(f"ml-backend ready at http://127.0.0.1:{port}")
 
@@ -355,7 +355,7 @@ def _status(ws: Workspace, service: str) -> ServiceStatus:
         healthy = _http_ok(f"{url}/health")
     elif service == "ml-backend":
         url = s.backend_url
-        healthy = _http_ok(f"{url}/health")
+        healthy = _http_ok(f"{url}/health", s.backend_auth)
     else:
         url = "(worker on the Redis event streams)"
         healthy = _trainer_ok(s)

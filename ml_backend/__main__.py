@@ -19,7 +19,7 @@ def main() -> None:
     settings = load_settings()
     ctx = Context(settings)
     ctx.embedder.encode(["warm-up"])  # load the model once, before /health says UP
-    app = create_app(ctx.store, ctx.cache, ctx.embedder)
+    app = create_app(ctx.store, ctx.cache, ctx.embedder, auth=settings.backend_auth)
     uvicorn.run(app, host=args.host, port=args.port or settings.ml_backend_port, log_level="info")
 
 

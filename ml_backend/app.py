@@ -9,6 +9,8 @@ elsewhere, never inside Label Studio's request.
 
 from __future__ import annotations
 
+import base64
+import hmac
 import json
 import time
 from typing import Any
@@ -67,8 +69,30 @@ class Models:
         return cached
 
 
-def create_app(store: Store, cache: EmbeddingCache, embedder: Embedder) -> FastAPI:
+def _authorized(header: str | None, auth: tuple[str, str]) -> bool:
+    if not header or not header.startswith("Basic "):
+        return False
+    try:
+        given = base64.b64decode(header[6:], validate=True).decode("utf-8")
+    except (ValueError, UnicodeDecodeError):
+        return False
+    return hmac.compare_digest(given, f"{auth[0]}:{auth[1]}")
+
+
+def create_app(store: Store, cache: EmbeddingCache, embedder: Embedder,
+               auth: tuple[str, str] | None = None) -> FastAPI:
+    """`auth`: a (user, password) basic-auth login that every request must carry (Label Studio
+    sends it when the backend is connected with it)."""
     app = FastAPI(title="loop ML backend")
+
+    if auth is not None:
+        @app.middleware("http")
+        async def require_login(request: Request, call_next):
+            if not _authorized(request.headers.get("authorization"), auth):
+                return JSONResponse({"status": "error", "error": "authentication required: basic auth with the "
+                                     "backend's LOOP_ML_BACKEND_USER and LOOP_ML_BACKEND_PASSWORD"},
+                                    status_code=401, headers={"WWW-Authenticate": 'Basic realm="loop"'})
+            return await call_next(request)
     models = Models(store)
     started = time.time()
     counters = {"predict_requests": 0, "tasks_predicted": 0, "webhooks": 0, "webhooks_refused": 0}

@@ -279,3 +279,19 @@ def test_metrics_count_requests(client, redis_store):
     client.post("/webhook", json=created())
     m = client.get("/metrics").json()
     assert m["predict_requests"] == 1 and m["tasks_predicted"] == 2 and m["webhooks"] == 1
+
+
+# -- auth -----------------------------------------------------------------------------------
+def test_with_a_login_configured_calls_without_it_are_refused(redis_store, tmp_path):
+    import base64
+
+    app = create_app(redis_store, EmbeddingCache(tmp_path / "c.sqlite"), FakeEmbedder(), auth=("ls", "s3cret-pass"))
+    client = TestClient(app)
+    for method, path in (("get", "/health"), ("post", "/setup"), ("post", "/predict"), ("post", "/webhook")):
+        resp = getattr(client, method)(path)
+        assert resp.status_code == 401 and "authentication required" in resp.json()["error"]
+    wrong = {"Authorization": "Basic " + base64.b64encode(b"ls:nope").decode()}
+    assert client.get("/health", headers=wrong).status_code == 401
+    right = {"Authorization": "Basic " + base64.b64encode(b"ls:s3cret-pass").decode()}
+    assert client.get("/health", headers=right).json()["status"] == "UP"
+    assert client.post("/setup", json={"project": P}, headers=right).status_code == 200

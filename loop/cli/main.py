@@ -20,9 +20,12 @@ from loop.strategies import DEFAULT_STRATEGY, STRATEGIES
 app = typer.Typer(help=__doc__.splitlines()[0] + "\n\nStart with `loop up`, then `loop init DATA --labels A,B`, "
                   "`loop annotators add NAME` and `loop next-round`.", no_args_is_help=True,
                   rich_markup_mode="markdown", pretty_exceptions_enable=False)
+predictions_app = typer.Typer(help="Model predictions in Label Studio: push the current model's scores, prune old ones.",
+                              no_args_is_help=True)
 annotators_app = typer.Typer(help="Manage the people who label: each is a Label Studio user who can log in.",
                              no_args_is_help=True)
 app.add_typer(annotators_app, name="annotators")
+app.add_typer(predictions_app, name="predictions")
 
 
 def _ctx() -> Context:
@@ -168,6 +171,38 @@ def annotators_list(as_json: bool = JSON_OPTION):
         console.print(table)
 
     emit(people, as_json, render)
+
+
+# -- predictions ----------------------------------------------------------------------------
+@predictions_app.command("push")
+@handle_errors
+def predictions_push(
+    include_labelled: bool = typer.Option(False, "--include-labelled", help="Score labelled items too."),
+    project: Optional[int] = typer.Option(None, help="Project id (default: the last one `loop init` set up)."),
+    as_json: bool = JSON_OPTION,
+):
+    """Score every unlabelled task with the current model and send the predictions to Label Studio in bulk."""
+    from loop.predictions import push
+
+    ctx = _ctx()
+    r = push(ctx, ctx.project_id(project), include_labelled=include_labelled)
+    emit(r, as_json, lambda r: console.print(f"{r['pushed']} predictions of model {r['model_version']} pushed "
+                                             f"in {r['seconds']} s ({r['already_there']} were there already)."))
+
+
+@predictions_app.command("prune")
+@handle_errors
+def predictions_prune(
+    project: Optional[int] = typer.Option(None, help="Project id (default: the last one `loop init` set up)."),
+    as_json: bool = JSON_OPTION,
+):
+    """Delete predictions of older model versions, so Label Studio's score column reflects the current model."""
+    from loop.predictions import prune
+
+    ctx = _ctx()
+    r = prune(ctx, ctx.project_id(project))
+    emit(r, as_json, lambda r: console.print(f"{r['deleted']} predictions of older models deleted; "
+                                             f"model {r['model_version']} remains."))
 
 
 # -- rounds ---------------------------------------------------------------------------------

@@ -32,6 +32,9 @@ def stack_env(tmp_path_factory):
         "LOOP_REDIS_PORT": str(free_port()),
         "LOOP_LABEL_STUDIO_PORT": str(free_port()),
         "LOOP_ML_BACKEND_PORT": str(free_port()),
+        # The backend requires a login, so every test also checks that Label Studio sends it.
+        "LOOP_ML_BACKEND_USER": "label-studio",
+        "LOOP_ML_BACKEND_PASSWORD": "backend-secret-123",
     }
     default_venv = REPO / ".venv-label-studio"
     if "LOOP_LABEL_STUDIO_VENV" not in os.environ and default_venv.exists():

@@ -168,9 +168,11 @@ def test_backend_serves_the_current_model(flow):
     ctx, p = flow["ctx"], flow["p"]
     url = ctx.settings.backend_url
     current = ctx.store.current_model_version(p)
-    assert httpx.post(f"{url}/setup", json={"project": f"{p}.123"}, timeout=30).json()["model_version"] == current
+    assert httpx.post(f"{url}/setup", json={"project": p}, timeout=30).status_code == 401  # login required
+    auth = ctx.settings.backend_auth
+    assert httpx.post(f"{url}/setup", json={"project": f"{p}.123"}, auth=auth, timeout=30).json()["model_version"] == current
     task = {"id": 1, "data": {"text": "I was charged twice for my order"}}
-    body = httpx.post(f"{url}/predict", json={"tasks": [task], "project": f"{p}.123"}, timeout=30).json()
+    body = httpx.post(f"{url}/predict", json={"tasks": [task], "project": f"{p}.123"}, auth=auth, timeout=30).json()
     (result,) = body["results"]
     assert result["model_version"] == current and 0 < result["score"] <= 1
     assert result["result"][0]["value"]["choices"][0] in flow["init"]["labels"]
@@ -209,12 +211,31 @@ def test_annotations_retrain_the_backend_without_a_round(flow):
     after = ctx.store.current_model_version(p)
     assert after != before
     url = ctx.settings.backend_url
-    assert httpx.post(f"{url}/setup", json={"project": p}, timeout=30).json()["model_version"] == after
+    auth = ctx.settings.backend_auth
+    assert httpx.post(f"{url}/setup", json={"project": p}, auth=auth, timeout=30).json()["model_version"] == after
     task = {"id": 1, "data": {"text": "My parcel never arrived"}}
-    (result,) = httpx.post(f"{url}/predict", json={"tasks": [task], "project": p}, timeout=30).json()["results"]
+    (result,) = httpx.post(f"{url}/predict", json={"tasks": [task], "project": p}, auth=auth,
+                           timeout=30).json()["results"]
     assert result["model_version"] == after
     labelled = {a["item_id"] for a in ctx.store.annotations(p).values() if a["annotator"] == "alice"}
     assert set(ctx.store.round_assignments(p, 3)) & labelled  # webhooks put alice's round-3 labels in the store
+
+
+def test_predictions_push_in_bulk_and_prune_old_versions(flow):
+    ctx, p = flow["ctx"], flow["p"]
+    current = ctx.store.current_model_version(p)
+    pushed = cli("predictions", "push")
+    assert pushed["model_version"] == current and pushed["pushed"] > 300
+    again = cli("predictions", "push")
+    assert again["pushed"] == 0  # idempotent per model version
+    versions = {pr["model_version"] for pr in ctx.ls.predictions(p)}
+    assert current in versions and len(versions) > 1  # rounds left older versions behind
+    pruned = cli("predictions", "prune")
+    assert pruned["deleted"] > 0
+    remaining = ctx.ls.predictions(p)
+    assert {pr["model_version"] for pr in remaining} == {current}
+    assert len({pr["task"] for pr in remaining}) == len(remaining)  # one prediction per task
+    assert ctx.ls.project(p)["model_version"] == current
 
 
 def test_unknown_label_in_an_annotation_is_a_clear_error(flow):
