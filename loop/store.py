@@ -374,6 +374,21 @@ class Store:
                     out.setdefault(p, []).append((event_id.decode(), json.loads(fields[b"event"])))
         return out
 
+    def backlog(self, p: int) -> int:
+        """Events not yet handled by the trainer: never delivered, or delivered and not acknowledged."""
+        try:
+            groups = {g["name"].decode(): g for g in self.r.xinfo_groups(Keys.events(p))}
+        except redis.ResponseError:  # no stream yet
+            return 0
+        group = groups.get(self.GROUP)
+        if group is None:
+            return self.event_count(p)
+        lag = group.get("lag")
+        return int(group["pending"]) + int(lag if lag is not None else 0)
+
+    def dead_letter_count(self) -> int:
+        return int(self.r.xlen(Keys.deadletter()))
+
     def ack_events(self, p: int, ids: Iterable[str]) -> None:
         ids = list(ids)
         if ids:

@@ -166,6 +166,11 @@ def create_app(store: Store, cache: EmbeddingCache, embedder: Embedder,
 
     @app.get("/metrics")
     def metrics():
-        return {**counters, "uptime_s": round(time.time() - started, 1)}
+        projects = {p: {"model_version": store.current_model_version(p), "events_waiting": store.backlog(p)}
+                    for p in store.project_ids()}
+        beat = store.last_heartbeat()
+        return {**counters, "uptime_s": round(time.time() - started, 1), "projects": projects,
+                "dead_letters": store.dead_letter_count(),
+                "trainer_heartbeat_age_s": None if beat is None else round(time.time() - beat, 1)}
 
     return app

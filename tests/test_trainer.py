@@ -66,3 +66,16 @@ def test_events_read_but_not_acknowledged_are_handled_after_a_crash(redis_store,
     assert trainer.step() == {}  # nothing new...
     assert trainer.step(pending=True) == {P: "v1"}  # ...but the pending events are recovered
     assert len(redis_store.annotations(P)) == 2
+
+
+def test_backlog_counts_undelivered_and_unacknowledged_events(redis_store, tmp_path):
+    cache = EmbeddingCache(tmp_path / "c.sqlite")
+    setup_project(redis_store, cache)
+    assert redis_store.backlog(P) == 0
+    redis_store.append_event(P, label_event(1, "i1", "pos"))
+    redis_store.append_event(P, label_event(2, "i2", "neg"))
+    assert redis_store.backlog(P) == 2
+    redis_store.read_events("trainer-1", block_ms=100)  # delivered, not acknowledged
+    assert redis_store.backlog(P) == 2
+    Trainer(redis_store, cache, coalesce_s=0.01, block_ms=100).step(pending=True)
+    assert redis_store.backlog(P) == 0
