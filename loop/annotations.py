@@ -54,6 +54,8 @@ class Recorder:
             "id": aid, "item_id": self.item_of_task[task_id], "task_id": task_id, "annotator": who,
             "ls_user_id": by, "label": None if skipped else label, "skipped": skipped,
             "created_at": ann.get("created_at"), "updated_at": ann.get("updated_at"),
+            # Stamped once, when loop first sees the label: the guidelines in force when it was made.
             "guideline_version": (self.stored.get(aid) or {}).get("guideline_version",
                                                                   self.project.get("guideline_version")),
+            "guideline_hash": (self.stored.get(aid) or {}).get("guideline_hash", self.project.get("guideline_hash")),
         }

@@ -7,13 +7,14 @@
     ---
     body in markdown
 
-The newest version in the folder is the one in force. (Bumping versions and stamping labels with
-them per item belongs to the guidelines issue; here a project reads its labels and version.)
+The newest version in the folder is the one in force. `bump` writes the next version from an
+edited file and records a changelog line in `CHANGELOG.md` next to the versions.
 """
 
 from __future__ import annotations
 
 import hashlib
+from datetime import date
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -65,3 +66,50 @@ def load_all(folder: str | Path) -> list[Guideline]:
 def current(folder: str | Path) -> Guideline | None:
     versions = load_all(folder)
     return versions[-1] if versions else None
+
+
+def get(folder: str | Path, version: int | None = None) -> Guideline:
+    versions = load_all(folder)
+    if not versions:
+        raise DataError(f"{folder}: no guideline versions (v1.md, v2.md, ...); see guidelines/README.md")
+    if version is None:
+        return versions[-1]
+    for g in versions:
+        if g.version == version:
+            return g
+    raise DataError(f"{folder}: no version {version}; there are {', '.join(str(g.version) for g in versions)}")
+
+
+def bump(folder: str | Path, edited: str | Path, note: str) -> Guideline:
+    """Write `edited` as the next version (its front matter's version is set for you) and log `note`.
+
+    The edited file is validated first; nothing is written if it is malformed or unchanged.
+    """
+    folder, edited = Path(folder), Path(edited)
+    if not note.strip():
+        raise DataError("a bump needs a changelog line: --note \"what changed and why\"")
+    if not edited.is_file():
+        raise DataError(f"{edited}: no such file; edit a copy of the current version and pass its path")
+    latest = get(folder)
+    text = edited.read_text(encoding="utf-8")
+    if not text.startswith("---"):
+        raise DataError(f"{edited}: no front matter; start from a copy of {latest.path.name}")
+    _, front, body = text.split("---", 2)
+    try:
+        meta = yaml.safe_load(front) or {}
+    except yaml.YAMLError as exc:
+        raise DataError(f"{edited}: cannot read the front matter ({exc})") from None
+    version = latest.version + 1
+    meta["version"] = version
+    new_text = "---\n" + yaml.safe_dump(meta, sort_keys=False, allow_unicode=True) + "---" + body
+    if body.strip() == latest.body and meta.get("labels") == latest.labels and \
+            list(meta.get("negatives") or []) == latest.negatives:
+        raise DataError(f"{edited} does not change anything from v{latest.version}; edit it first")
+    target = folder / f"v{version}.md"
+    tmp = target.with_suffix(".tmp")
+    tmp.write_text(new_text, encoding="utf-8")
+    parse(tmp)  # validates labels and version before the version exists
+    tmp.replace(target)
+    with (folder / "CHANGELOG.md").open("a", encoding="utf-8") as log:
+        log.write(f"- v{version} ({date.today().isoformat()}): {note.strip()}\n")
+    return parse(target)

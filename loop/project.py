@@ -137,6 +137,26 @@ def init_project(ctx: Context, data: str | Path, *, text_field: str = "text", la
             "guideline_version": record["guideline_version"], "dev_items": len(dev_items), "url": f"{ctx.settings.ls_url}/projects/{project_id}"}
 
 
+def apply_guideline(ctx: Context, p: int, version: int | None = None) -> dict[str, Any]:
+    """Make a guideline version the one in force for project p: Label Studio's label config and
+    instructions, and the version (and content hash) new labels are stamped with."""
+    from loop.guidelines import get
+    from loop.labelstudio import label_config
+
+    project = ctx.store.project(p)
+    folder = project.get("guidelines_dir")
+    if not folder:
+        raise ConfigError(f"project {p} was not set up with guidelines; re-run `loop init` with --guidelines DIR")
+    g = get(folder, version)
+    labels = list(g.labels)
+    # Label Studio refuses a config that drops a label already used in annotations: its message says which.
+    ctx.ls.update_project(p, label_config=label_config(labels), expert_instruction=g.body, show_instruction=True)
+    ctx.store.save_project(p, {"labels": labels, "guideline_version": g.version, "guideline_hash": g.content_hash},
+                           make_current=False)
+    return {"project_id": p, "guideline_version": g.version, "guideline_hash": g.content_hash, "labels": labels,
+            "previous_version": project.get("guideline_version")}
+
+
 def add_annotator(ctx: Context, name: str, *, email: str | None = None, password: str | None = None) -> dict[str, Any]:
     """Create a Label Studio user who can log in, and record them as an annotator."""
     if not name or not name.replace("-", "").replace("_", "").replace(".", "").isalnum():

@@ -14,6 +14,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from loop import model as model_lib
+from loop.adjudication import adjudicated_labels, contested
 from loop.aggregate import training_labels
 from loop.assign import assign, per_annotator
 from loop.context import Context
@@ -97,9 +98,23 @@ def check_round_options(size: int, annotators: Sequence[str], overlap: int, stra
     assign([], annotators, overlap)
 
 
+def final_labels(store: Store, p: int, annotations: dict[str, dict] | None = None,
+                 guideline_version: int | None = None) -> dict[str, str]:
+    """One training label per item: majority vote, overridden by an adjudicator's decision.
+
+    With `guideline_version`, only labels made under that version count.
+    """
+    annotations = store.annotations(p) if annotations is None else annotations
+    usable = [a for a in annotations.values() if a["label"] is not None
+              and (guideline_version is None or a.get("guideline_version") == guideline_version)]
+    labels = training_labels(usable)
+    labels.update(adjudicated_labels(usable, store.adjudication(p)))
+    return labels
+
+
 def next_round(ctx: Context, p: int, *, size: int, annotators: Sequence[str], overlap: int,
                strategy: str = DEFAULT_STRATEGY, close_incomplete: bool = False, seed: int | None = None,
-               budget: int | None = None) -> dict[str, Any]:
+               budget: int | None = None, guideline_version: int | None = None) -> dict[str, Any]:
     check_round_options(size, annotators, overlap, strategy)
     store = ctx.store
     known = store.annotators()
@@ -131,9 +146,10 @@ def next_round(ctx: Context, p: int, *, size: int, annotators: Sequence[str], ov
         size = min(size, room)
     items = store.items(p)
     keys = _cache_keys(items)
-    labels = training_labels(a for a in annotations.values() if a["label"] is not None)
+    labels = final_labels(store, p, annotations, guideline_version)
+    labelled_any = {a["item_id"] for a in annotations.values() if a["label"] is not None}
     assigned = store.assigned(p)
-    pool = [i for i in sorted(items) if i not in labels and i not in assigned]
+    pool = [i for i in sorted(items) if i not in labelled_any and i not in assigned]
     if not pool:
         raise EmptyPool("the pool is exhausted: every item is labelled or assigned; import more with `loop init`")
 
@@ -168,7 +184,7 @@ def next_round(ctx: Context, p: int, *, size: int, annotators: Sequence[str], ov
         "requested_strategy": strategy, "size": len(chosen), "overlap": overlap, "annotators": list(annotators),
         "items_per_annotator": {a: len(v) for a, v in per_annotator(assignments).items()},
         "model_version": version, "guideline_version": project.get("guideline_version"),
-        "labels_so_far": len(labels), "labels_spent": spent, "pool_before": len(pool), "scores": scores,
+        "labels_so_far": len(labels), "labels_spent": spent, "trained_on_guideline_version": guideline_version, "pool_before": len(pool), "scores": scores,
         "views": {}, "closed_previous": closed, "metrics": metrics,
     }
     store.plan_round(p, record, assignments)
@@ -208,7 +224,14 @@ def status(ctx: Context, p: int, *, sync: bool = True) -> dict[str, Any]:
     project = store.project(p)
     annotations = store.annotations(p)
     labelled = [a for a in annotations.values() if a["label"] is not None]
-    labels = training_labels(labelled)
+    labels = final_labels(store, p, annotations)
+    versions = Counter(a.get("guideline_version") for a in labelled)
+    warnings = []
+    if len(versions) > 1:
+        mix = ", ".join(f"v{v}: {n}" for v, n in sorted(versions.items(), key=lambda kv: str(kv[0])))
+        warnings.append(f"the labels mix guideline versions ({mix}); train on one with "
+                        "`loop next-round --guideline-version V`, or re-label the old ones")
+    queue = contested(annotations.values(), store.adjudication(p))
     items = store.items(p)
     assigned = store.assigned(p)
     rounds = []
@@ -228,7 +251,9 @@ def status(ctx: Context, p: int, *, sync: bool = True) -> dict[str, Any]:
         "pool": sum(1 for i in items if i not in labels and i not in assigned),
         "class_balance": {lab: balance.get(lab, 0) for lab in project["labels"]},
         "model_version": store.current_model_version(p), "guideline_version": project.get("guideline_version"),
-        "rounds": rounds, "synced": synced, "learning_curve": curve,
+        "rounds": rounds, "synced": synced, "learning_curve": curve, "warnings": warnings,
+        "guideline_versions": {str(k): v for k, v in versions.items()},
+        "contested": len(queue), "awaiting_adjudication": sum(1 for q in queue if q["adjudicator"]),
         "stop": {"recommend": stop.stop or bool(dev_stop and dev_stop.stop), "kappa": vars(stop),
                  "dev_plateau": vars(dev_stop) if dev_stop else None,
                  "rule": {"threshold": kappa_rule.threshold, "window": kappa_rule.window,

@@ -12,6 +12,7 @@ Key names (one separator, ':'; `{p}` is the loop project id, which is the Label 
     loop:project:{p}:tasks                    hash        Label Studio task id -> item id
     loop:project:{p}:annotations              hash        annotation id -> JSON {item_id, task_id, annotator, label, ...}
     loop:project:{p}:assigned                 hash        item id -> round number (an item is assigned at most once)
+    loop:project:{p}:adjudication             hash        contested item id -> JSON {adjudicator, assigned_at}
     loop:project:{p}:rounds                   sorted set  round numbers (score = number)
     loop:project:{p}:round:{n}                hash        round record (JSON values): status, strategy, size, ...
     loop:project:{p}:round:{n}:assignments    hash        item id -> JSON [annotator, ...]
@@ -85,6 +86,10 @@ class Keys:
     @staticmethod
     def assigned(p: int) -> str:
         return f"{Keys.project(p)}:assigned"
+
+    @staticmethod
+    def adjudication(p: int) -> str:
+        return f"{Keys.project(p)}:adjudication"
 
     @staticmethod
     def rounds(p: int) -> str:
@@ -260,6 +265,13 @@ class Store:
     # -- rounds -----------------------------------------------------------------------------
     def assigned(self, p: int) -> dict[str, int]:
         return {k.decode(): int(v) for k, v in self.r.hgetall(Keys.assigned(p)).items()}
+
+    def adjudication(self, p: int) -> dict[str, dict[str, Any]]:
+        return _loads_hash(self.r.hgetall(Keys.adjudication(p)))
+
+    def add_adjudication(self, p: int, items: dict[str, dict[str, Any]]) -> None:
+        if items:
+            self.r.hset(Keys.adjudication(p), mapping={i: _dumps(v) for i, v in items.items()})
 
     def round_numbers(self, p: int) -> list[int]:
         return [int(n) for n in self.r.zrange(Keys.rounds(p), 0, -1)]

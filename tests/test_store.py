@@ -36,6 +36,7 @@ P = 3
     (Keys.deadletter(), "loop:deadletter"),
     (Keys.trainer_heartbeat(), "loop:trainer:heartbeat"),
     (Keys.model_seq(3), "loop:project:3:model:seq"),
+    (Keys.adjudication(3), "loop:project:3:adjudication"),
 ])
 def test_key_shapes(key, expected):
     assert key == expected
@@ -46,7 +47,7 @@ def test_every_key_method_is_pinned():
     methods = {name for name in vars(Keys) if not name.startswith("_")}
     assert methods == {"current_project", "annotators", "project", "items", "tasks", "annotations", "assigned",
                        "rounds", "round", "round_assignments", "models", "model", "current_model", "events",
-                       "projects", "deadletter", "trainer_heartbeat", "model_seq"}
+                       "projects", "deadletter", "trainer_heartbeat", "model_seq", "adjudication"}
 
 
 def test_keys_written_are_the_documented_ones(redis_store):
@@ -60,8 +61,9 @@ def test_keys_written_are_the_documented_ones(redis_store):
     s.save_model(P, _snapshot(_fit(2), s.next_model_version(P)))
     s.dead_letter("bad", {"x": 1})
     s.heartbeat()
+    s.add_adjudication(P, {"i1": {"adjudicator": "carol"}})
     assert {k.decode() for k in s.r.keys("*")} == {
-        Keys.projects(), Keys.deadletter(), Keys.trainer_heartbeat(), Keys.model_seq(P),
+        Keys.projects(), Keys.deadletter(), Keys.trainer_heartbeat(), Keys.model_seq(P), Keys.adjudication(P),
         Keys.current_project(), Keys.annotators(), Keys.project(P), Keys.items(P), Keys.tasks(P),
         Keys.annotations(P), Keys.assigned(P), Keys.rounds(P), Keys.round(P, 1), Keys.round_assignments(P, 1),
         Keys.models(P), Keys.model(P, "v1"), Keys.current_model(P), Keys.events(P),

@@ -11,6 +11,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
+from loop.cli import guidelines as guidelines_cli
 from loop.cli.output import JSON_OPTION, console, emit, handle_errors, progress_bars
 from loop.context import Context
 from loop.errors import LoopError
@@ -26,6 +27,7 @@ annotators_app = typer.Typer(help="Manage the people who label: each is a Label 
                              no_args_is_help=True)
 app.add_typer(annotators_app, name="annotators")
 app.add_typer(predictions_app, name="predictions")
+app.add_typer(guidelines_cli.app, name="guidelines")
 
 
 def _ctx() -> Context:
@@ -173,6 +175,35 @@ def annotators_list(as_json: bool = JSON_OPTION):
     emit(people, as_json, render)
 
 
+@app.command()
+@handle_errors
+def adjudicate(
+    adjudicator: str = typer.Option(..., help="Who decides contested items (a recorded annotator)."),
+    limit: Optional[int] = typer.Option(None, help="At most this many new items (worst first)."),
+    project: Optional[int] = typer.Option(None, help="Project id (default: the last one `loop init` set up)."),
+    as_json: bool = JSON_OPTION,
+):
+    """Send contested items (annotators disagree; most even split first) to an adjudicator, whose label is final."""
+    from loop.adjudication import assign
+
+    ctx = _ctx()
+    r = assign(ctx, ctx.project_id(project), adjudicator, limit=limit)
+
+    def render(r):
+        console.print(f"{len(r['assigned'])} contested items sent to {r['adjudicator']}; "
+                      f"{r['open_for_adjudicator']} now wait in their tab \"Adjudication · {r['adjudicator']}\" "
+                      f"({r['contested']} contested in all).")
+        if r["skipped_own_items"]:
+            console.print(f"{len(r['skipped_own_items'])} items were left out: {r['adjudicator']} labelled them.")
+        table = Table("item", "labels", "top share", "adjudicator", title="contested queue (worst first)")
+        for q in r["queue"][:20]:
+            table.add_row(q["item_id"], ", ".join(f"{k} x{v}" for k, v in q["labels"].items()),
+                          f"{q['top_share']:.0%}", q["adjudicator"] or "-")
+        console.print(table)
+
+    emit(r, as_json, render)
+
+
 # -- predictions ----------------------------------------------------------------------------
 @predictions_app.command("push")
 @handle_errors
@@ -229,6 +260,7 @@ def next_round(
     overlap: int = typer.Option(2, help="How many of them label each item."),
     strategy: str = typer.Option(DEFAULT_STRATEGY, help=f"Query strategy: {', '.join(STRATEGIES)}."),
     budget: Optional[int] = typer.Option(None, help="Total labels you will pay for (kept for later rounds); rounds shrink to fit it."),
+    guideline_version: Optional[int] = typer.Option(None, help="Train only on labels made under this guideline version."),
     close_incomplete: bool = typer.Option(False, "--close-incomplete", help="Close the previous round even if annotators still owe items."),
     project: Optional[int] = typer.Option(None, help="Project id (default: the last one `loop init` set up)."),
     seed: Optional[int] = typer.Option(None, help="Random seed for cold start and random selection."),
@@ -240,7 +272,8 @@ def next_round(
     check_round_options(size, _csv(annotators), overlap, strategy)
     ctx = _ctx()
     result = run(ctx, ctx.project_id(project), size=size, annotators=_csv(annotators), overlap=overlap,
-                 strategy=strategy, close_incomplete=close_incomplete, seed=seed, budget=budget)
+                 strategy=strategy, close_incomplete=close_incomplete, seed=seed, budget=budget,
+                 guideline_version=guideline_version)
     result.pop("scores", None)
     emit(result, as_json, _render_round)
 
@@ -283,6 +316,11 @@ def status(
                 curve.add_row(str(c["round"]), str(c["n_labels"]), fmt(c.get("kappa")), fmt(c.get("dev_accuracy")),
                               fmt(c.get("dev_macro_f1")))
             console.print(curve)
+        if s["contested"]:
+            console.print(f"{s['contested']} contested items ({s['awaiting_adjudication']} with an adjudicator); "
+                          "`loop adjudicate --adjudicator NAME` sends them to someone who decides")
+        for warning in s["warnings"]:
+            console.print(f"[bold yellow]Warning[/]: {warning}")
         stop = s["stop"]
         console.print(("[bold green]Recommend stopping[/]: " if stop["recommend"] else "[bold]Keep labelling[/]: ")
                       + stop["kappa"]["reason"] + (f"; {stop['dev_plateau']['reason']}" if stop["dev_plateau"] else ""))

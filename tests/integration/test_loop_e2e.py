@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import time
 
 import httpx
@@ -44,14 +45,17 @@ def cli_fails(*args: str) -> str:
 def flow(stack_env, tmp_path_factory):
     """Runs the loop up to round 1 and returns what the tests inspect."""
     ctx = Context(stack_env)
-    dev = tmp_path_factory.mktemp("dev") / "dev.jsonl"
+    here = tmp_path_factory.mktemp("flow")
+    dev = here / "dev.jsonl"
     dev.write_text("\n".join(SAMPLE.read_text().splitlines()[:80]))
-    init = cli("init", str(SAMPLE), "--label-field", "label", "--guidelines", str(REPO / "guidelines"),
-               "--dev", str(dev))
+    guidelines = here / "guidelines"  # a copy: the guideline-bump test writes v2 into it
+    shutil.copytree(REPO / "guidelines", guidelines)
+    init = cli("init", str(SAMPLE), "--label-field", "label", "--guidelines", str(guidelines), "--dev", str(dev))
     added = {name: cli("annotators", "add", name, "--password", pw) for name, pw in PEOPLE.items()}
     round1 = cli("next-round", "--size", str(SIZE), "--annotators", "alice,bob,carol", "--overlap", str(OVERLAP))
     truth = {i.id: i.label for i in read_items(SAMPLE, label_field="label")}
-    return {"ctx": ctx, "p": init["project_id"], "init": init, "added": added, "round1": round1, "truth": truth}
+    return {"ctx": ctx, "p": init["project_id"], "init": init, "added": added, "round1": round1, "truth": truth,
+            "guidelines": guidelines}
 
 
 def annotate_round(flow, n: int, *, only: str | None = None, limit: int | None = None) -> int:
@@ -84,7 +88,7 @@ def test_init_imports_embeds_and_connects(flow):
     backends = ctx.ls.http.get("/api/ml", params={"project": p}).json()
     assert [b["url"] for b in backends] == [ctx.settings.backend_url]
     # Re-running init on the same file embeds and imports nothing new.
-    again = cli("init", str(SAMPLE), "--label-field", "label", "--guidelines", str(REPO / "guidelines"))
+    again = cli("init", str(SAMPLE), "--label-field", "label", "--guidelines", str(flow["guidelines"]))
     assert (again["project_id"], again["imported"], again["embedded"]) == (p, 0, 0)
 
 
@@ -166,6 +170,7 @@ def test_sync_is_idempotent_and_webhooks_reach_the_backend(flow):
 
 def test_backend_serves_the_current_model(flow):
     ctx, p = flow["ctx"], flow["p"]
+    settle(ctx, p)
     url = ctx.settings.backend_url
     current = ctx.store.current_model_version(p)
     assert httpx.post(f"{url}/setup", json={"project": p}, timeout=30).status_code == 401  # login required
@@ -221,8 +226,18 @@ def test_annotations_retrain_the_backend_without_a_round(flow):
     assert set(ctx.store.round_assignments(p, 3)) & labelled  # webhooks put alice's round-3 labels in the store
 
 
+def settle(ctx, p, timeout: float = 60) -> None:
+    """Wait until the trainer has handled every webhook event (so the model version stays put)."""
+    deadline = time.monotonic() + timeout
+    while ctx.store.backlog(p) and time.monotonic() < deadline:
+        time.sleep(0.3)
+    time.sleep(1.0)  # the last retrain publishes just after its events are read
+    assert ctx.store.backlog(p) == 0
+
+
 def test_predictions_push_in_bulk_and_prune_old_versions(flow):
     ctx, p = flow["ctx"], flow["p"]
+    settle(ctx, p)
     current = ctx.store.current_model_version(p)
     pushed = cli("predictions", "push")
     assert pushed["model_version"] == current and pushed["pushed"] > 300
@@ -278,6 +293,61 @@ def test_learning_curve_stop_advice_and_budget(flow, tmp_path):
     assert cli("status")["budget"] == spent
     small = cli("next-round", "--annotators", "alice,bob", "--overlap", "2", "--budget", str(spent + 6))
     assert small["size"] == 3  # shrunk to fit: 3 items x 2 labels = the 6 labels left
+
+
+def label_as(flow, name: str, password: str, task_id: int, label: str) -> None:
+    token = LabelStudioClient.login_token(flow["ctx"].settings.ls_url, f"{name}@loop.local", password)
+    LabelStudio(base_url=flow["ctx"].settings.ls_url, api_key=token).annotations.create(
+        id=task_id, result=choice_result(label))
+
+
+def test_disagreement_is_contested_and_the_adjudicator_decides(flow):
+    from loop.rounds import final_labels
+
+    ctx, p = flow["ctx"], flow["p"]
+    items = ctx.store.items(p)
+    free = [i for i in sorted(items) if i not in ctx.store.assigned(p)][:2]
+    three_way, two_one = (items[i]["task_id"] for i in free)
+    for name, label in (("alice", "billing"), ("bob", "delivery"), ("carol", "account")):
+        label_as(flow, name, PEOPLE[name], three_way, label)
+    for name, label in (("alice", "billing"), ("bob", "billing"), ("carol", "delivery")):
+        label_as(flow, name, PEOPLE[name], two_one, label)
+    status = cli("status")
+    assert status["contested"] >= 2
+    cli("annotators", "add", "dana", "--password", "dana-pass-123")
+    result = cli("adjudicate", "--adjudicator", "dana")
+    assert set(free) <= set(result["assigned"])
+    order = [q["item_id"] for q in result["queue"]]
+    assert order.index(free[0]) < order.index(free[1])  # the even three-way split comes first
+    assert set(ctx.ls.view_task_ids(p, result["view"])) >= {three_way, two_one}
+    assert final_labels(ctx.store, p)[free[0]] == "billing"  # before the decision: the earliest of the tie
+
+    label_as(flow, "dana", "dana-pass-123", three_way, "technical")  # nobody's majority: the decision wins
+    cli("status")  # syncs
+    assert final_labels(ctx.store, p)[free[0]] == "technical"
+    assert free[0] not in [q["item_id"] for q in cli("adjudicate", "--adjudicator", "dana")["queue"]]
+
+
+def test_guideline_bump_stamps_new_labels_with_the_new_version(flow, tmp_path):
+    ctx, p = flow["ctx"], flow["p"]
+    edited = tmp_path / "edited.md"
+    edited.write_text((flow["guidelines"] / "v1.md").read_text().replace(
+        "## Purpose", "## Purpose\n\nNew in v2: a refund for an undelivered parcel is billing.\n", 1))
+    bumped = cli("guidelines", "bump", str(edited), "--note", "refund vs delivery rule", "--dir",
+                 str(flow["guidelines"]))
+    assert bumped["version"] == 2 and bumped["project"]["guideline_version"] == 2
+    assert "New in v2" in ctx.ls.project(p)["expert_instruction"]
+    assert "refund vs delivery rule" in (flow["guidelines"] / "CHANGELOG.md").read_text()
+
+    items = ctx.store.items(p)
+    item = [i for i in sorted(items) if i not in ctx.store.assigned(p)
+            and i not in {a["item_id"] for a in ctx.store.annotations(p).values()}][0]
+    label_as(flow, "bob", PEOPLE["bob"], items[item]["task_id"], "billing")
+    status = cli("status")
+    stamps = {a["guideline_version"] for a in ctx.store.annotations(p).values() if a["item_id"] == item}
+    assert stamps == {2}
+    assert any("mix guideline versions" in w for w in status["warnings"])
+    assert {a["guideline_version"] for a in ctx.store.annotations(p).values()} == {1, 2}  # old stamps kept
 
 
 def test_state_survives_a_restart_of_every_process(flow):
