@@ -116,3 +116,38 @@ def test_no_folder_or_empty_folder(tmp_path):
     assert current(tmp_path / "absent") is None
     assert load_all(tmp_path / "absent") == []
     assert current(tmp_path) is None
+
+
+def test_bump_writes_the_next_version_and_a_changelog_line(tmp_path):
+    import shutil
+
+    from loop.guidelines import bump, current, get
+
+    folder = tmp_path / "g"
+    shutil.copytree(REPO_GUIDELINES, folder)
+    edited = tmp_path / "edited.md"
+    edited.write_text((folder / "v1.md").read_text().replace("## Purpose", "## Purpose\n\nA new rule.\n", 1))
+    g = bump(folder, edited, "added a rule")
+    assert g.version == 2 and current(folder).version == 2 and "A new rule." in g.body
+    assert get(folder, 1).labels == g.labels
+    assert "v2" in (folder / "CHANGELOG.md").read_text() and "added a rule" in (folder / "CHANGELOG.md").read_text()
+
+
+@pytest.mark.parametrize("change, note, message", [
+    (lambda t: t, "no change", "does not change anything"),
+    (lambda t: t.replace("## Purpose", "## P2", 1), "  ", "changelog line"),
+    (lambda t: t.split("---", 2)[2], "front matter gone", "no front matter"),
+])
+def test_bump_refuses_and_writes_nothing(tmp_path, change, note, message):
+    import shutil
+
+    from loop.errors import DataError
+    from loop.guidelines import bump
+
+    folder = tmp_path / "g"
+    shutil.copytree(REPO_GUIDELINES, folder)
+    edited = tmp_path / "edited.md"
+    edited.write_text(change((folder / "v1.md").read_text()))
+    with pytest.raises(DataError, match=message):
+        bump(folder, edited, note)
+    assert sorted(p.name for p in folder.glob("v*.md")) == ["v1.md"]
