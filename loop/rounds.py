@@ -16,6 +16,7 @@ import numpy as np
 from loop import model as model_lib
 from loop.adjudication import adjudicated_labels, contested
 from loop.aggregate import training_labels
+from loop.agreement import agreement_report
 from loop.assign import assign, per_annotator
 from loop.context import Context
 from loop.embeddings import DIM, EmbeddingCache, key_for_hash
@@ -70,7 +71,18 @@ def _close_previous(store: Store, p: int, annotations: dict[str, dict], close_in
         labelled = {a["item_id"] for a in annotations.values()}
         release = [i for i in assignments if i not in labelled]
         store.close_round(p, n, release=release)
-        return {"round": n, "released": len(release), "owed": {a: len(v["owed"]) for a, v in owing.items()}}
+        round_labels = [a for a in annotations.values() if a["item_id"] in assignments and a["label"] is not None]
+        report = agreement_report(round_labels) if round_labels else None
+        summary = {
+            "round": n, "released": len(release), "owed": {a: len(v["owed"]) for a, v in owing.items()},
+            "contested": len(contested([a for a in round_labels], store.adjudication(p))),
+            "agreement": None if report is None else {
+                "percent": report["percent_agreement"]["value"], "alpha": report["krippendorff_alpha"]["value"],
+                "mean_kappa": report["cohen_kappa"]["mean"], "items": report["percent_agreement"]["n_items"],
+                "warnings": report["warnings"]},
+        }
+        store.update_round(p, n, closing=summary)
+        return summary
     return None
 
 

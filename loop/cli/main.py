@@ -204,6 +204,100 @@ def adjudicate(
     emit(r, as_json, render)
 
 
+def _render_agreement(r: dict) -> None:
+    fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
+    console.print(f"[bold]Agreement[/] over {r['n_items']} items, {r['n_records']} labels, "
+                  f"{r['n_annotators']} annotators")
+    table = Table("measure", "value", "items it rests on")
+    for name, key in (("percent agreement", "percent_agreement"), ("Krippendorff's alpha (nominal)", "krippendorff_alpha"),
+                      ("Fleiss' kappa", "fleiss_kappa")):
+        fig = r[key]
+        table.add_row(name, fmt(fig["value"]) if fig["value"] is not None else f"- ({fig.get('reason', '')})",
+                      str(fig.get("n_items", "-")))
+    k = r["cohen_kappa"]
+    table.add_row("Cohen's kappa, mean over pairs", fmt(k["mean"]), f"{k['n_defined']} of {k['n_pairs']} pairs")
+    console.print(table)
+    pairs = Table("annotators", "Cohen's kappa", "agreement", "shared items", title="per pair")
+    for pr in k["pairs"]:
+        pairs.add_row(" / ".join(map(str, pr["annotators"])), fmt(pr["kappa"]), fmt(pr.get("percent_agreement")),
+                      str(pr["n_items"]))
+    console.print(pairs)
+    people = Table("annotator", "labels", "agreement with consensus", "estimated accuracy",
+                   title=f"annotators (consensus: {r['consensus_method']})")
+    for name, a in sorted(r["annotators"].items()):
+        people.add_row(str(name), str(a["n"]), fmt(a["agreement_with_consensus"]), fmt(a["estimated_accuracy"]))
+    console.print(people)
+    if r["confusions"]:
+        conf = Table("label pair", "annotator pairs split on it", "items", "share of disagreements",
+                     title="most confused labels (a missing guideline rule?)")
+        for c in r["confusions"][:10]:
+            conf.add_row(" vs ".join(c["labels"]), str(c["pairs"]), str(c["items"]), f"{c['share']:.0%}")
+        console.print(conf)
+    for w in r["warnings"]:
+        console.print(f"[bold yellow]Warning[/]: {w}")
+
+
+@app.command()
+@handle_errors
+def agreement(
+    round_id: Optional[int] = typer.Option(None, "--round", help="Only the items of this round."),
+    guideline_version: Optional[int] = typer.Option(None, help="Only labels made under this guideline version."),
+    annotations: Optional[str] = typer.Option(None, help="Measure a file of raw labels made elsewhere instead (JSONL, CSV, Parquet)."),
+    item_field: str = typer.Option("item_id", help="With --annotations: the item id column."),
+    annotator_field: str = typer.Option("annotator", help="With --annotations: the annotator column."),
+    label_field: str = typer.Option("label", help="With --annotations: the label column."),
+    method: str = typer.Option("majority", help="Consensus for per-annotator figures: majority, dawid-skene, majority-ds."),
+    project: Optional[int] = typer.Option(None, help="Project id (default: the last one `loop init` set up)."),
+    as_json: bool = JSON_OPTION,
+):
+    """How far annotators agree: percent agreement, Cohen's kappa per pair, Krippendorff's alpha, Fleiss'
+    kappa where defined, per-annotator reliability and the label pairs they confuse most."""
+    from loop.quality import full_report, project_records
+
+    if annotations:
+        if round_id is not None or guideline_version is not None:
+            raise LoopError("--round and --guideline-version apply to the project's labels, not to --annotations")
+        from loop.label_files import read_label_file
+
+        records = read_label_file(annotations, item_field, annotator_field, label_field)
+    else:
+        from loop.rounds import sync_annotations
+
+        ctx = _ctx()
+        p = ctx.project_id(project)
+        sync_annotations(ctx, p)
+        records = project_records(ctx.store, p, round_id=round_id, guideline_version=guideline_version)
+    emit(full_report(records, method=method), as_json, _render_agreement)
+
+
+@app.command("aggregate")
+@handle_errors
+def aggregate_cmd(
+    annotations: str = typer.Argument(..., help="A file of raw labels: one row per (item, annotator, label)."),
+    out: str = typer.Option(..., help="Where to write one label per item (.jsonl, .csv or .parquet)."),
+    method: str = typer.Option("majority", help="majority, dawid-skene or majority-ds."),
+    item_field: str = typer.Option("item_id", help="The item id column."),
+    annotator_field: str = typer.Option("annotator", help="The annotator column."),
+    label_field: str = typer.Option("label", help="The label column."),
+    as_json: bool = JSON_OPTION,
+):
+    """Turn several labels per item into one, with its confidence and how it was decided."""
+    from collections import Counter
+
+    from loop.aggregate import aggregate
+    from loop.label_files import read_label_file, write_aggregate
+
+    records = read_label_file(annotations, item_field, annotator_field, label_field)
+    result = aggregate(records, method=method)
+    path = write_aggregate(out, result)
+    summary = {"items": len(result), "method": method, "out": str(path),
+               "decided_by": dict(Counter(v["decided_by"] for v in result.values())),
+               "labels": dict(Counter(v["label"] for v in result.values()))}
+    emit(summary, as_json, lambda s: console.print(
+        f"{s['items']} items aggregated by {s['method']} into {s['out']}: "
+        + ", ".join(f"{k} {v}" for k, v in s["decided_by"].items())))
+
+
 # -- predictions ----------------------------------------------------------------------------
 @predictions_app.command("push")
 @handle_errors
@@ -245,6 +339,12 @@ def _render_round(r: dict) -> None:
         c = r["closed_previous"]
         console.print(f"closed round {c['round']}" + (f"; {c['released']} unlabelled items back in the pool"
                                                       if c["released"] else ""))
+        ag = c.get("agreement")
+        if ag:
+            fmt = lambda v: "-" if v is None else f"{v:.2f}"  # noqa: E731
+            console.print(f"round {c['round']} agreement: {fmt(ag['percent'])} of pairs agree, alpha {fmt(ag['alpha'])}, "
+                          f"mean kappa {fmt(ag['mean_kappa'])} over {ag['items']} items; {c['contested']} contested"
+                          + (" (`loop adjudicate --adjudicator NAME`)" if c["contested"] else ""))
     table = Table("annotator", "items", "view")
     for a, count in sorted(r["items_per_annotator"].items()):
         table.add_row(a, str(count), f"Round {r['id']} · {a} (tab {r['views'].get(a, '-')})")

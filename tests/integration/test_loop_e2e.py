@@ -130,6 +130,9 @@ def test_round2_waits_for_owed_labels_then_learns(flow):
     assert round2["id"] == 2 and round2["strategy"] == DEFAULT_STRATEGY and round2["model_version"]
     version = round2["model_version"]  # the trainer may have published versions from webhooks before
     assert ctx.store.round(p, 1)["status"] == "closed"
+    closing = round2["closed_previous"]  # everyone gave the true label: full agreement, nothing contested
+    assert closing["round"] == 1 and closing["contested"] == 0
+    assert closing["agreement"]["percent"] == 1.0 and closing["agreement"]["items"] == SIZE
 
     round1_items = set(ctx.store.round_assignments(p, 1))
     round2_items = set(ctx.store.round_assignments(p, 2))
@@ -314,6 +317,10 @@ def test_disagreement_is_contested_and_the_adjudicator_decides(flow):
         label_as(flow, name, PEOPLE[name], two_one, label)
     status = cli("status")
     assert status["contested"] >= 2
+    report = cli("agreement")
+    assert report["percent_agreement"]["value"] < 1.0  # the planted disagreement shows
+    assert ["billing", "delivery"] in [c["labels"] for c in report["confusions"]]
+    assert {"alice", "bob", "carol"} <= set(report["annotators"])
     cli("annotators", "add", "dana", "--password", "dana-pass-123")
     result = cli("adjudicate", "--adjudicator", "dana")
     assert set(free) <= set(result["assigned"])
