@@ -11,6 +11,7 @@ import time
 from collections import Counter
 from typing import Any, Iterable
 
+from loop.aggregate import DEFAULT_METHOD, aggregate
 from loop.context import Context
 from loop.errors import ConfigError
 
@@ -48,6 +49,20 @@ def adjudicated_labels(annotations: Iterable[dict], adjudication: dict[str, dict
             if item not in out or stamp >= out[item][0]:
                 out[item] = (stamp, a["label"])
     return {item: label for item, (_, label) in out.items()}
+
+
+def final_labels(store, p: int, annotations: dict[str, dict] | None = None,
+                 guideline_version: int | None = None) -> dict[str, str]:
+    """One training label per item: the default aggregation (majority vote, ties broken by
+    Dawid-Skene's annotator reliability), overridden by an adjudicator's decision.
+
+    With `guideline_version`, only labels made under that version count.
+    """
+    annotations = store.annotations(p) if annotations is None else annotations
+    usable = [a for a in annotations.values() if a["label"] is not None
+              and (guideline_version is None or a.get("guideline_version") == guideline_version)]
+    decided = adjudicated_labels(usable, store.adjudication(p))
+    return {item: v["label"] for item, v in aggregate(usable, DEFAULT_METHOD, adjudicated=decided).items()}
 
 
 def assign(ctx: Context, p: int, adjudicator: str, limit: int | None = None) -> dict[str, Any]:

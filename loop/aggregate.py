@@ -28,6 +28,8 @@ import numpy as np
 from loop.errors import ConfigError, DataError
 
 METHODS = ("majority", "dawid-skene", "majority-ds")
+# The most accurate on the weather_sentiment benchmark at 2-10 labels per item (docs/benchmarks.md).
+DEFAULT_METHOD = "majority-ds"
 DECIDED_BY = ("unanimous", "majority", "tie-break", "model-weighted", "adjudicated")
 
 
@@ -247,7 +249,9 @@ def aggregate(records: Iterable[Mapping], method: str = "majority",
     grouped = labels_by_item(records)
     out: dict[Any, dict] = {}
     if method in ("majority", "majority-ds"):
-        model = dawid_skene(grouped, adjudicated=adjudicated) if method == "majority-ds" else None
+        ties = any(_vote([lab for _, lab in labs])[2] == "tie-break" for labs in grouped.labels.values())
+        # Dawid-Skene only breaks ties: without any, skip the EM fit (it costs ~0.5 s per 1k items).
+        model = dawid_skene(grouped, adjudicated=adjudicated) if method == "majority-ds" and ties else None
         row_of = {item: i for i, item in enumerate(model.items)} if model else {}
         for item, labs in grouped.labels.items():
             votes = [lab for _, lab in labs]

@@ -14,7 +14,6 @@ from typing import Any
 import numpy as np
 
 from loop import model as model_lib
-from loop.aggregate import training_labels
 from loop.context import Context
 from loop.embeddings import key_for_hash
 from loop.errors import LoopError
@@ -33,7 +32,7 @@ def push(ctx: Context, p: int, *, include_labelled: bool = False) -> dict[str, A
                         "(or let the trainer publish one)")
     clf = model_lib.restore(snap)
     items = store.items(p)
-    labelled = set(training_labels(a for a in store.annotations(p).values() if a["label"] is not None))
+    labelled = {a["item_id"] for a in store.annotations(p).values() if a["label"] is not None}
     todo = sorted(i for i in items if include_labelled or i not in labelled)
     have = {pr["task"] for pr in ls.predictions(p) if pr.get("model_version") == snap.version}
     todo = [i for i in todo if items[i]["task_id"] not in have]

@@ -14,8 +14,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from loop import model as model_lib
-from loop.adjudication import adjudicated_labels, contested
-from loop.aggregate import training_labels
+from loop.adjudication import contested, final_labels
 from loop.agreement import agreement_report
 from loop.assign import assign, per_annotator
 from loop.context import Context
@@ -108,20 +107,6 @@ def check_round_options(size: int, annotators: Sequence[str], overlap: int, stra
         raise ConfigError(f"--size is {size}; it must be at least 1")
     get_strategy(strategy)
     assign([], annotators, overlap)
-
-
-def final_labels(store: Store, p: int, annotations: dict[str, dict] | None = None,
-                 guideline_version: int | None = None) -> dict[str, str]:
-    """One training label per item: majority vote, overridden by an adjudicator's decision.
-
-    With `guideline_version`, only labels made under that version count.
-    """
-    annotations = store.annotations(p) if annotations is None else annotations
-    usable = [a for a in annotations.values() if a["label"] is not None
-              and (guideline_version is None or a.get("guideline_version") == guideline_version)]
-    labels = training_labels(usable)
-    labels.update(adjudicated_labels(usable, store.adjudication(p)))
-    return labels
 
 
 def next_round(ctx: Context, p: int, *, size: int, annotators: Sequence[str], overlap: int,

@@ -2,7 +2,7 @@
 
 Each simulated annotator answers the true label, flipped to a random wrong label at their error
 rate. Everything else is the real loop's code: `assign` spreads items over annotators,
-`aggregate.majority_vote` turns several labels into one, `learning.choose_batch` trains and
+`aggregate.aggregate` (the default method) turns several labels into one, `learning.choose_batch` trains and
 selects, `learning.measure_round` and `stopping.StabilizingPredictions` decide when to stop.
 """
 
@@ -15,7 +15,7 @@ import numpy as np
 from sklearn.metrics import accuracy_score
 
 from loop import model as model_lib
-from loop.aggregate import majority_vote
+from loop.aggregate import DEFAULT_METHOD, aggregate
 from loop.assign import assign
 from loop.errors import ConfigError
 from loop.learning import choose_batch, measure_round
@@ -68,7 +68,9 @@ def run_once(X: np.ndarray, y: np.ndarray, X_test: np.ndarray, y_test: np.ndarra
     round_no = 0
     while True:
         lab = np.fromiter(labels, dtype=np.int64)
-        y_lab = [majority_vote(labels[i]) for i in lab]
+        agreed = aggregate([{"item_id": i, "annotator": who, "label": label}
+                            for i, votes in labels.items() for who, label in votes], DEFAULT_METHOD)
+        y_lab = [agreed[i]["label"] for i in lab]
         room = (cfg.budget - spent) // cfg.overlap
         size = min(cfg.batch, room, len(pool))
         batch = choose_batch(X[lab], y_lab, X[pool], max(size, 1), strategy, seed=seed * 10_000 + round_no)
@@ -86,12 +88,21 @@ def run_once(X: np.ndarray, y: np.ndarray, X_test: np.ndarray, y_test: np.ndarra
             break
         picked = pool[batch.picked[:size]]
         for item, who in assign([str(i) for i in picked], people, cfg.overlap).items():
-            labels[int(item)] = [_answer(str(y[int(item)]), error[p], classes, rng) for p in who]
+            labels[int(item)] = [(p, _answer(str(y[int(item)]), error[p], classes, rng)) for p in who]
         spent += len(picked) * cfg.overlap
         pool = np.setdiff1d(pool, picked, assume_unique=True)
         round_no += 1
     return {"strategy": strategy, "seed": seed, "curve": curve, "kappas": kappas, "stop": stop_at,
-            "label_noise": float(np.mean([majority_vote(v) != str(y[i]) for i, v in labels.items()])) if labels else 0.0}
+            "label_noise": _label_noise(labels, y)}
+
+
+def _label_noise(labels: dict[int, list[tuple[str, str]]], y: np.ndarray) -> float:
+    """Share of items whose aggregated label is wrong."""
+    if not labels:
+        return 0.0
+    agreed = aggregate([{"item_id": i, "annotator": who, "label": label}
+                        for i, votes in labels.items() for who, label in votes], DEFAULT_METHOD)
+    return float(np.mean([agreed[i]["label"] != str(y[i]) for i in labels]))
 
 
 def labels_to_reach(curve: Sequence[tuple[int, float]], target: float) -> int | None:

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from loop import model as model_lib
-from loop.aggregate import training_labels
+from loop.adjudication import final_labels
 from loop.embeddings import EmbeddingCache, key_for_hash
 from loop.store import Store
 
@@ -58,7 +58,7 @@ class Trainer:
     def retrain(self, p: int) -> str | None:
         """Refit on the project's aggregated labels and publish the model under a new version."""
         start = time.perf_counter()
-        labels = training_labels(a for a in self.store.annotations(p).values() if a["label"] is not None)
+        labels = final_labels(self.store, p)
         if len(set(labels.values())) < 2:
             return None
         items = self.store.items(p)
