@@ -68,9 +68,8 @@ def run_once(X: np.ndarray, y: np.ndarray, X_test: np.ndarray, y_test: np.ndarra
     round_no = 0
     while True:
         lab = np.fromiter(labels, dtype=np.int64)
-        agreed = aggregate([{"item_id": i, "annotator": who, "label": label}
-                            for i, votes in labels.items() for who, label in votes], DEFAULT_METHOD)
-        y_lab = [agreed[i]["label"] for i in lab]
+        agreed = _agreed(labels)
+        y_lab = [agreed[i] for i in lab]
         room = (cfg.budget - spent) // cfg.overlap
         size = min(cfg.batch, room, len(pool))
         batch = choose_batch(X[lab], y_lab, X[pool], max(size, 1), strategy, seed=seed * 10_000 + round_no)
@@ -96,13 +95,16 @@ def run_once(X: np.ndarray, y: np.ndarray, X_test: np.ndarray, y_test: np.ndarra
             "label_noise": _label_noise(labels, y)}
 
 
+def _agreed(labels: dict[int, list[tuple[str, str]]]) -> dict[int, str]:
+    """One label per item from the simulated (annotator, label) votes, as the real loop aggregates."""
+    records = [{"item_id": i, "annotator": who, "label": label} for i, votes in labels.items() for who, label in votes]
+    return {i: v["label"] for i, v in aggregate(records, DEFAULT_METHOD).items()}
+
+
 def _label_noise(labels: dict[int, list[tuple[str, str]]], y: np.ndarray) -> float:
     """Share of items whose aggregated label is wrong."""
-    if not labels:
-        return 0.0
-    agreed = aggregate([{"item_id": i, "annotator": who, "label": label}
-                        for i, votes in labels.items() for who, label in votes], DEFAULT_METHOD)
-    return float(np.mean([agreed[i]["label"] != str(y[i]) for i in labels]))
+    agreed = _agreed(labels)
+    return float(np.mean([agreed[i] != str(y[i]) for i in labels])) if labels else 0.0
 
 
 def labels_to_reach(curve: Sequence[tuple[int, float]], target: float) -> int | None:
