@@ -11,7 +11,9 @@ ports, and `loop.stack.down` stops them at the end (also on failure or Ctrl-C):
              against a warm start (`LogisticRegression(warm_start=True)`, sklearn directly).
 3. intake    Valid webhooks per second to `/webhook`, sequential and from 4 threads.
 4. submit    An annotator's submit (`annotations.create` with the annotator's own token) on a
-             project with the ML backend and its webhook connected, against one without.
+             project with the ML backend and its webhook connected, one whose webhook goes to a
+             local receiver that answers at once (Label Studio's own cost of a webhook), and one
+             without either; paced like a person, and back to back.
 5. push      `loop.predictions.push` of 3,000 tasks, and the predictions counted back through the API.
 
 Sections 1-3 use projects written straight into Redis (no Label Studio project behind them) whose
@@ -25,6 +27,7 @@ support tickets (the generator of `scripts/make_sample.py`), embedded with the r
     python -m bench.backend                      # everything, a readable report (about 6-10 minutes)
     python -m bench.backend --json               # the same as JSON
     python -m bench.backend --sections predict,retrain,intake   # no Label Studio projects (faster)
+    python -m bench.backend --sections predict --service-env OPENBLAS_NUM_THREADS=1   # try a setting
 """
 
 from __future__ import annotations
@@ -51,7 +54,6 @@ from typing import Any, Iterator
 import httpx
 import numpy as np
 
-PUSH_BATCH_HINT = "1,000 predictions each (loop.predictions.PUSH_BATCH)"
 SECTIONS = ("predict", "retrain", "intake", "submit", "push")
 CLASSES = 20
 # Redis-only projects get ids far above Label Studio's, so they never meet a real project.
@@ -77,8 +79,11 @@ def ms_stats(seconds: list[float]) -> dict[str, float]:
 
 # -- the stack --------------------------------------------------------------------------------
 @contextmanager
-def running_stack(ls_venv: str, auth: bool, keep: bool) -> Iterator[Any]:
-    """Start the real stack on free ports in a temp workspace; stop it (and clean up) afterwards."""
+def running_stack(ls_venv: str, auth: bool, keep: bool, service_env: dict[str, str] | None = None) -> Iterator[Any]:
+    """Start the real stack on free ports in a temp workspace; stop it (and clean up) afterwards.
+
+    `service_env`: extra environment for every service `up` starts (they inherit this process's
+    environment), e.g. to try a setting before changing the library."""
     from loop import stack
     from loop.settings import load_settings
 
@@ -92,6 +97,7 @@ def running_stack(ls_venv: str, auth: bool, keep: bool) -> Iterator[Any]:
         "LOOP_ML_BACKEND_USER": "label-studio" if auth else "",
         "LOOP_ML_BACKEND_PASSWORD": "bench-backend-secret" if auth else "",
         "LOOP_CONFIG": str(root / "no-loop.toml"),  # never pick up a loop.toml from the current directory
+        **(service_env or {}),
     }
     cleared = ("REDIS_URL", "LOOP_LABEL_STUDIO_URL", "LOOP_ML_BACKEND_URL", "LABEL_STUDIO_USER_TOKEN",
                "LABEL_STUDIO_PASSWORD", "LABEL_STUDIO_USERNAME")
@@ -116,6 +122,21 @@ def running_stack(ls_venv: str, auth: bool, keep: bool) -> Iterator[Any]:
             log(f"  workspace kept: {root}")
         else:
             shutil.rmtree(root, ignore_errors=True)
+
+
+@contextmanager
+def busy_cores(n: int) -> Iterator[None]:
+    """`n` processes that spin on a CPU each for the whole run: a box whose cores are shared with
+    other work (the next_round benchmark showed what that does to BLAS threads)."""
+    import subprocess
+
+    procs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(n)]
+    try:
+        yield
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait()
 
 
 def wait_trainer_idle(store, timeout: float = 120.0) -> float:
@@ -297,11 +318,11 @@ def event_to_model(settings, store, proj: dict[str, Any], *, reps: int, timeout:
 
 
 def training_set(store, cache, p: int) -> tuple[np.ndarray, list[str]]:
-    """X, y exactly as `Trainer.retrain` assembles them."""
-    from loop.aggregate import training_labels
+    """X, y exactly as `Trainer.retrain` assembles them (the project's final labels, embedded items)."""
+    from loop.adjudication import final_labels
     from loop.embeddings import key_for_hash
 
-    labels = training_labels(a for a in store.annotations(p).values() if a["label"] is not None)
+    labels = final_labels(store, p)
     items = store.items(p)
     ids = sorted(i for i in labels if i in items)
     keys = [key_for_hash(items[i]["key"]) for i in ids]
@@ -334,8 +355,13 @@ def refit_alone(store, cache, p: int, *, reps: int) -> dict[str, Any]:
 
 
 def warm_vs_full(store, cache, p: int, X_pool: np.ndarray, *, new_labels: int, reps: int) -> dict[str, Any]:
-    """A full lbfgs refit on all labels against a warm start from the model fitted without the last
-    `new_labels` labels (LogisticRegression(warm_start=True), same C, max_iter and one BLAS thread)."""
+    """A full lbfgs refit on all labels against warm starts from the model fitted without the last
+    `new_labels` labels (LogisticRegression(warm_start=True), same C and max_iter, one BLAS thread):
+    one with lbfgs's default tolerance (1e-4, what the full refit uses) and one with 1e-6.
+
+    Each is compared with a fit run to convergence (tol 1e-10) by the largest difference in
+    predicted probability, on the new labels' items and on the unlabelled pool.
+    """
     from sklearn.linear_model import LogisticRegression
     from threadpoolctl import threadpool_limits
 
@@ -346,33 +372,33 @@ def warm_vs_full(store, cache, p: int, X_pool: np.ndarray, *, new_labels: int, r
     # The training set is sorted by item id and the items the events labelled have the highest ids:
     # its last `new_labels` rows stand for the labels that arrived since the previous model.
     old = slice(0, len(y) - new_labels)
+    X_new = X[len(y) - new_labels:]
     params = model_lib.new_classifier().get_params()
+    variants = {"full": lambda prev: model_lib.new_classifier(),
+                "warm": lambda prev: copy.deepcopy(prev),
+                "warm_tol1e-6": lambda prev: copy.deepcopy(prev).set_params(tol=1e-6)}
     with threadpool_limits(limits=1, user_api="blas"):
         previous = LogisticRegression(**{**params, "warm_start": True}).fit(X[old], y[old])
         if set(previous.classes_) != set(y):
             raise RuntimeError("the new labels add a class: a warm start cannot reuse the coefficients")
-        full_t, warm_t = [], []
-        for _ in range(reps + 1):
-            t0 = time.perf_counter()
-            full = model_lib.new_classifier().fit(X, y)
-            full_t.append(time.perf_counter() - t0)
-            warm = copy.deepcopy(previous)
-            t0 = time.perf_counter()
-            warm.fit(X, y)
-            warm_t.append(time.perf_counter() - t0)
-        # Both stop at lbfgs's default tolerance; a fit run to convergence tells which is closer to the optimum.
+        times: dict[str, list[float]] = {k: [] for k in variants}
+        fitted = {}
+        for rep in range(reps + 1):
+            for name, make in variants.items():
+                clf = make(previous)
+                t0 = time.perf_counter()
+                clf.fit(X, y)
+                if rep:  # the first round is a warm-up
+                    times[name].append(time.perf_counter() - t0)
+                fitted[name] = clf
         ref = LogisticRegression(**{**params, "tol": 1e-10, "max_iter": 100_000}).fit(X, y)
-    full_t, warm_t = full_t[1:], warm_t[1:]  # the first of each is a warm-up
-    pf, pw, pr = full.predict_proba(X_pool), warm.predict_proba(X_pool), ref.predict_proba(X_pool)
-    return {"labels": len(y), "new_labels": new_labels, "reps": reps, "pool": len(X_pool),
-            "full_median_s": statistics.median(full_t), "warm_median_s": statistics.median(warm_t),
-            "full_iterations": int(np.max(full.n_iter_)), "warm_iterations": int(np.max(warm.n_iter_)),
-            "pool_agreement": float(np.mean(pf.argmax(1) == pw.argmax(1))),
-            "max_abs_proba_diff": float(np.abs(pf - pw).max()),
-            "full_vs_converged_max_abs_dp": float(np.abs(pf - pr).max()),
-            "warm_vs_converged_max_abs_dp": float(np.abs(pw - pr).max()),
-            "full_vs_converged_agreement": float(np.mean(pf.argmax(1) == pr.argmax(1))),
-            "warm_vs_converged_agreement": float(np.mean(pw.argmax(1) == pr.argmax(1)))}
+    out: dict[str, Any] = {"labels": len(y), "new_labels": new_labels, "reps": reps, "pool": len(X_pool)}
+    for name, clf in fitted.items():
+        out[name] = {"median_s": statistics.median(times[name]), "iterations": int(np.max(clf.n_iter_)),
+                     "max_dp_new": float(np.abs(clf.predict_proba(X_new) - ref.predict_proba(X_new)).max()),
+                     "max_dp_pool": float(np.abs(clf.predict_proba(X_pool) - ref.predict_proba(X_pool)).max()),
+                     "pool_agreement": float(np.mean(clf.predict(X_pool) == ref.predict(X_pool)))}
+    return out
 
 
 def bench_retrain(settings, store, cache, projects: dict[int, dict], *, reps: int) -> dict[str, Any]:
@@ -383,12 +409,12 @@ def bench_retrain(settings, store, cache, projects: dict[int, dict], *, reps: in
         alone = refit_alone(store, cache, proj["p"], reps=reps)
         log(f"  {n:>6,} labels: Trainer.retrain median {alone['retrain_median_s']:.3f} s "
             f"(load {alone['load_median_s']:.3f}, fit {alone['fit_median_s']:.3f})")
-        pool = proj["X"][-200:]
+        pool = proj["X"][proj["next_ann"] - ANN0:]  # the items nobody labelled
         warm = [warm_vs_full(store, cache, proj["p"], pool, new_labels=k, reps=reps) for k in (1, 50)]
         for w in warm:
-            log(f"  {n:>6,} labels, {w['new_labels']} new: full {w['full_median_s']:.3f} s "
-                f"({w['full_iterations']} it), warm {w['warm_median_s']:.3f} s ({w['warm_iterations']} it), "
-                f"agreement {w['pool_agreement']:.3f}")
+            log(f"  {n:>6,} labels, {w['new_labels']} new: " + ", ".join(
+                f"{k} {w[k]['median_s']:.3f} s ({w[k]['iterations']} it, max |dp| new {w[k]['max_dp_new']:.3f})"
+                for k in ("full", "warm", "warm_tol1e-6")))
         out[str(n)] = {"event_to_model": e2m, "refit": alone, "warm_start": warm}
     return out
 
@@ -656,7 +682,7 @@ def timed_calls(obj: Any, names: tuple[str, ...]) -> Iterator[dict[str, list[flo
 def bench_push(ctx, rows: list[dict], p: int, *, train_on: int, seed: int) -> dict[str, Any]:
     from loop import model as model_lib
     from loop.embeddings import embed_texts
-    from loop.predictions import push
+    from loop.predictions import PUSH_BATCH, push
 
     store = ctx.store
     rng = random.Random(seed)
@@ -677,7 +703,7 @@ def bench_push(ctx, rows: list[dict], p: int, *, train_on: int, seed: int) -> di
     again = push(ctx, p)  # idempotent: lists the 3,000 predictions, pushes none
     t_again = time.perf_counter() - t0
     n = len(store.items(p))
-    out = {"tasks": n, "model_version": version, "pushed": res["pushed"], "push_s": t_push,
+    out = {"tasks": n, "push_batch": PUSH_BATCH, "model_version": version, "pushed": res["pushed"], "push_s": t_push,
            "visible_predictions": visible, "push_and_count_s": t_total, "repush_pushed": again["pushed"],
            "repush_s": t_again, "label_studio_calls_s": {n: sum(v) for n, v in spent.items()},
            "import_requests_s": spent["import_predictions"]}
@@ -705,7 +731,9 @@ def yes(ok: bool) -> str:
 def report(res: dict[str, Any]) -> str:
     m = res["machine"]
     lines = [f"{m['cpus']} CPUs ({m['cpu_model']}), Python {m['python']}, numpy {m['numpy']}, "
-             f"scikit-learn {m['scikit_learn']}; backend auth: {res['auth']}; load average before/after: "
+             f"scikit-learn {m['scikit_learn']}; backend auth: {res['auth']}; service env: "
+             f"{' '.join(f'{k}={v}' for k, v in res['service_env'].items()) or '-'}; busy processes: {res['busy']}; "
+             "load average before/after: "
              f"{m['loadavg_before'][0]:.2f}/{m['loadavg_after'][0]:.2f}; total {res['seconds']:.0f} s", ""]
     if "predict" in res:
         r = res["predict"]
@@ -726,16 +754,14 @@ def report(res: dict[str, Any]) -> str:
                              f"{v['refit']['retrain_median_s']:.3f}", f"{v['refit']['load_median_s']:.3f}",
                              f"{v['refit']['fit_median_s']:.3f}", str(v['refit']['lbfgs_iterations'])]
                             for n, v in r.items()]), "",
-                  "   full refit vs warm start (sklearn, one BLAS thread, medians)",
-                  md_table(["labels", "new labels", "full s", "full it", "warm s", "warm it", "same argmax",
-                            "max |dp|", "full vs conv.", "warm vs conv."],
-                           [[f"{w['labels']:,}", str(w["new_labels"]), f"{w['full_median_s']:.3f}",
-                             str(w["full_iterations"]), f"{w['warm_median_s']:.3f}", str(w["warm_iterations"]),
-                             f"{w['pool_agreement']:.3f}", f"{w['max_abs_proba_diff']:.3f}",
-                             f"{w['full_vs_converged_max_abs_dp']:.3f}", f"{w['warm_vs_converged_max_abs_dp']:.3f}"]
-                            for v in r.values() for w in v["warm_start"]]),
-                  "   same argmax / max |dp|: warm start against full refit on the last 200 items; "
-                  "'vs conv.': max |dp| against a fit run to convergence (tol 1e-10)", ""]
+                  "   full refit vs warm start (sklearn, one BLAS thread, medians; max |dp|: largest difference in "
+                  "probability from a fit run to convergence, on the new labels' items and on the unlabelled pool)",
+                  md_table(["labels", "new", "fit", "s", "lbfgs it", "max |dp| new", "max |dp| pool", "pool argmax same"],
+                           [[f"{w['labels']:,}", str(w["new_labels"]), k, f"{w[k]['median_s']:.3f}",
+                             str(w[k]["iterations"]), f"{w[k]['max_dp_new']:.3f}", f"{w[k]['max_dp_pool']:.3f}",
+                             f"{w[k]['pool_agreement']:.3f}"]
+                            for v in r.values() for w in v["warm_start"] for k in ("full", "warm", "warm_tol1e-6")]),
+                  ""]
     if "intake" in res:
         r = res["intake"]
         lines += ["3. webhook intake (valid ANNOTATION_UPDATED webhooks, loopback; "
@@ -768,7 +794,7 @@ def report(res: dict[str, Any]) -> str:
                   f"({r['repush_pushed']} pushed); target <= 5 s: {yes(r['target']['met'])}",
                   "   of the push: " + ", ".join(f"{n} {v:.2f} s" for n, v in r["label_studio_calls_s"].items())
                   + f" (Label Studio requests), the rest {r['local_s']:.2f} s; import requests of "
-                  f"{PUSH_BATCH_HINT}: " + ", ".join(f"{x:.2f}" for x in r["import_requests_s"]) + " s", ""]
+                  f"{r['push_batch']:,} predictions (loop.predictions.PUSH_BATCH): " + ", ".join(f"{x:.2f}" for x in r["import_requests_s"]) + " s", ""]
     return "\n".join(lines)
 
 
@@ -784,8 +810,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.backend", description=__doc__.split("\n\n")[0])
     ap.add_argument("--sections", type=_sections, default=list(SECTIONS),
                     help=f"comma-separated subset of {','.join(SECTIONS)} (default: all)")
-    ap.add_argument("--label-studio-venv", default=os.environ.get("LOOP_LABEL_STUDIO_VENV") or "/tmp/lsvenv",
-                    help="virtualenv holding the Label Studio server (default $LOOP_LABEL_STUDIO_VENV, else /tmp/lsvenv)")
+    ap.add_argument("--label-studio-venv", default=os.environ.get("LOOP_LABEL_STUDIO_VENV") or str(Path(__file__).resolve().parents[1] / ".venv-label-studio"),
+                    help="virtualenv holding the Label Studio server (default $LOOP_LABEL_STUDIO_VENV, else .venv-label-studio from `make`)")
     ap.add_argument("--auth", action="store_true",
                     help="run the backend with a basic-auth login (as the integration tests do)")
     ap.add_argument("--requests", type=int, default=200, help="timed /predict requests per size (default 200)")
@@ -798,10 +824,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--submits", type=int, default=100, help="timed submits per project (default 100)")
     ap.add_argument("--push-tasks", type=int, default=3000, help="tasks of the push project (default 3000)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--service-env", action="append", default=[], metavar="KEY=VALUE",
+                    help="extra environment for the services (repeatable), e.g. OPENBLAS_NUM_THREADS=1")
+    ap.add_argument("--busy", type=int, default=0, metavar="N",
+                    help="keep N CPU-spinning processes running during the whole run (default 0)")
     ap.add_argument("--keep", action="store_true", help="keep the temporary workspace (logs) afterwards")
     ap.add_argument("--json", action="store_true", help="print the results as JSON instead of a report")
     args = ap.parse_args(argv)
     label_counts = [int(v) for v in args.labels.split(",") if v.strip()]
+    if not 1 <= len(label_counts) <= 4:
+        ap.error("--labels takes one to four label counts")
+    service_env = {}
+    for kv in args.service_env:
+        key, sep, value = kv.partition("=")
+        if not sep or not key:
+            ap.error(f"--service-env expects KEY=VALUE, got {kv!r}")
+        service_env[key] = value
     if not (Path(args.label_studio_venv) / "bin" / "label-studio").exists():
         ap.error(f"no Label Studio in {args.label_studio_venv}; pass --label-studio-venv")
 
@@ -810,8 +848,9 @@ def main(argv: list[str] | None = None) -> int:
 
     load_before = os.getloadavg()
     started = time.perf_counter()
-    res: dict[str, Any] = {"sections": args.sections, "auth": args.auth}
-    with running_stack(args.label_studio_venv, args.auth, args.keep) as settings:
+    res: dict[str, Any] = {"sections": args.sections, "auth": args.auth, "service_env": service_env,
+                           "busy": args.busy}
+    with busy_cores(args.busy), running_stack(args.label_studio_venv, args.auth, args.keep, service_env) as settings:
         ctx = Context(settings)
         store, cache = ctx.store, ctx.cache
         if "predict" in args.sections:

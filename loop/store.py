@@ -218,6 +218,11 @@ class Store:
     def items(self, p: int) -> dict[str, dict[str, Any]]:
         return _loads_hash(self.r.hgetall(Keys.items(p)))
 
+    def items_for_tasks(self, p: int, task_ids) -> dict[int, str]:
+        task_ids = [int(t) for t in task_ids]
+        got = self.r.hmget(Keys.tasks(p), [str(t) for t in task_ids]) if task_ids else []
+        return {t: v.decode() for t, v in zip(task_ids, got) if v is not None}
+
     def item_for_task(self, p: int) -> dict[int, str]:
         return {int(k): v.decode() for k, v in self.r.hgetall(Keys.tasks(p)).items()}
 
@@ -251,6 +256,11 @@ class Store:
 
     def annotations(self, p: int) -> dict[str, dict[str, Any]]:
         return _loads_hash(self.r.hgetall(Keys.annotations(p)))
+
+    def annotations_by_id(self, p: int, ids) -> dict[str, dict[str, Any]]:
+        ids = [str(i) for i in ids]
+        got = self.r.hmget(Keys.annotations(p), ids) if ids else []
+        return {i: json.loads(v) for i, v in zip(ids, got) if v is not None}
 
     def upsert_annotations(self, p: int, records: dict[str, dict[str, Any]], removed: Iterable[str] = ()) -> None:
         """Apply annotation changes reported by webhooks (the next full sync stays authoritative)."""

@@ -150,7 +150,9 @@ def create_app(store: Store, cache: EmbeddingCache, embedder: Embedder,
     async def webhook(request: Request):
         try:
             data = await body(request)
-            parsed = webhooks.parse(data, lambda p: Recorder.load(store, p) if store.project(p) else None)
+            # Redis reads off the event loop, so /predict never waits behind a webhook.
+            parsed = await run_in_threadpool(webhooks.parse, data, lambda p, tasks, anns: Recorder.load(
+                store, p, task_ids=tasks, annotation_ids=anns) if store.project(p) else None)
         except (BadRequest, webhooks.Refused) as exc:
             status = exc.status
             reason = exc.message if isinstance(exc, BadRequest) else exc.reason
@@ -161,7 +163,7 @@ def create_app(store: Store, cache: EmbeddingCache, embedder: Embedder,
         if parsed is None:
             return JSONResponse({"status": "ignored"}, status_code=200)
         p, event = parsed
-        event_id = store.append_event(p, {**event, "received_at": time.time()})
+        event_id = await run_in_threadpool(store.append_event, p, {**event, "received_at": time.time()})
         return JSONResponse({"status": "queued", "event": event_id}, status_code=201)
 
     @app.get("/metrics")

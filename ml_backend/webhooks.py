@@ -39,7 +39,8 @@ def _as_list(value: Any) -> list:
 def parse(payload: dict[str, Any], recorder_for) -> tuple[int, dict[str, Any]] | None:
     """(project id, event) for the trainer, or None for an action the trainer does not need.
 
-    `recorder_for(p)` gives the project's Recorder, or None if loop does not know the project.
+    `recorder_for(p, task_ids, annotation_ids)` gives the project's Recorder for those rows, or None
+    if loop does not know the project.
     """
     action = payload.get("action")
     if not isinstance(action, str):
@@ -47,7 +48,10 @@ def parse(payload: dict[str, Any], recorder_for) -> tuple[int, dict[str, Any]] |
     if action not in UPSERT | DELETE | TRAIN:
         return None
     p = project_id(payload.get("project"))
-    recorder = recorder_for(p)
+    annotations = _as_list(payload.get("annotation"))
+    tasks = {t.get("id"): t for t in _as_list(payload.get("task")) if isinstance(t, dict)}
+    ann_ids = [a["id"] for a in annotations if isinstance(a, dict) and "id" in a]
+    recorder = recorder_for(p, [t for t in tasks if isinstance(t, int)], ann_ids)
     if recorder is None:
         raise Refused(404, f"project {p} is not a loop project; run `loop init` for it first")
     event: dict[str, Any] = {"action": action, "upsert": [], "remove": []}
@@ -58,8 +62,6 @@ def parse(payload: dict[str, Any], recorder_for) -> tuple[int, dict[str, Any]] |
         return p, event
     if action in TRAIN:
         return p, event
-    annotations = _as_list(payload.get("annotation"))
-    tasks = {t.get("id"): t for t in _as_list(payload.get("task")) if isinstance(t, dict)}
     if not annotations or not all(isinstance(a, dict) and "id" in a for a in annotations):
         raise Refused(400, f"{action} without an 'annotation' object with an id")
     for ann in annotations:
