@@ -18,6 +18,11 @@ def main() -> None:
     args = parser.parse_args()
     settings = load_settings()
     ctx = Context(settings)
+    from threadpoolctl import threadpool_limits
+
+    # One BLAS thread for the small /predict products: waking a second one cost 6-7 ms per request
+    # on a busy 2-core box (docs/benchmarks.md, "ML backend").
+    threadpool_limits(limits=1, user_api="blas")
     ctx.embedder.encode(["warm-up"])  # load the model once, before /health says UP
     app = create_app(ctx.store, ctx.cache, ctx.embedder, auth=settings.backend_auth)
     uvicorn.run(app, host=args.host, port=args.port or settings.ml_backend_port, log_level="info")
