@@ -123,6 +123,23 @@ class LabelStudioClient:
                 return out
             page += 1
 
+    def task_texts(self, project_id: int) -> dict[str, str]:
+        """item id -> text, as the tasks carry it (the text annotators saw), for tasks with our `item_id`."""
+        out: dict[str, str] = {}
+        page = 1
+        while True:
+            body = self._http("list task texts", "GET", "/api/tasks",
+                              params={"project": project_id, "page": page, "page_size": 5000,
+                                      "fields": "task_only", "include": "id,data"})
+            tasks = body.get("tasks", []) if isinstance(body, dict) else body
+            for t in tasks:
+                data = t.get("data") or {}
+                if data.get("item_id") is not None and isinstance(data.get(OBJECT), str):
+                    out[str(data["item_id"])] = data[OBJECT]
+            if len(tasks) < 5000:
+                return out
+            page += 1
+
     def import_tasks(self, project_id: int, rows: Sequence[dict[str, Any]], progress=None) -> list[int]:
         """Import task data rows; returns the new task ids in row order."""
         ids: list[int] = []
