@@ -1,0 +1,400 @@
+"""The data card of an export: markdown with Hugging Face dataset-card YAML front matter.
+
+`card_facts` gathers every figure from the loop's own records (the store, `loop.rounds.status`,
+the validation report, the exported splits); `render_card` only formats them, so no number in
+the card is typed in by hand and the card can be tested figure by figure.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from loop.agreement import agreement_report
+from loop.errors import DataError
+from loop.quality import full_report, project_records
+
+MIN_ITEMS = 20  # agreement resting on fewer items than this is flagged (as `loop agreement` does)
+COLUMN_DOCS = {
+    "id": "item id (from the data file, or a content hash of the text)",
+    "text": "the input text, as annotators saw it",
+    "label": "the aggregated label (what the loop trains on)",
+    "decided_by": "unanimous, majority, tie-break (equal votes; Dawid-Skene picks), model-weighted or adjudicated",
+    "confidence": "share of votes for the label (1.0 when adjudicated)",
+    "n_labels": "number of annotators who labelled the item (an adjudicator's ruling not counted)",
+    "guideline_version": "guideline version of the labels that decided the item",
+    "round": "the round that selected the item (empty: labelled outside the rounds)",
+    "annotations": "every raw label: annotator, label, guideline_version, created_at, adjudicator",
+}
+
+
+def size_category(n: int) -> str:
+    """The Hugging Face size_categories bucket for n rows."""
+    bounds = [(1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"),
+              (10_000_000, "1M<n<10M"), (100_000_000, "10M<n<100M"), (1_000_000_000, "100M<n<1B")]
+    return next((name for bound, name in bounds if n < bound), "n>1B")
+
+
+def _figures(report: Mapping | None) -> dict[str, Any] | None:
+    """The agreement figures the card shows, from an agreement report."""
+    if report is None:
+        return None
+    return {"n_items": report["n_items"], "n_annotators": report["n_annotators"],
+            "pairable_items": report["percent_agreement"]["n_items"],
+            "percent": report["percent_agreement"]["value"], "alpha": report["krippendorff_alpha"]["value"],
+            "mean_kappa": report["cohen_kappa"]["mean"], "fleiss_kappa": report["fleiss_kappa"]["value"],
+            "warnings": list(report["warnings"])}
+
+
+def _agreement(store, p: int, **where) -> dict[str, Any] | None:
+    records = project_records(store, p, **where)
+    return _figures(agreement_report(records, min_items=MIN_ITEMS)) if records else None
+
+
+def _guidelines(project: Mapping, label_versions: Mapping[str, int]) -> dict[str, Any]:
+    from loop.guidelines import get
+
+    out: dict[str, Any] = {"version": project.get("guideline_version"), "hash": project.get("guideline_hash"),
+                           "label_versions": dict(label_versions), "labels": None, "negatives": None,
+                           "text": None, "current_hash": None, "reason": None}
+    folder = project.get("guidelines_dir")
+    if not folder:
+        out["reason"] = "the project was set up without versioned guidelines (`loop init --guidelines DIR`)"
+        return out
+    try:
+        g = get(folder, project.get("guideline_version"))
+    except DataError as exc:
+        out["reason"] = f"the guideline file cannot be read: {exc}"
+        return out
+    out.update(version=g.version, labels=dict(g.labels), negatives=list(g.negatives), text=g.body,
+               current_hash=g.content_hash, file=Path(g.path).name)
+    return out
+
+
+def _limitations(f: dict[str, Any]) -> list[str]:
+    """Known limitations, each derived from a figure in the facts."""
+    out = []
+    val, counts, checks = f["validation"], f["counts"], f["validation"]["checks"]
+    contra = checks.get("contradictions") or {}
+    if f["validation"]["allow_contradictions"] and contra.get("count"):
+        out.append(f"Contradictions allowed: {contra['count']} input(s) appear with different labels "
+                   f"({contra.get('rows', '?')} rows) after normalisation; this export was made with "
+                   "--allow-contradictions, so a model trained on it sees conflicting targets.")
+    single = counts["n_labels"].get("0", 0) + counts["n_labels"].get("1", 0)
+    if single:
+        out.append(f"{single} of {counts['rows']} items have a single label: nobody checked them.")
+    if counts["decided_by"].get("tie-break"):
+        out.append(f"{counts['decided_by']['tie-break']} items had equally many votes for two labels; "
+                   "Dawid-Skene's estimate of annotator reliability picked one.")
+    versions = counts["guideline_versions"]
+    if len(versions) > 1:
+        mix = ", ".join(f"v{v}: {n}" for v, n in versions.items())
+        out.append(f"Labels come from {len(versions)} guideline versions ({mix}); labels made under an older "
+                   "version may follow superseded instructions.")
+    g = f["guidelines"]
+    if g["reason"]:
+        out.append(f"No guideline text: {g['reason']}.")
+    elif g["hash"] and g["current_hash"] and g["hash"] != g["current_hash"]:
+        out.append(f"The guideline file {g.get('file')} changed since it was applied (hash {g['hash']} recorded, "
+                   f"{g['current_hash']} now); the text below is the current file.")
+    if counts["outside_rounds"]:
+        out.append(f"{counts['outside_rounds']} items were labelled outside the loop's rounds (no round).")
+    if not f["project"]["dev_set"]:
+        out.append("No labelled dev set: the learning curve shows only how much successive models agree, "
+                   "not held-out accuracy.")
+    if not f["stopping"]["recommend"]:
+        out.append(f"The stop rule did not recommend stopping ({f['stopping']['reason']}): more labels may still "
+                   "change the model.")
+    ann = f["annotators"]["count"]
+    if ann < 2:
+        out.append(f"{ann} annotator(s): agreement between annotators cannot be measured.")
+    overall = f["agreement"]["overall"]
+    if overall and overall["pairable_items"] < MIN_ITEMS:
+        out.append(f"Agreement rests on {overall['pairable_items']} items with two or more labels "
+                   f"(fewer than {MIN_ITEMS}): treat the figures as rough.")
+    if f["status"]["contested"]:
+        out.append(f"{f['status']['contested']} contested items were never adjudicated; their label is the vote.")
+    for name, say in (("leakage", "inputs shared with the test file given to the validator"),
+                      ("near_duplicates", "near-duplicate pairs (cosine >= {threshold})"),
+                      ("exact_duplicates", "groups of exact duplicates (same input and label)"),
+                      ("invalid_labels", "rows with a label outside the label set"),
+                      ("empty_inputs", "empty or near-empty inputs"),
+                      ("label_errors", ("items whose label a cross-validated classifier strongly contradicts "
+                                       "(listed in validation.json for review)"))):
+        check = checks.get(name) or {}
+        if check.get("status") == "found":
+            text = say.format(threshold=check.get("threshold", val["settings"].get("near_threshold")))
+            extra = ""
+            if name == "near_duplicates":
+                differ = sum(1 for pr in check.get("pairs") or [] if not pr.get("same_label"))
+                extra = f", {differ} of them with different labels" if differ else ""
+            out.append(f"{check['count']} {text}{extra}.")
+    balance = checks.get("class_balance") or {}
+    if balance.get("minority"):
+        out.append(f"Minority classes (under {val['settings'].get('minority_fraction')} of the largest): "
+                   f"{', '.join(balance['minority'])}.")
+    negatives = checks.get("missing_negatives") or {}
+    if negatives.get("missing"):
+        out.append(f"No example of the negative label(s) {', '.join(negatives['missing'])}: a model trained on "
+                   "this data never learns to say none of the above.")
+    out.append(f"The split keeps identical inputs and near-duplicates at cosine >= {f['settings']['near_threshold']} "
+               "on one side; looser paraphrases can still sit on both sides.")
+    return out
+
+
+def card_facts(store, p: int, *, status: Mapping, validation: Mapping, splits: Mapping[str, Sequence[Mapping]],
+               data_files: Mapping[str, str], n_clusters: int | None = None, allow_contradictions: bool = False,
+               settings: Mapping | None = None, learning_curve: str | None = "learning_curve.png",
+               validation_file: str = "validation.json", license: str = "other", language: str | None = None,
+               pretty_name: str | None = None) -> dict[str, Any]:
+    """Everything the card shows, JSON-serialisable, gathered from the store (project, rounds,
+    labels), `status` (loop.rounds.status), the validation report and the exported splits."""
+    project = store.project(p) or {}
+    rows = [r for part in splits.values() for r in part]
+    labels = list(project.get("labels") or status.get("labels") or [])
+    labels += sorted({r["label"] for r in rows} - set(labels))
+    overall = Counter(r["label"] for r in rows)
+    source = Path(project["source"]).name if project.get("source") else None
+
+    records = project_records(store, p)
+    report = full_report(records, min_items=MIN_ITEMS) if records else None
+    adjudication = store.adjudication(p)
+    rounds = []
+    for r in store.rounds(p):
+        at_close = (r.get("closing") or {}).get("agreement")
+        rounds.append({"id": r["id"], "status": r.get("status"), "strategy": r.get("strategy"),
+                       "requested_strategy": r.get("requested_strategy"), "size": r.get("size"),
+                       "overlap": r.get("overlap"), "annotators": list(r.get("annotators") or []),
+                       "labels_spent_before": r.get("labels_spent"), "model_version": r.get("model_version"),
+                       "guideline_version": r.get("guideline_version"),
+                       "agreement": _agreement(store, p, round_id=r["id"]),
+                       "agreement_at_close": dict(at_close) if at_close else None})
+    label_versions = Counter(a.get("guideline_version") for a in records)
+    by_version = [{"version": v, "agreement": _agreement(store, p, guideline_version=v)}
+                  for v in sorted(v for v in label_versions if v is not None)]
+    row_versions = Counter(r["guideline_version"] for r in rows if r["guideline_version"] is not None)
+
+    stop = status.get("stop") or {}
+    checks = {}
+    for name, check in (validation.get("checks") or {}).items():
+        checks[name] = {k: check.get(k) for k in ("status", "severity", "count", "reason", "rows", "threshold",
+                                                  "minority", "missing", "negatives", "pairs") if k in check}
+    settings = {"near_threshold": (validation.get("settings") or {}).get("near_threshold"), **(settings or {})}
+    facts: dict[str, Any] = {
+        "project": {"id": p, "pretty_name": pretty_name or (f"{Path(source).stem} (loop project {p})" if source
+                                                            else f"loop project {p}"),
+                    "source": source, "text_field": project.get("text_field"), "labels": labels,
+                    "dev_set": bool(project.get("dev"))},
+        "license": license, "language": language, "settings": settings,
+        "files": {"data_files": dict(data_files), "learning_curve": learning_curve, "validation": validation_file},
+        "status": {"items": status.get("items"), "labels_spent": status.get("labels_spent"),
+                   "items_labelled": status.get("items_labelled"), "pool": status.get("pool"),
+                   "budget": status.get("budget"), "contested": status.get("contested", 0),
+                   "awaiting_adjudication": status.get("awaiting_adjudication", 0),
+                   "model_version": status.get("model_version")},
+        "counts": {
+            "rows": len(rows), "splits": {name: len(part) for name, part in splits.items()}, "clusters": n_clusters,
+            "decided_by": dict(Counter(r["decided_by"] for r in rows).most_common()),
+            "n_labels": {str(k): v for k, v in sorted(Counter(r["n_labels"] for r in rows).items())},
+            "guideline_versions": {str(k): v for k, v in sorted(row_versions.items())},
+            "outside_rounds": sum(1 for r in rows if r.get("round") is None),
+        },
+        "balance": {"labels": labels, "total": {lab: overall.get(lab, 0) for lab in labels},
+                    "share": {lab: (overall.get(lab, 0) / len(rows) if rows else 0.0) for lab in labels},
+                    "splits": {name: {lab: sum(1 for r in part if r["label"] == lab) for lab in labels}
+                               for name, part in splits.items()}},
+        "agreement": {"overall": _figures(report), "rounds": [{"round": r["id"], "agreement": r["agreement"],
+                                                                "at_close": r["agreement_at_close"]} for r in rounds],
+                      "guideline_versions": by_version, "min_items": MIN_ITEMS},
+        "annotators": {"count": report["n_annotators"] if report else 0,
+                       "reliability": {str(k): v for k, v in (report or {}).get("annotators", {}).items()},
+                       "consensus_method": (report or {}).get("consensus_method"),
+                       "adjudicators": dict(Counter(v.get("adjudicator") for v in adjudication.values()
+                                                    if v.get("adjudicator"))),
+                       "adjudicated": sum(1 for r in rows if r["decided_by"] == "adjudicated")},
+        "selection": {"rounds": [{k: v for k, v in r.items() if not k.startswith("agreement")} for r in rounds],
+                      "budget": status.get("budget"), "labels_spent": status.get("labels_spent")},
+        "stopping": {"recommend": bool(stop.get("recommend")), "reason": (stop.get("kappa") or {}).get("reason"),
+                     "dev_plateau": (stop.get("dev_plateau") or {}).get("reason"), "rule": stop.get("rule"),
+                     "curve": [dict(c) for c in status.get("learning_curve") or []], "png": learning_curve},
+        "validation": {"ok": validation.get("ok"), "blockers": list(validation.get("blockers") or []),
+                       "settings": dict(validation.get("settings") or {}), "checks": checks,
+                       "n_items": validation.get("n_items"), "allow_contradictions": bool(allow_contradictions)},
+        "guidelines": _guidelines(project, {("none" if k is None else str(k)): v
+                                            for k, v in sorted(label_versions.items(), key=lambda kv: str(kv[0]))}),
+    }
+    facts["limitations"] = _limitations(facts)
+    return facts
+
+
+# --------------------------------------------------------------------------------------------
+# Rendering
+
+
+def _num(x: Any, digits: int = 3) -> str:
+    if x is None:
+        return "n/a"
+    if isinstance(x, float):
+        return f"{x:.{digits}f}"
+    return str(x)
+
+
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{100 * x:.1f}%"
+
+
+def _cell(x: Any) -> str:
+    return _num(x).replace("|", "\\|").replace("\n", " ")
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _demote(markdown: str, levels: int = 2) -> str:
+    """Push the guideline's headings down so they nest under the card's own section."""
+    out, fenced = [], False
+    for line in markdown.splitlines():
+        if line.lstrip().startswith(("```", "~~~")):
+            fenced = not fenced
+        if not fenced and re.match(r"#{1,6} ", line):
+            line = "#" * levels + line
+        out.append(line)
+    return "\n".join(out)
+
+
+def front_matter(facts: Mapping[str, Any]) -> dict[str, Any]:
+    """The YAML metadata block, in the shape of the Hugging Face dataset-card spec."""
+    meta: dict[str, Any] = {"pretty_name": facts["project"]["pretty_name"]}
+    if facts.get("language"):
+        meta["language"] = [facts["language"]]
+    meta |= {"license": facts.get("license") or "other", "task_categories": ["text-classification"],
+             "task_ids": ["multi-class-classification"], "size_categories": [size_category(facts["counts"]["rows"])],
+             "tags": ["loop", "active-learning"],
+             "configs": [{"config_name": "default", "data_files": [
+                 {"split": name, "path": path} for name, path in facts["files"]["data_files"].items()]}]}
+    return meta
+
+
+def _agreement_row(name: Any, a: Mapping | None, extra: Sequence[Any] = ()) -> list[Any]:
+    if a is None:
+        return [name, 0, "n/a", "n/a", "n/a", *extra]
+    return [name, a["pairable_items"], _pct(a["percent"]), _num(a["alpha"]), _num(a["mean_kappa"]), *extra]
+
+
+def render_card(facts: Mapping[str, Any]) -> str:
+    """The card as markdown: YAML front matter, then Summary, Label balance, Agreement, Annotators,
+    Selection, Stopping, Validation, Guidelines and Known limitations."""
+    proj, counts, bal, val = facts["project"], facts["counts"], facts["balance"], facts["validation"]
+    st, settings = facts["status"], facts["settings"]
+    contra = val["checks"].get("contradictions") or {}
+    out = ["---", yaml.safe_dump(front_matter(facts), sort_keys=False, allow_unicode=True).rstrip(), "---", "",
+           f"# {proj['pretty_name']}", ""]
+    if val["allow_contradictions"] and contra.get("count"):
+        out += [(f"> **Warning: contradictions allowed.** {contra['count']} input(s) appear with different labels "
+                f"after normalisation ({contra.get('rows', '?')} rows). This export was made with "
+                "`--allow-contradictions`; see Validation and Known limitations."), ""]
+
+    splits = ", ".join(f"{n} {name}" for name, n in counts["splits"].items())
+    decided = ", ".join(f"{how} {n}" for how, n in counts["decided_by"].items())
+    out += ["## Summary", "",
+            f"Text classification data labelled with loop (active learning on Label Studio), project {proj['id']}"
+            + (f", from `{proj['source']}`" if proj["source"] else "") + ".", "",
+            f"- {counts['rows']} labelled items ({splits}); {len(proj['labels'])} labels: {', '.join(proj['labels'])}",
+            (f"- {st['labels_spent']} labels spent on {st['items_labelled']} of {st['items']} imported items "
+             f"({st['pool']} still in the pool); "
+            f"{facts['annotators']['count']} annotators; {len(facts['selection']['rounds'])} rounds"),
+            f"- How each label was decided: {decided}",
+            (f"- Split by duplicate cluster ({_num(counts['clusters'])} clusters: identical normalised inputs and "
+            f"near-duplicates at cosine >= {settings['near_threshold']}), test size {settings.get('test_size')}, "
+            f"seed {settings.get('seed')}"),
+            f"- Validation: {'passed' if val['ok'] else 'issues found'}"
+            + (f"; blockers: {', '.join(val['blockers'])}" if val["blockers"] else "")
+            + (" (exported with --allow-contradictions)" if val["allow_contradictions"] else ""), "",
+            "Columns:", "", _table(["column", "meaning"], [
+                [c, COLUMN_DOCS[c]] for c in COLUMN_DOCS if c != "annotations" or settings.get("with_annotations")]),
+            ""]
+
+    names = list(counts["splits"])
+    out += ["## Label balance", "", _table(["label", *names, "total", "share"], [
+        [lab, *(bal["splits"][n][lab] for n in names), bal["total"][lab], _pct(bal["share"][lab])]
+        for lab in bal["labels"]]), ""]
+
+    agr = facts["agreement"]
+    head = ["", "items with 2+ labels", "percent agreement", "Krippendorff's alpha", "mean Cohen's kappa"]
+    out += ["## Agreement", "",
+            "Adjudicators' rulings are left out: they decide contested items, they are not independent labels.", "",
+            _table(head, [_agreement_row("all labels", agr["overall"])]), "", "Per round:", "",
+            _table(["round", *head[1:], "alpha at round close"],
+                   [_agreement_row(r["round"], r["agreement"], [_num((r["at_close"] or {}).get("alpha"))])
+                    for r in agr["rounds"]]), "", "Per guideline version:", "",
+            _table(["guideline version", *head[1:]],
+                   [_agreement_row(f"v{g['version']}", g["agreement"]) for g in agr["guideline_versions"]]), ""]
+    if agr["overall"] and agr["overall"]["warnings"]:
+        out += [f"- {w}" for w in agr["overall"]["warnings"]] + [""]
+
+    ann = facts["annotators"]
+    out += ["## Annotators", "", (f"{ann['count']} annotators. Agreement with the consensus "
+            f"({ann['consensus_method']} vote) flatters everyone a little, since their own label is part of it; "
+            "estimated accuracy comes from a Dawid-Skene fit."), "",
+            _table(["annotator", "items", "agreement with consensus", "estimated accuracy"],
+                   [[a, v["n"], _pct(v["agreement_with_consensus"]), _num(v["estimated_accuracy"])]
+                    for a, v in ann["reliability"].items()]), ""]
+    if ann["adjudicators"]:
+        who = ", ".join(f"{a} ({n} assigned)" for a, n in ann["adjudicators"].items())
+        out += [f"Adjudicators: {who}; {ann['adjudicated']} items decided by adjudication.", ""]
+
+    sel = facts["selection"]
+    out += ["## Selection", "", _table(
+        ["round", "status", "strategy", "size", "overlap", "annotators", "labels before", "model", "guideline"],
+        [[r["id"], r["status"], r["strategy"], r["size"], r["overlap"], ", ".join(r["annotators"]),
+          r["labels_spent_before"], r["model_version"], "n/a" if r["guideline_version"] is None
+          else f"v{r['guideline_version']}"] for r in sel["rounds"]]), "",
+        f"Labels spent: {sel['labels_spent']}" + (f" of a budget of {sel['budget']}" if sel["budget"] else
+                                                   " (no budget set)") + ".", ""]
+
+    stop = facts["stopping"]
+    out += ["## Stopping", "",
+            f"Stop advice ({'stop' if stop['recommend'] else 'keep labelling'}): {stop['reason']}"
+            + (f"; dev set: {stop['dev_plateau']}" if stop["dev_plateau"] else ""), ""]
+    if stop["rule"]:
+        out += [(f"Rule: stabilizing predictions, mean kappa over the last {stop['rule']['window']} rounds >= "
+                f"{stop['rule']['threshold']} after at least {stop['rule']['min_rounds']} rounds."), ""]
+    if stop["png"]:
+        out += [f"![learning curve]({stop['png']})", ""]
+    if stop["curve"]:
+        out += [_table(["round", "labels", "kappa vs previous model", "dev accuracy", "dev macro-F1"],
+                       [[c.get("round"), c.get("n_labels"), _num(c.get("kappa")), _num(c.get("dev_accuracy")),
+                         _num(c.get("dev_macro_f1"))] for c in stop["curve"]]), ""]
+
+    allowed = ("**Contradictions were allowed** (`--allow-contradictions`)" if val["allow_contradictions"]
+               else "Contradictions were not allowed: the export refuses while any exist")
+    out += ["## Validation", "",
+            (f"{allowed}. Normalisation: {val['settings'].get('normalisation')}; near-duplicate threshold: cosine >= "
+            f"{val['settings'].get('near_threshold')}. Full report: `{facts['files']['validation']}`."), "",
+            _table(["check", "status", "severity", "count", "note"],
+                   [[name, c.get("status"), c.get("severity"), c.get("count"), c.get("reason") or ""]
+                    for name, c in val["checks"].items()]), ""]
+
+    g = facts["guidelines"]
+    out += ["## Guidelines", ""]
+    used = ", ".join(f"{'unversioned' if v == 'none' else 'v' + v}: {n}" for v, n in g["label_versions"].items())
+    if g["text"] is None:
+        out += [f"Version in force: {_num(g['version'])}. {g['reason']}.", ""]
+    else:
+        out += [f"Version in force: v{g['version']} (hash {g['hash']}); labels by version: {used}.", ""]
+        if g["labels"]:
+            out += [_table(["label", "definition"], [[lab, d] for lab, d in g["labels"].items()]), ""]
+        if g["negatives"]:
+            out += [f"Negative labels: {', '.join(g['negatives'])}.", ""]
+        out += [f"Full text of v{g['version']}:", "", _demote(g["text"]), ""]
+
+    out += ["## Known limitations", ""] + [f"- {line}" for line in facts["limitations"]] + [""]
+    return "\n".join(out)
