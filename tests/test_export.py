@@ -19,8 +19,14 @@ import pytest
 from loop.adjudication import final_labels
 from loop.dataset import text_key
 from loop.errors import ConfigError, DataError
-from loop.export import COLUMNS, curated_rows, export_project, split_by_cluster
-from loop.export import write_hf, write_rows
+from loop.export import (
+    COLUMNS,
+    curated_rows,
+    export_project,
+    split_by_cluster,
+    write_hf,
+    write_rows,
+)
 
 P = 7
 LABELS = ["billing", "delivery", "account", "technical", "out_of_scope"]
