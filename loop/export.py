@@ -33,6 +33,7 @@ ANNOTATION_FIELDS = ("annotator", "label", "guideline_version", "created_at", "a
 SPLITS = ("train", "test")
 HF_FOLDER = "dataset"
 HF_HINT = "pip install 'loop-al[hf]'"
+VALIDATOR_STEPS = 8  # loop.validate.validate reports progress once per group of checks
 
 Progress = Callable[[str, int], Callable[[int], None]]  # (description, total) -> advance(n), as loop.project
 
@@ -383,8 +384,9 @@ def export_project(ctx, p: int, out_dir: str | Path, *, fmt: str = "jsonl", test
 
     X, _ = embed_texts([r["text"] for r in rows], ctx.cache, ctx.embedder, progress=progress("embedding", len(rows)))
     items = [Item(r["id"], r["text"], r["label"]) for r in rows]
+    advance = progress("validating", VALIDATOR_STEPS)
     report = validate(items, embeddings=X, labels=project.get("labels"), negatives=_negatives(project),
-                      near_threshold=near_threshold, seed=seed)
+                      near_threshold=near_threshold, seed=seed, progress=lambda check: advance(1))
     groups = report["checks"]["contradictions"].get("groups") or []
     if report["checks"]["contradictions"]["count"] and not allow_contradictions:
         shown = "; ".join(f"{g['text'][:60]!r}: " + ", ".join(f"{lab} ({', '.join(map(str, ids))})"

@@ -420,7 +420,14 @@ def test_write_hf_without_datasets_says_how_to_install_it(tmp_path, monkeypatch)
 
 def test_export_project_writes_splits_card_curve_and_report(ctx, project, tmp_path):
     out = tmp_path / "out"
-    summary = export_project(ctx, P, out, fmt="jsonl", seed=0)
+    bars: dict[str, list] = {}
+
+    def progress(description, total):
+        bars[description] = [total, 0]
+        return lambda n: bars[description].__setitem__(1, bars[description][1] + n)
+
+    summary = export_project(ctx, P, out, fmt="jsonl", seed=0, progress=progress)
+    assert bars == {"embedding": [len(LABELS_OF), len(LABELS_OF)], "validating": [8, 8]}
     assert sorted(p.name for p in out.iterdir()) == ["README.md", "learning_curve.png", "test.jsonl", "train.jsonl",
                                                      "validation.json"]
     train, test = read_back(out / "train.jsonl", "jsonl"), read_back(out / "test.jsonl", "jsonl")
