@@ -524,3 +524,43 @@ def test_bad_options_fail_before_any_work(ctx, tmp_path):
     with pytest.raises(ConfigError, match="strictly between 0 and 1"):
         export_project(ctx, P, tmp_path / "out", test_size=1.0)
     assert not (tmp_path / "out").exists()
+
+
+# --------------------------------------------------------------------------------------------
+# Real data: trec's duplicate texts (train and test pooled, each row one "gold" label)
+
+
+@pytest.mark.realdata
+def test_trec_duplicates_never_straddle_and_its_conflict_is_refused(redis_store, tmp_path, embedder):
+    from loop.validate import normalise
+    from tests.conftest import shared_data
+
+    folder = shared_data("trec")
+    rows = [json.loads(line) for name in ("train", "test")
+            for line in (folder / f"{name}.jsonl").read_text(encoding="utf-8").splitlines()]
+    for n, r in enumerate(rows):
+        r["id"] = f"r{n}"  # train and test ids overlap
+    groups = Counter(normalise(r["text"]) for r in rows)
+    # every row with a duplicate, plus 300 others: the duplicates are what the split must respect
+    keep = [r for r in rows if groups[normalise(r["text"])] > 1] + [r for r in rows
+                                                                   if groups[normalise(r["text"])] == 1][:300]
+    source = tmp_path / "trec.jsonl"
+    source.write_text("".join(json.dumps(r) + "\n" for r in keep), encoding="utf-8")
+    labels = sorted({r["label"] for r in keep})
+    redis_store.save_project(P, {"id": P, "labels": labels, "text_field": "text", "id_field": "id",
+                                 "source": str(source), "guideline_version": None})
+    redis_store.add_items(P, {r["id"]: {"task_id": n, "key": text_key(r["text"])} for n, r in enumerate(keep)})
+    redis_store.replace_annotations(P, {r["id"]: {"id": r["id"], "item_id": r["id"], "annotator": "gold",
+                                                  "label": r["label"], "created_at": "2026-01-01"} for r in keep})
+    ctx = make_ctx(redis_store, tmp_path, embedder, {})
+    with pytest.raises(DataError, match="what are the twin cities \\?"):  # train DESC vs test LOC
+        export_project(ctx, P, tmp_path / "out")
+    summary = export_project(ctx, P, tmp_path / "out", allow_contradictions=True, seed=1)
+    assert summary["rows"] == len(keep) and summary["contradictions"] == 1
+    side = {normalise(r["text"]): set() for r in keep}
+    for name in ("train", "test"):
+        for r in read_back(tmp_path / "out" / f"{name}.jsonl", "jsonl"):
+            side[normalise(r["text"])].add(name)
+    dupes = [t for t, n in groups.items() if n > 1]
+    assert len(dupes) >= 66 and all(len(side[t]) == 1 for t in dupes)
+    assert summary["splits"]["test"] / summary["rows"] == pytest.approx(0.2, abs=0.05)
