@@ -126,7 +126,7 @@ class LabelStudioClient:
     def task_texts(self, project_id: int) -> dict[str, str]:
         """item id -> text, as the tasks carry it (the text annotators saw), for tasks with our `item_id`."""
         out: dict[str, str] = {}
-        page = 1
+        page, seen = 1, 0
         while True:
             body = self._http("list task texts", "GET", "/api/tasks",
                               params={"project": project_id, "page": page, "page_size": 5000,
@@ -136,8 +136,10 @@ class LabelStudioClient:
                 data = t.get("data") or {}
                 if data.get("item_id") is not None and isinstance(data.get(OBJECT), str):
                     out[str(data["item_id"])] = data[OBJECT]
-            if len(tasks) < 5000:
-                return out
+            seen += len(tasks)
+            total = body.get("total") if isinstance(body, dict) else None
+            if len(tasks) < 5000 or (total is not None and seen >= total):
+                return out  # never ask past the last page: Label Studio answers 404 there
             page += 1
 
     def import_tasks(self, project_id: int, rows: Sequence[dict[str, Any]], progress=None) -> list[int]:
