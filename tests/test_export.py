@@ -564,3 +564,32 @@ def test_trec_duplicates_never_straddle_and_its_conflict_is_refused(redis_store,
     dupes = [t for t, n in groups.items() if n > 1]
     assert len(dupes) >= 66 and all(len(side[t]) == 1 for t in dupes)
     assert summary["splits"]["test"] / summary["rows"] == pytest.approx(0.2, abs=0.05)
+
+
+# --------------------------------------------------------------------------------------------
+# Label Studio's task texts (over a fake HTTP transport)
+
+
+@pytest.mark.parametrize("n_tasks", [3, 4999, 5000])  # with the foreign task: 4, exactly 5000, 5001
+def test_task_texts_reads_every_page_and_never_past_the_last(n_tasks):
+    import httpx
+
+    from loop.labelstudio import LabelStudioClient
+
+    tasks = [{"id": t, "data": {"item_id": f"i{t}", "text": f"text {t}"}} for t in range(n_tasks)]
+    tasks.append({"id": -1, "data": {"text": "a task loop did not import"}})
+    pages = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        page, size = int(request.url.params["page"]), int(request.url.params["page_size"])
+        chunk = tasks[(page - 1) * size: page * size]
+        pages.append(page)
+        if not chunk:
+            return httpx.Response(404, json={"detail": "Invalid page."})
+        return httpx.Response(200, json={"tasks": chunk, "total": len(tasks)})
+
+    client = LabelStudioClient("http://ls.test", "token")
+    client.http = httpx.Client(base_url="http://ls.test", transport=httpx.MockTransport(handler))
+    texts = client.task_texts(P)
+    assert texts == {f"i{t}": f"text {t}" for t in range(n_tasks)}
+    assert pages == list(range(1, -(-len(tasks) // 5000) + 1))  # ceil: one request per page, no more
