@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
@@ -182,8 +183,8 @@ def check_exact(items: Sequence[Item], groups: dict[str, list[int]]) -> tuple[di
     contra = _entry("contradictions", len(contradictions), rows=sum(g.pop("n_rows") for g in contradictions),
                     groups=contradictions)
     dups = _entry("exact_duplicates", len(duplicates), rows=sum(len(g["ids"]) - 1 for g in duplicates),
-                  # Distinct raw texts that occur more than once: duplicates before normalisation,
-                  # the figure datasets usually publish (trec's SOURCE.md: 63 texts; 66 groups after).
+                  # Distinct raw texts that occur more than once: duplicates before normalisation, the
+                  # figure datasets usually publish (trec train: 63 verbatim, 64 groups after normalising).
                   verbatim_texts=_verbatim_texts(items, [g["ids"] for g in duplicates]),
                   groups=duplicates)
     return contra, dups
@@ -191,14 +192,7 @@ def check_exact(items: Sequence[Item], groups: dict[str, list[int]]) -> tuple[di
 
 def _verbatim_texts(items: Sequence[Item], id_groups: list[list[str]]) -> int:
     text_of = {it.id: it.text for it in items}
-    return sum(1 for ids in id_groups for text, n in _counts(text_of[i] for i in ids).items() if n > 1)
-
-
-def _counts(values) -> dict:
-    counts: dict = {}
-    for v in values:
-        counts[v] = counts.get(v, 0) + 1
-    return counts
+    return sum(1 for ids in id_groups for n in Counter(text_of[i] for i in ids).values() if n > 1)
 
 
 def check_near(items: Sequence[Item], embeddings: np.ndarray, keep: Sequence[int], threshold: float,
@@ -224,7 +218,7 @@ def check_invalid(items: Sequence[Item], labels: Sequence[str]) -> dict:
     allowed = set(labels)
     rows = [{"id": it.id, "label": it.label} for it in items if it.label is not None and it.label not in allowed]
     return _entry("invalid_labels", len(rows), label_set=sorted(allowed),
-                  labels=dict(sorted(_counts(r["label"] for r in rows).items())), rows=rows)
+                  labels=dict(sorted(Counter(r["label"] for r in rows).items())), rows=rows)
 
 
 def check_empty(items: Sequence[Item], min_chars: int) -> dict:
@@ -273,7 +267,7 @@ def check_balance(items: Sequence[Item], labels: Sequence[str] | None, minority_
                   reference: Mapping[str, float] | None) -> dict:
     """Counts and shares of the labelled items; a class under minority_fraction x the largest class
     is a minority (a class of the label set with no item at all is one too, with count 0)."""
-    counts = _counts(it.label for it in items if it.label is not None)
+    counts = Counter(it.label for it in items if it.label is not None)
     for label in labels or ():
         counts.setdefault(label, 0)
     counts = dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
@@ -370,7 +364,7 @@ def check_label_errors(items: Sequence[Item], embeddings: np.ndarray, keep: Sequ
 
     method = ("confident learning (Northcutt et al. 2021) on out-of-fold LogisticRegression probabilities; "
               "per-class threshold = mean self-confidence")
-    sizes = _counts(items[i].label for i in keep)
+    sizes = Counter(items[i].label for i in keep)
     tiny = sorted(k for k, c in sizes.items() if c < 2)
     notes = [f"class {k!r} has {sizes[k]} item; needs at least 2 to cross-validate, so it was left out"
              for k in tiny]
