@@ -535,3 +535,11 @@ def test_trec_label_errors_and_near_duplicates_with_real_embeddings(embedder, tm
     caught = [r for r in errors["rows"] if r["id"] in planted]
     restored = sum(r["suggested"] == original[r["id"]] for r in caught)
     assert restored >= 0.8 * len(caught)  # the suggestion is mostly the label before the flip
+
+
+def test_progress_names_each_check_once_in_order():
+    # loop.export counts on one call per group of checks (VALIDATOR_STEPS = 8).
+    seen: list[str] = []
+    validate([Item("1", "some text", "a"), Item("2", "more text", "b")], progress=seen.append)
+    assert seen == ["empty_inputs", "contradictions", "near_duplicates", "invalid_labels", "class_balance",
+                    "missing_negatives", "leakage", "label_errors"]
