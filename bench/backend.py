@@ -890,9 +890,13 @@ def main(argv: list[str] | None = None) -> int:
 
                 projects = {"without": init(ctx, small, "bench: without ML backend", connect_backend=False),
                             "null webhook": init(ctx, small, "bench: webhook to a null receiver", connect_backend=False),
+                            "null webhook, no payload": init(ctx, small, "bench: payload-less webhook to a null receiver",
+                                                             connect_backend=False),
                             "with ML backend": init(ctx, small, "bench: with ML backend", connect_backend=True)}
                 with null_webhook_receiver() as null_url:
                     ctx.ls.ensure_webhook(projects["null webhook"], null_url, WEBHOOK_ACTIONS)
+                    hook = ctx.ls.ensure_webhook(projects["null webhook, no payload"], null_url, WEBHOOK_ACTIONS)
+                    ctx.ls._http("drop the payload", "PATCH", f"/api/webhooks/{hook}/", json={"send_payload": False})
                     log("4. annotator submit")
                     res["submit"] = bench_submit(ctx, rows[:300], projects, submits=args.submits, warmup=5,
                                                  blocks=2)

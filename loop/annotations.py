@@ -4,6 +4,7 @@ the ML backend's webhooks, so both store the same shape and validate the same wa
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from loop.errors import LoopError
@@ -65,3 +66,63 @@ class Recorder:
                                                                   self.project.get("guideline_version")),
             "guideline_hash": (self.stored.get(aid) or {}).get("guideline_hash", self.project.get("guideline_hash")),
         }
+
+
+def _stamp_minus(stamp: str, seconds: float) -> str:
+    """A Label Studio timestamp moved back by `seconds`, in the format its filters accept."""
+    fmt = "%Y-%m-%dT%H:%M:%S.%fZ"
+    moment = datetime.strptime(stamp if "." in stamp else stamp.replace("Z", ".000000Z"), fmt)
+    return (moment - timedelta(seconds=seconds)).strftime(fmt)
+
+
+# Tasks changed this long before the newest one read are read again: re-reading is harmless
+# (idempotent), and it covers two saves that land in the same instant on either side of a read.
+OVERLAP_S = 1.0
+
+
+def pull_changes(store: Store, ls, p: int, on_reject=None) -> dict[str, int]:
+    """Mirror into Redis the annotations of every task Label Studio changed since the last pull.
+
+    The first pull (no mark in Redis yet) reads every labelled task through the export, once; later
+    pulls ask only for tasks whose `updated_at` is newer than the mark. A task's stored annotations
+    are replaced by what Label Studio has now, so deletions are seen too. An annotation that cannot
+    be recorded (a label outside the label set) is left out and handed to `on_reject(annotation,
+    reason)`; the rest are recorded.
+    """
+    mark = store.synced_at(p)
+    if mark is None:
+        tasks = [{"id": int(t["id"]), "updated_at": t.get("updated_at"), "annotations": t.get("annotations") or []}
+                 for t in ls.export_tasks(p)]
+    else:
+        tasks = ls.changed_tasks(p, after=_stamp_minus(mark, OVERLAP_S))
+    if not tasks:
+        return {"tasks": 0, "upserted": 0, "removed": 0, "rejected": 0}
+    recorder = Recorder.load(store, p, task_ids=[t["id"] for t in tasks],
+                             annotation_ids=[a["id"] for t in tasks for a in t["annotations"] if "id" in a])
+    fresh: dict[str, dict[str, Any]] = {}
+    rejected_ids: set[str] = set()
+    for task in tasks:
+        for ann in task["annotations"]:
+            try:
+                rec = recorder.record(ann, task["id"])
+            except AnnotationRejected as exc:
+                rejected_ids.add(str(ann.get("id")))
+                if on_reject is not None:
+                    on_reject(ann, str(exc))
+                continue
+            if rec is not None:
+                fresh[rec["id"]] = rec
+    # Another writer (the CLI's full sync) may have stored something newer than this read saw:
+    # never overwrite a newer record, nor remove one the read's snapshot of its task predates.
+    stored = store.annotations(p)
+    seen_at = {t["id"]: t.get("updated_at") or "" for t in tasks}
+    fresh = {aid: rec for aid, rec in fresh.items()
+             if (rec.get("updated_at") or "") >= ((stored.get(aid) or {}).get("updated_at") or "")}
+    listed = {str(a["id"]) for t in tasks for a in t["annotations"] if "id" in a}
+    stale = [aid for aid, a in stored.items() if a.get("task_id") in seen_at and aid not in fresh
+             and (aid in rejected_ids or (aid not in listed and seen_at[a["task_id"]] >= (a.get("updated_at") or "")))]
+    store.upsert_annotations(p, fresh, stale)
+    newest = max((t["updated_at"] for t in tasks if t.get("updated_at")), default=None)
+    if newest is not None and (mark is None or newest > mark):
+        store.set_synced_at(p, newest)
+    return {"tasks": len(tasks), "upserted": len(fresh), "removed": len(stale), "rejected": len(rejected_ids)}

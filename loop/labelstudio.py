@@ -7,6 +7,7 @@ a refused token, a request Label Studio rejected.
 from __future__ import annotations
 
 import base64
+import json
 import re
 from typing import Any, Iterable, Sequence
 from xml.etree import ElementTree
@@ -21,6 +22,7 @@ from loop.errors import LabelStudioError, ServiceUnavailable
 CONTROL = "label"   # the <Choices> name in the label config
 OBJECT = "text"     # the <Text> name; tasks carry their text under data.text
 IMPORT_BATCH = 1000
+CHANGED_TASK_FIELDS = "id,updated_at,annotations,result,completed_by,was_cancelled,created_at"
 
 
 def label_config(labels: Sequence[str]) -> str:
@@ -142,6 +144,34 @@ class LabelStudioClient:
                 return out  # never ask past the last page: Label Studio answers 404 there
             page += 1
 
+    def changed_tasks(self, project_id: int, after: str | None = None, page_size: int = 1000) -> list[dict[str, Any]]:
+        """Tasks with their annotations ({id, updated_at, annotations}) updated after `after`, a
+        timestamp in Label Studio's own format (one of its tasks' `updated_at`); every task when None.
+
+        Label Studio stamps a task's `updated_at` whenever one of its annotations is created,
+        changed or deleted (and when a prediction is added), so this finds every annotation change
+        since `after` without an export (the export of 1,000 labelled tasks takes about 3 s, of
+        10,000 about 30 s; one changed task among 10,000 comes back in 0.13 s).
+        """
+        # `include` trims the Data Manager's columns (2.1 s per 1,000 tasks instead of 7.2 s); it
+        # filters the annotations' own fields too, so it names the ones `Recorder.record` reads.
+        params: dict[str, Any] = {"project": project_id, "fields": "all", "include": CHANGED_TASK_FIELDS,
+                                  "page_size": page_size}
+        if after is not None:
+            params["query"] = json.dumps({"filters": {"conjunction": "and", "items": [
+                {"filter": "filter:tasks:updated_at", "operator": "greater", "type": "Datetime", "value": after}]}})
+        out: list[dict[str, Any]] = []
+        page = 1
+        while True:
+            body = self._http("list changed tasks", "GET", "/api/tasks", params={**params, "page": page})
+            tasks = body.get("tasks", []) if isinstance(body, dict) else body
+            out += [{"id": int(t["id"]), "updated_at": t.get("updated_at"), "annotations": t.get("annotations") or []}
+                    for t in tasks]
+            total = body.get("total") if isinstance(body, dict) else None
+            if len(tasks) < page_size or (total is not None and len(out) >= total):
+                return out  # never ask past the last page: Label Studio answers 404 there
+            page += 1
+
     def import_tasks(self, project_id: int, rows: Sequence[dict[str, Any]], progress=None) -> list[int]:
         """Import task data rows; returns the new task ids in row order."""
         ids: list[int] = []
@@ -197,12 +227,16 @@ class LabelStudioClient:
     def delete_prediction(self, prediction_id: int) -> None:
         self._http(f"delete prediction {prediction_id}", "DELETE", f"/api/predictions/{prediction_id}/")
 
+    def export_tasks(self, project_id: int) -> list[dict[str, Any]]:
+        """Every labelled task with its annotations, through Label Studio's JSON export (slow on big
+        projects: about 3 s per 1,000 labelled tasks)."""
+        return self._http("export annotations", "GET", f"/api/projects/{project_id}/export",
+                          params={"exportType": "JSON", "download_all_tasks": "false"})
+
     def annotations(self, project_id: int) -> list[dict[str, Any]]:
         """Every annotation of the project: {id, task, completed_by, result, was_cancelled, ...}."""
-        tasks = self._http("export annotations", "GET", f"/api/projects/{project_id}/export",
-                           params={"exportType": "JSON", "download_all_tasks": "false"})
         out = []
-        for task in tasks:
+        for task in self.export_tasks(project_id):
             for ann in task.get("annotations") or []:
                 by = ann.get("completed_by")
                 out.append({**ann, "task": int(task["id"]),
@@ -266,10 +300,13 @@ class LabelStudioClient:
         headers = {}
         if auth:
             headers["Authorization"] = "Basic " + base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
-        body = {"project": project_id, "url": url, "send_payload": True, "send_for_all_actions": False,
-                "actions": list(actions), "is_active": True, "headers": headers}
+        # No payload: with one, Label Studio serialises the project with all its counts inside the
+        # annotator's submit (+27 ms at 300 tasks, growing with the project); without, a submit costs
+        # nothing measurable. The trainer reads the changed tasks itself; the URL names the project.
+        body = {"project": project_id, "url": f"{url}?project={project_id}", "send_payload": False,
+                "send_for_all_actions": False, "actions": list(actions), "is_active": True, "headers": headers}
         for hook in self._http("list webhooks", "GET", "/api/webhooks/", params={"project": project_id}):
-            if hook.get("url") == url:
+            if (hook.get("url") or "").split("?")[0] == url:
                 # Connecting an ML backend makes Label Studio add its own webhook to <backend>/webhook,
                 # for all actions and without our login: take it over.
                 self._http("update a webhook", "PATCH", f"/api/webhooks/{hook['id']}/", json=body)

@@ -22,6 +22,8 @@ Key names (one separator, ':'; `{p}` is the loop project id, which is the Label 
     loop:project:{p}:model:seq                counter     last model version number handed out
     loop:project:{p}:events                   stream      webhook events from Label Studio, for the trainer
                                                           (consumer group "trainer")
+    loop:project:{p}:ls_synced_at             string      Label Studio `updated_at` of the newest task the trainer
+                                                          has read (it asks only for tasks changed after it)
 
 Every value that is not an array is JSON (never pickle), so any process or language can read it.
 A round is written in two steps that survive a crash: `plan_round` records the round as
@@ -122,6 +124,10 @@ class Keys:
     @staticmethod
     def events(p: int) -> str:
         return f"{Keys.project(p)}:events"
+
+    @staticmethod
+    def ls_synced_at(p: int) -> str:
+        return f"{Keys.project(p)}:ls_synced_at"
 
 
 def _dumps(value: Any) -> str:
@@ -418,6 +424,13 @@ class Store:
         ids = list(ids)
         if ids:
             self.r.xack(Keys.events(p), self.GROUP, *ids)
+
+    def synced_at(self, p: int) -> str | None:
+        raw = self.r.get(Keys.ls_synced_at(p))
+        return raw.decode() if raw is not None else None
+
+    def set_synced_at(self, p: int, stamp: str) -> None:
+        self.r.set(Keys.ls_synced_at(p), stamp)
 
     def heartbeat(self) -> None:
         self.r.set(Keys.trainer_heartbeat(), time.time())

@@ -144,7 +144,8 @@ def create_app(store: Store, cache: EmbeddingCache, embedder: Embedder,
         counters["tasks_predicted"] += len(texts)
         results = [{"result": choice_result(str(clf.classes_[row.argmax()])), "score": float(row.max()),
                     "model_version": version} for row in proba]
-        return {"results": results, "model_version": version}
+        # A JSONResponse skips FastAPI's jsonable_encoder walk over every result (4-5 ms at 100 tasks).
+        return JSONResponse({"results": results, "model_version": version})
 
     @app.post("/webhook")
     async def webhook(request: Request):
@@ -152,7 +153,8 @@ def create_app(store: Store, cache: EmbeddingCache, embedder: Embedder,
             data = await body(request)
             # Redis reads off the event loop, so /predict never waits behind a webhook.
             parsed = await run_in_threadpool(webhooks.parse, data, lambda p, tasks, anns: Recorder.load(
-                store, p, task_ids=tasks, annotation_ids=anns) if store.project(p) else None)
+                store, p, task_ids=tasks, annotation_ids=anns) if store.project(p) else None,
+                request.query_params.get("project"))
         except (BadRequest, webhooks.Refused) as exc:
             status = exc.status
             reason = exc.message if isinstance(exc, BadRequest) else exc.reason

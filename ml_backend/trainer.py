@@ -3,6 +3,9 @@
 Label Studio never waits for training: `/webhook` only queues. This worker reads each project's
 event stream through the consumer group "trainer", applies the label changes to the label store,
 and refits once per burst (events arriving within `coalesce_s` of each other are one retrain).
+loop's webhooks carry no payload (one would cost the annotator's request 27 ms), so for those
+events the trainer asks Label Studio for the tasks changed since its last read
+(`loop.annotations.pull_changes`), once per burst.
 A new model is written under a new version and made current in one transaction; `/predict` picks
 it up on its next request. Events are acknowledged only after that, so a trainer that dies
 mid-batch re-reads them on restart.
@@ -23,6 +26,7 @@ import numpy as np
 
 from loop import model as model_lib
 from loop.adjudication import final_labels
+from loop.annotations import pull_changes
 from loop.embeddings import EmbeddingCache, key_for_hash
 from loop.store import Store
 
@@ -30,11 +34,25 @@ log = logging.getLogger("loop.trainer")
 
 
 class Trainer:
-    def __init__(self, store: Store, cache: EmbeddingCache, *, consumer: str = "trainer-1",
+    def __init__(self, store: Store, cache: EmbeddingCache, *, ls=None, consumer: str = "trainer-1",
                  coalesce_s: float = 0.3, block_ms: int = 1000):
-        self.store, self.cache = store, cache
+        self.store, self.cache, self.ls = store, cache, ls
         self.consumer, self.coalesce_s, self.block_ms = consumer, coalesce_s, block_ms
         self.stopping = threading.Event()
+        self._rejected: set[tuple[str, str]] = set()  # dead-lettered once, not at every pull
+
+    def _reject(self, p: int, annotation: dict[str, Any], reason: str) -> None:
+        key = (str(annotation.get("id")), str(annotation.get("updated_at")))
+        if key not in self._rejected:
+            self._rejected.add(key)
+            self.store.dead_letter(reason, {"project": p, "annotation": annotation})
+            log.warning("project %s: %s", p, reason)
+
+    def pull(self, p: int) -> dict[str, int]:
+        """Mirror the annotations Label Studio changed since the last pull into the label store."""
+        if self.ls is None:
+            raise RuntimeError("payload-less webhook events need a Label Studio client (Trainer(ls=...))")
+        return pull_changes(self.store, self.ls, p, on_reject=lambda ann, why: self._reject(p, ann, why))
 
     def step(self, pending: bool = False) -> dict[int, str | None]:
         """Handle one burst of events; returns project -> new model version (None: no model yet)."""
@@ -50,6 +68,8 @@ class Trainer:
         for p, events in batch.items():
             upsert = {r["id"]: r for _, e in events for r in e.get("upsert", [])}
             remove = {i for _, e in events for i in e.get("remove", [])}
+            if any(e.get("sync") for _, e in events):
+                self.pull(p)
             self.store.upsert_annotations(p, {k: v for k, v in upsert.items() if k not in remove}, remove)
             published[p] = self.retrain(p)
             self.store.ack_events(p, [event_id for event_id, _ in events])
@@ -74,12 +94,14 @@ class Trainer:
         return version
 
     def run(self) -> None:
-        self.step(pending=True)  # what a previous trainer read but never acknowledged
+        pending = True  # first what a previous trainer read but never acknowledged
         while not self.stopping.is_set():
             try:
-                self.step()
-            except Exception:  # keep serving: log, back off, retry (events stay unacknowledged)
+                self.step(pending=pending)
+                pending = False
+            except Exception:  # keep serving: log, back off, retry the unacknowledged events
                 log.exception("trainer step failed; retrying")
+                pending = True
                 time.sleep(2)
 
 
@@ -92,7 +114,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     ctx = Context(load_settings())
-    trainer = Trainer(ctx.store, ctx.cache, consumer=args.consumer)
+    trainer = Trainer(ctx.store, ctx.cache, ls=ctx.ls, consumer=args.consumer)
 
     def stop(*_: Any) -> None:
         trainer.stopping.set()

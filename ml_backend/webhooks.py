@@ -36,17 +36,31 @@ def _as_list(value: Any) -> list:
     return value if isinstance(value, list) else [value] if value is not None else []
 
 
-def parse(payload: dict[str, Any], recorder_for) -> tuple[int, dict[str, Any]] | None:
+def parse(payload: dict[str, Any], recorder_for, project_hint: Any = None) -> tuple[int, dict[str, Any]] | None:
     """(project id, event) for the trainer, or None for an action the trainer does not need.
 
     `recorder_for(p, task_ids, annotation_ids)` gives the project's Recorder for those rows, or None
-    if loop does not know the project.
+    if loop does not know the project. `project_hint` is the webhook URL's `?project=` value.
+
+    Two shapes arrive. The webhooks loop sets up carry no payload, only the action (a payload makes
+    Label Studio count the whole project inside the annotator's request: +27 ms per submit); the
+    project comes from the URL and the event tells the trainer to read the changed tasks itself
+    ("sync"). A payload (a webhook someone set up with one, or START_TRAINING) is validated and its
+    annotations recorded here, as before.
     """
     action = payload.get("action")
     if not isinstance(action, str):
         raise Refused(400, "'action' is missing; expected a Label Studio webhook event")
     if action not in UPSERT | DELETE | TRAIN:
         return None
+    if not any(key in payload for key in ("project", "annotation", "annotations", "task")):
+        if project_hint is None:
+            raise Refused(400, f"{action} without a payload: put the project in the webhook URL "
+                               "(<backend>/webhook?project=<id>; `loop init` does) or turn the payload on")
+        p = project_id(project_hint)
+        if recorder_for(p, [], []) is None:
+            raise Refused(404, f"project {p} is not a loop project; run `loop init` for it first")
+        return p, {"action": action, "sync": True, "upsert": [], "remove": []}
     p = project_id(payload.get("project"))
     annotations = _as_list(payload.get("annotation"))
     tasks = {t.get("id"): t for t in _as_list(payload.get("task")) if isinstance(t, dict)}

@@ -271,6 +271,18 @@ def test_webhook_without_project(client, redis_store):
     assert "project" in resp.json()["error"]
 
 
+def test_a_payload_less_webhook_queues_a_sync_for_the_project_in_its_url(client, redis_store):
+    loop_project(redis_store)
+    resp = client.post(f"/webhook?project={P}", json={"action": "ANNOTATION_CREATED"})
+    assert resp.status_code == 201
+    (event,) = events(redis_store)
+    assert event["sync"] is True and event["action"] == "ANNOTATION_CREATED" and event["upsert"] == []
+    resp = client.post("/webhook?project=999", json={"action": "ANNOTATIONS_DELETED"})
+    assert resp.status_code == 404 and "not a loop project" in resp.json()["error"]
+    assert redis_store.dead_letters()[0]["payload"] == {"action": "ANNOTATIONS_DELETED"}
+    assert redis_store.event_count(P) == 1
+
+
 # -- metrics --------------------------------------------------------------------------------
 def test_metrics_count_requests(client, redis_store):
     train_and_store(redis_store)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from loop.embeddings import DIM, EmbeddingCache, key_for_hash
 from ml_backend.trainer import Trainer
@@ -83,3 +84,128 @@ def test_backlog_counts_undelivered_and_unacknowledged_events(redis_store, tmp_p
     trainer.step(pending=True)
     trainer.step()
     assert redis_store.backlog(P) == 0
+
+
+class FakeLabelStudio:
+    """Label Studio's side of a pull: tasks with their annotations and `updated_at` stamps."""
+
+    def __init__(self):
+        self.tasks: dict[int, dict] = {}
+        self.calls: list[tuple[str, str | None]] = []
+
+    def annotate(self, task_id, ann_id, label, stamp, user=5):
+        task = self.tasks.setdefault(task_id, {"id": task_id, "annotations": []})
+        task["annotations"] = [a for a in task["annotations"] if a["id"] != ann_id]
+        task["annotations"].append({"id": ann_id, "completed_by": user, "was_cancelled": False,
+                                    "result": [{"from_name": "label", "to_name": "text", "type": "choices",
+                                                "value": {"choices": [label]}}],
+                                    "created_at": stamp, "updated_at": stamp})
+        task["updated_at"] = stamp
+
+    def delete(self, task_id, ann_id, stamp):
+        task = self.tasks[task_id]
+        task["annotations"] = [a for a in task["annotations"] if a["id"] != ann_id]
+        task["updated_at"] = stamp
+
+    def export_tasks(self, p):
+        self.calls.append(("export", None))
+        return [t for t in self.tasks.values() if t["annotations"]]
+
+    def changed_tasks(self, p, after=None):
+        self.calls.append(("changed", after))
+        return [t for t in self.tasks.values() if after is None or t["updated_at"] > after]
+
+
+def stamp(second):
+    return f"2026-11-22T10:00:{second:02d}.000000Z"
+
+
+def test_payload_less_events_make_the_trainer_pull_only_what_changed(redis_store, tmp_path):
+    cache = EmbeddingCache(tmp_path / "c.sqlite")
+    setup_project(redis_store, cache)
+    redis_store.add_annotator({"name": "alice", "ls_user_id": 5})
+    ls = FakeLabelStudio()
+    ls.annotate(100, 1, "neg", stamp(1))
+    ls.annotate(101, 2, "pos", stamp(2))
+    trainer = Trainer(redis_store, cache, ls=ls, coalesce_s=0.01, block_ms=100)
+    sync = {"action": "ANNOTATION_CREATED", "sync": True, "upsert": [], "remove": []}
+
+    redis_store.append_event(P, sync)
+    assert trainer.step() == {P: "v1"}
+    assert ls.calls == [("export", None)]  # the first pull reads everything once
+    assert {a["item_id"]: a["label"] for a in redis_store.annotations(P).values()} == {"i0": "neg", "i1": "pos"}
+    assert redis_store.synced_at(P) == stamp(2)
+
+    ls.annotate(102, 3, "neg", stamp(5))
+    ls.annotate(101, 2, "neg", stamp(6))  # alice changed her mind
+    redis_store.append_event(P, sync)
+    trainer.step()
+    assert ls.calls[-1] == ("changed", "2026-11-22T10:00:01.000000Z")  # the mark minus the overlap
+    assert {a["item_id"]: a["label"] for a in redis_store.annotations(P).values()} == {"i0": "neg", "i1": "neg",
+                                                                                      "i2": "neg"}
+    ls.delete(100, 1, stamp(9))
+    redis_store.append_event(P, {**sync, "action": "ANNOTATIONS_DELETED"})
+    trainer.step()
+    assert {a["item_id"] for a in redis_store.annotations(P).values()} == {"i1", "i2"}
+    assert redis_store.synced_at(P) == stamp(9)
+
+
+def test_a_pulled_annotation_with_an_unknown_label_is_dead_lettered_once_and_the_rest_recorded(redis_store, tmp_path):
+    cache = EmbeddingCache(tmp_path / "c.sqlite")
+    setup_project(redis_store, cache)
+    redis_store.add_annotator({"name": "alice", "ls_user_id": 5})
+    ls = FakeLabelStudio()
+    ls.annotate(100, 1, "neg", stamp(1))
+    ls.annotate(101, 2, "maybe", stamp(1))
+    ls.annotate(102, 3, "pos", stamp(1))
+    trainer = Trainer(redis_store, cache, ls=ls, coalesce_s=0.01, block_ms=100)
+    for version in ("v1", "v2"):  # the second pull meets the same bad annotation again
+        redis_store.append_event(P, {"action": "ANNOTATION_CREATED", "sync": True, "upsert": [], "remove": []})
+        assert trainer.step() == {P: version}
+    assert set(redis_store.annotations(P)) == {"1", "3"}
+    (dead,) = redis_store.dead_letters()
+    assert "'maybe'" in dead["reason"] and dead["payload"]["annotation"]["id"] == 2
+
+
+def test_a_failed_pull_leaves_the_events_for_the_next_try(redis_store, tmp_path):
+    cache = EmbeddingCache(tmp_path / "c.sqlite")
+    setup_project(redis_store, cache)
+    redis_store.add_annotator({"name": "alice", "ls_user_id": 5})
+
+    class Down(FakeLabelStudio):
+        def export_tasks(self, p):
+            raise ConnectionError("Label Studio is down")
+
+    ls = Down()
+    ls.annotate(100, 1, "neg", stamp(1))
+    trainer = Trainer(redis_store, cache, ls=ls, coalesce_s=0.01, block_ms=100)
+    redis_store.append_event(P, {"action": "ANNOTATION_CREATED", "sync": True, "upsert": [], "remove": []})
+    with pytest.raises(ConnectionError):
+        trainer.step()
+    assert redis_store.r.xpending(f"loop:project:{P}:events", "trainer")["pending"] == 1
+    ls.annotate(101, 2, "pos", stamp(2))
+    trainer.ls = FakeLabelStudio()
+    trainer.ls.tasks = ls.tasks
+    assert trainer.step(pending=True) == {P: "v1"}
+    assert redis_store.r.xpending(f"loop:project:{P}:events", "trainer")["pending"] == 0
+
+
+def test_a_pull_never_undoes_a_newer_write_of_the_full_sync(redis_store, tmp_path):
+    """The CLI's full sync may store an annotation after the trainer read its task: keep it."""
+    from loop.annotations import pull_changes
+
+    cache = EmbeddingCache(tmp_path / "c.sqlite")
+    setup_project(redis_store, cache)
+    redis_store.add_annotator({"name": "alice", "ls_user_id": 5})
+    redis_store.add_annotator({"name": "carol", "ls_user_id": 7})
+    redis_store.set_synced_at(P, stamp(0))
+    old_read = FakeLabelStudio()
+    old_read.annotate(100, 1, "neg", stamp(1))  # the trainer's read: alice's label only
+    newer = {"id": "2", "item_id": "i0", "task_id": 100, "annotator": "carol", "label": "pos",
+             "updated_at": stamp(3)}
+    changed = {"id": "1", "item_id": "i0", "task_id": 100, "annotator": "alice", "label": "pos",
+               "updated_at": stamp(4)}
+    redis_store.upsert_annotations(P, {"2": newer, "1": changed})  # the full sync, after that read
+    pull_changes(redis_store, old_read, P)
+    stored = redis_store.annotations(P)
+    assert set(stored) == {"1", "2"} and stored["1"]["label"] == "pos"
