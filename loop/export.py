@@ -331,7 +331,7 @@ def project_texts(ctx, p: int, project: Mapping, item_ids: Iterable[str]) -> tup
     return texts, "label-studio"
 
 
-def _negatives(project: Mapping) -> list[str] | None:
+def guideline_negatives(project: Mapping) -> list[str] | None:
     """The negative labels of the guideline in force, or None (the validator's defaults)."""
     from loop.guidelines import get
 
@@ -385,7 +385,7 @@ def export_project(ctx, p: int, out_dir: str | Path, *, fmt: str = "jsonl", test
     X, _ = embed_texts([r["text"] for r in rows], ctx.cache, ctx.embedder, progress=progress("embedding", len(rows)))
     items = [Item(r["id"], r["text"], r["label"]) for r in rows]
     advance = progress("validating", VALIDATOR_STEPS)
-    report = validate(items, embeddings=X, labels=project.get("labels"), negatives=_negatives(project),
+    report = validate(items, embeddings=X, labels=project.get("labels"), negatives=guideline_negatives(project),
                       near_threshold=near_threshold, seed=seed, progress=lambda check: advance(1))
     groups = report["checks"]["contradictions"].get("groups") or []
     if report["checks"]["contradictions"]["count"] and not allow_contradictions:

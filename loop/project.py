@@ -102,6 +102,7 @@ def init_project(ctx: Context, data: str | Path, *, text_field: str = "text", la
     existing = store.project(project_id) or {}
     record = {
         "id": project_id, "labels": label_set, "text_field": text_field, "label_field": label_field,
+        "id_field": id_field,
         "source": source, "created_at": existing.get("created_at", time.time()),
         "guideline_version": guideline.version if guideline else None,
         "guideline_hash": guideline.content_hash if guideline else None,

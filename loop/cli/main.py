@@ -488,5 +488,11 @@ def simulate(
     emit(result, as_json, render)
 
 
+# -- curation: `loop validate`, `loop export` (loop/cli/curate.py) ----------------------------
+from loop.cli import curate as _curate  # noqa: E402  (registered after the core commands, for --help's order)
+
+_curate.register(app)
+
+
 if __name__ == "__main__":
     app()

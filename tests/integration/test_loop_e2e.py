@@ -367,3 +367,44 @@ def test_state_survives_a_restart_of_every_process(flow):
     after = cli("status")
     for key in ("labels_spent", "rounds", "class_balance", "model_version", "budget", "learning_curve"):
         assert after[key] == before[key], key
+
+
+def test_validate_and_export_the_project_with_its_data_card(flow, tmp_path):
+    """The labels made through Label Studio above: validated, exported, and described by the card."""
+    import pyarrow.parquet as pq
+    import yaml
+
+    from loop.adjudication import final_labels
+
+    ctx, p = flow["ctx"], flow["p"]
+    settle(ctx, p)
+    result = runner.invoke(app, ["validate", "--json"])
+    report = json.loads(result.stdout)
+    assert result.exit_code == (2 if report["blockers"] else 0), result.output
+    final = final_labels(ctx.store, p)
+    assert report["n_items"] == len(final) and report["source"] == f"project {p}"
+    assert report["checks"]["invalid_labels"]["status"] == "ok"
+    assert report["checks"]["missing_negatives"]["negatives"] == ["out_of_scope"]  # from the guidelines
+
+    out = tmp_path / "export"
+    summary = cli("export", str(out), "--format", "parquet", "--with-annotations", "--allow-contradictions")
+    rows = pq.read_table(out / "train.parquet").to_pylist() + pq.read_table(out / "test.parquet").to_pylist()
+    assert summary["rows"] == len(rows) == len(final)
+    assert {r["id"]: r["label"] for r in rows} == final
+    rounds = set(ctx.store.round_numbers(p))
+    assert all(r["round"] in rounds for r in rows)  # every label here came from a round
+    by_item: dict[str, int] = {}
+    for a in ctx.store.annotations(p).values():
+        if a["label"] is not None:
+            by_item[a["item_id"]] = by_item.get(a["item_id"], 0) + 1
+    assert all(len(r["annotations"]) == by_item[r["id"]] for r in rows)
+
+    card = (out / "README.md").read_text()
+    front = yaml.safe_load(card.split("---")[1])
+    assert front["task_categories"] == ["text-classification"]
+    annotators = {a["annotator"] for a in ctx.store.annotations(p).values()}
+    assert f"{len(annotators)} annotators" in card
+    assert f"{len(final)} labelled items" in card
+    assert "## Guidelines" in card and "out_of_scope" in card
+    assert (out / "learning_curve.png").stat().st_size > 1000
+    assert json.loads((out / "validation.json").read_text())["n_items"] == len(final)
