@@ -894,9 +894,11 @@ def main(argv: list[str] | None = None) -> int:
                                                              connect_backend=False),
                             "with ML backend": init(ctx, small, "bench: with ML backend", connect_backend=True)}
                 with null_webhook_receiver() as null_url:
-                    ctx.ls.ensure_webhook(projects["null webhook"], null_url, WEBHOOK_ACTIONS)
-                    hook = ctx.ls.ensure_webhook(projects["null webhook, no payload"], null_url, WEBHOOK_ACTIONS)
-                    ctx.ls._http("drop the payload", "PATCH", f"/api/webhooks/{hook}/", json={"send_payload": False})
+                    # loop's webhooks carry no payload; the "null webhook" project gets one back, to
+                    # show what Label Studio's payload costs a submit by itself.
+                    hook = ctx.ls.ensure_webhook(projects["null webhook"], null_url, WEBHOOK_ACTIONS)
+                    ctx.ls._http("turn the payload on", "PATCH", f"/api/webhooks/{hook}/", json={"send_payload": True})
+                    ctx.ls.ensure_webhook(projects["null webhook, no payload"], null_url, WEBHOOK_ACTIONS)
                     log("4. annotator submit")
                     res["submit"] = bench_submit(ctx, rows[:300], projects, submits=args.submits, warmup=5,
                                                  blocks=2)
