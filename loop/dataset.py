@@ -61,6 +61,33 @@ def _rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
             yield n, row
 
 
+def row_fields(path: Path, n: int, row: dict[str, Any], text_field: str, label_field: str | None,
+               id_field: str | None) -> tuple[Any, str | None, str | None]:
+    """(raw text, label, id) of one row, with the checks every reader shares: the text field is
+    there, a label is stripped (empty -> None), an id column (`id_field`, else `id` when present)
+    is filled. The id is None when the file has no id column."""
+    if text_field not in row:
+        fields = ", ".join(sorted(map(str, row))) or "none"
+        raise DataError(f"{path}:{n}: no {text_field!r} field (fields: {fields}); pass --text-field")
+    label = None
+    if label_field is not None:
+        raw = row.get(label_field)
+        label = None if raw is None or str(raw).strip() == "" else str(raw).strip()
+    id_col = id_field or ("id" if "id" in row else None)
+    if id_col is None:
+        return row[text_field], label, None
+    if row.get(id_col) in (None, ""):
+        raise DataError(f"{path}:{n}: the id field {id_col!r} is empty; give every row an id")
+    return row[text_field], label, str(row[id_col])
+
+
+def check_unique(path: Path, n: int, item_id: str, seen: dict[str, int], what: str) -> None:
+    if item_id in seen:
+        raise DataError(f"{path}:{n}: duplicate {what}, first seen at row {seen[item_id]}; "
+                        "make ids unique or drop the duplicate")
+    seen[item_id] = n
+
+
 def read_items(path: str | Path, *, text_field: str = "text", label_field: str | None = None,
                id_field: str | None = None) -> list[Item]:
     """Read and validate every row of a dataset file.
@@ -74,28 +101,14 @@ def read_items(path: str | Path, *, text_field: str = "text", label_field: str |
     items: list[Item] = []
     seen: dict[str, int] = {}
     for n, row in _rows(path):
-        if text_field not in row:
-            fields = ", ".join(sorted(map(str, row))) or "none"
-            raise DataError(f"{path}:{n}: no {text_field!r} field (fields: {fields}); pass --text-field")
-        text = row[text_field]
+        text, label, item_id = row_fields(path, n, row, text_field, label_field, id_field)
         if not isinstance(text, str) or not text.strip():
             raise DataError(f"{path}:{n}: the {text_field!r} field is empty; fill it or drop the row")
-        label = None
-        if label_field is not None:
-            raw = row.get(label_field)
-            label = None if raw is None or str(raw).strip() == "" else str(raw).strip()
-        id_col = id_field or ("id" if "id" in row else None)
-        if id_col is not None:
-            if row.get(id_col) in (None, ""):
-                raise DataError(f"{path}:{n}: the id field {id_col!r} is empty; give every row an id")
-            item_id = str(row[id_col])
-        else:
+        if item_id is None:
             item_id = "t" + text_key(text)[:16]
-        if item_id in seen:
-            what = f"id {item_id!r}" if id_col else "text (and there is no id field)"
-            raise DataError(f"{path}:{n}: duplicate {what}, first seen at row {seen[item_id]}; "
-                            "make ids unique or drop the duplicate")
-        seen[item_id] = n
+            check_unique(path, n, item_id, seen, "text (and there is no id field)")
+        else:
+            check_unique(path, n, item_id, seen, f"id {item_id!r}")
         items.append(Item(item_id, text, label))
     if not items:
         raise DataError(f"{path}: no rows; the pool needs at least one item")

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from loop.dataset import Item, _rows
+from loop.dataset import Item, _rows, check_unique, row_fields
 from loop.errors import ConfigError, DataError
 from loop.neighbours import near_pairs
 
@@ -57,24 +57,10 @@ def read_records(path: str | Path, *, text_field: str = "text", label_field: str
     items: list[Item] = []
     seen: dict[str, int] = {}
     for n, row in _rows(path):
-        if text_field not in row:
-            fields = ", ".join(sorted(map(str, row))) or "none"
-            raise DataError(f"{path}:{n}: no {text_field!r} field (fields: {fields}); pass --text-field")
-        raw_text = row[text_field]
+        raw_text, label, item_id = row_fields(path, n, row, text_field, label_field, id_field)
         text = "" if raw_text is None else raw_text if isinstance(raw_text, str) else str(raw_text)
-        raw_label = row.get(label_field)
-        label = None if raw_label is None or str(raw_label).strip() == "" else str(raw_label).strip()
-        id_col = id_field or ("id" if "id" in row else None)
-        if id_col is not None:
-            if row.get(id_col) in (None, ""):
-                raise DataError(f"{path}:{n}: the id field {id_col!r} is empty or missing; give every row an id")
-            item_id = str(row[id_col])
-        else:
-            item_id = f"row-{n}"
-        if item_id in seen:
-            raise DataError(f"{path}:{n}: duplicate id {item_id!r}, first seen at row {seen[item_id]}; "
-                            "make ids unique (or pass --id-field with a unique column)")
-        seen[item_id] = n
+        item_id = f"row-{n}" if item_id is None else item_id
+        check_unique(path, n, item_id, seen, f"id {item_id!r}")
         items.append(Item(item_id, text, label))
     if not items:
         raise DataError(f"{path}: no rows; nothing to validate")
