@@ -593,3 +593,6 @@ def test_task_texts_reads_every_page_and_never_past_the_last(n_tasks):
     texts = client.task_texts(P)
     assert texts == {f"i{t}": f"text {t}" for t in range(n_tasks)}
     assert pages == list(range(1, -(-len(tasks) // 5000) + 1))  # ceil: one request per page, no more
+    pages.clear()  # task_item_ids pages the same way
+    assert client.task_item_ids(P) == {f"i{t}": t for t in range(n_tasks)}
+    assert pages == list(range(1, -(-len(tasks) // 5000) + 1))
