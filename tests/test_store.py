@@ -37,6 +37,7 @@ P = 3
     (Keys.trainer_heartbeat(), "loop:trainer:heartbeat"),
     (Keys.model_seq(3), "loop:project:3:model:seq"),
     (Keys.adjudication(3), "loop:project:3:adjudication"),
+    (Keys.ls_synced_at(3), "loop:project:3:ls_synced_at"),
 ])
 def test_key_shapes(key, expected):
     assert key == expected
@@ -47,7 +48,7 @@ def test_every_key_method_is_pinned():
     methods = {name for name in vars(Keys) if not name.startswith("_")}
     assert methods == {"current_project", "annotators", "project", "items", "tasks", "annotations", "assigned",
                        "rounds", "round", "round_assignments", "models", "model", "current_model", "events",
-                       "projects", "deadletter", "trainer_heartbeat", "model_seq", "adjudication"}
+                       "projects", "deadletter", "trainer_heartbeat", "model_seq", "adjudication", "ls_synced_at"}
 
 
 def test_keys_written_are_the_documented_ones(redis_store):
@@ -62,11 +63,13 @@ def test_keys_written_are_the_documented_ones(redis_store):
     s.dead_letter("bad", {"x": 1})
     s.heartbeat()
     s.add_adjudication(P, {"i1": {"adjudicator": "carol"}})
+    s.set_synced_at(P, "2026-11-22T10:00:00.000000Z")
+    assert s.synced_at(P) == "2026-11-22T10:00:00.000000Z"
     assert {k.decode() for k in s.r.keys("*")} == {
         Keys.projects(), Keys.deadletter(), Keys.trainer_heartbeat(), Keys.model_seq(P), Keys.adjudication(P),
         Keys.current_project(), Keys.annotators(), Keys.project(P), Keys.items(P), Keys.tasks(P),
         Keys.annotations(P), Keys.assigned(P), Keys.rounds(P), Keys.round(P, 1), Keys.round_assignments(P, 1),
-        Keys.models(P), Keys.model(P, "v1"), Keys.current_model(P), Keys.events(P),
+        Keys.models(P), Keys.model(P, "v1"), Keys.current_model(P), Keys.events(P), Keys.ls_synced_at(P),
     }
 
 
