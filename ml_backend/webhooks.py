@@ -43,8 +43,8 @@ def parse(payload: dict[str, Any], recorder_for, project_hint: Any = None) -> tu
     if loop does not know the project. `project_hint` is the webhook URL's `?project=` value.
 
     Two shapes arrive. The webhooks loop sets up carry no payload, only the action (a payload makes
-    Label Studio count the whole project inside the annotator's request: +27 ms per submit); the
-    project comes from the URL and the event tells the trainer to read the changed tasks itself
+    Label Studio count the whole project inside the annotator's request); the project comes from
+    the URL and the event tells the trainer to read the changed tasks itself
     ("sync"). A payload (a webhook someone set up with one, or START_TRAINING) is validated and its
     annotations recorded here, as before.
     """
