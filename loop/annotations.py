@@ -80,14 +80,16 @@ def _stamp_minus(stamp: str, seconds: float) -> str:
 OVERLAP_S = 1.0
 
 
-def pull_changes(store: Store, ls, p: int, on_reject=None) -> dict[str, int]:
+def pull_changes(store: Store, ls, p: int, on_reject=None, strict: bool = False) -> dict[str, int]:
     """Mirror into Redis the annotations of every task Label Studio changed since the last pull.
 
     The first pull (no mark in Redis yet) reads every labelled task through the export, once; later
     pulls ask only for tasks whose `updated_at` is newer than the mark. A task's stored annotations
     are replaced by what Label Studio has now, so deletions are seen too. An annotation that cannot
     be recorded (a label outside the label set) is left out and handed to `on_reject(annotation,
-    reason)`; the rest are recorded.
+    reason)`; the rest are recorded. With `strict`, such an annotation raises AnnotationRejected
+    instead, before anything is written (the CLI's sync: an operator fixes it in Label Studio).
+    Returns counts: tasks read, annotations added, updated and removed, annotations rejected.
     """
     mark = store.synced_at(p)
     if mark is None:
@@ -96,7 +98,7 @@ def pull_changes(store: Store, ls, p: int, on_reject=None) -> dict[str, int]:
     else:
         tasks = ls.changed_tasks(p, after=_stamp_minus(mark, OVERLAP_S))
     if not tasks:
-        return {"tasks": 0, "upserted": 0, "removed": 0, "rejected": 0}
+        return {"tasks": 0, "added": 0, "updated": 0, "removed": 0, "rejected": 0}
     recorder = Recorder.load(store, p, task_ids=[t["id"] for t in tasks],
                              annotation_ids=[a["id"] for t in tasks for a in t["annotations"] if "id" in a])
     fresh: dict[str, dict[str, Any]] = {}
@@ -106,6 +108,8 @@ def pull_changes(store: Store, ls, p: int, on_reject=None) -> dict[str, int]:
             try:
                 rec = recorder.record(ann, task["id"])
             except AnnotationRejected as exc:
+                if strict:
+                    raise
                 rejected_ids.add(str(ann.get("id")))
                 if on_reject is not None:
                     on_reject(ann, str(exc))
@@ -121,8 +125,11 @@ def pull_changes(store: Store, ls, p: int, on_reject=None) -> dict[str, int]:
     listed = {str(a["id"]) for t in tasks for a in t["annotations"] if "id" in a}
     stale = [aid for aid, a in stored.items() if a.get("task_id") in seen_at and aid not in fresh
              and (aid in rejected_ids or (aid not in listed and seen_at[a["task_id"]] >= (a.get("updated_at") or "")))]
-    store.upsert_annotations(p, fresh, stale)
+    changed = {aid: rec for aid, rec in fresh.items() if stored.get(aid) != rec}
+    store.upsert_annotations(p, changed, stale)
     newest = max((t["updated_at"] for t in tasks if t.get("updated_at")), default=None)
     if newest is not None and (mark is None or newest > mark):
         store.set_synced_at(p, newest)
-    return {"tasks": len(tasks), "upserted": len(fresh), "removed": len(stale), "rejected": len(rejected_ids)}
+    return {"tasks": len(tasks), "added": sum(1 for aid in changed if aid not in stored),
+            "updated": sum(1 for aid in changed if aid in stored), "removed": len(stale),
+            "rejected": len(rejected_ids)}

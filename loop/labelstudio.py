@@ -105,6 +105,11 @@ class LabelStudioClient:
     def project(self, project_id: int) -> dict[str, Any]:
         return self._http(f"read project {project_id} (does it exist?)", "GET", f"/api/projects/{project_id}")
 
+    def annotation_count(self, project_id: int) -> int:
+        """Every annotation of the project, skipped ones included, as Label Studio counts them."""
+        project = self.project(project_id)
+        return int(project.get("total_annotations_number") or 0) + int(project.get("skipped_annotations_number") or 0)
+
     def update_project(self, project_id: int, **fields: Any) -> None:
         self._http(f"update project {project_id}", "PATCH", f"/api/projects/{project_id}", json=fields)
 
@@ -214,16 +219,6 @@ class LabelStudioClient:
         projects: about 3 s per 1,000 labelled tasks)."""
         return self._http("export annotations", "GET", f"/api/projects/{project_id}/export",
                           params={"exportType": "JSON", "download_all_tasks": "false"})
-
-    def annotations(self, project_id: int) -> list[dict[str, Any]]:
-        """Every annotation of the project: {id, task, completed_by, result, was_cancelled, ...}."""
-        out = []
-        for task in self.export_tasks(project_id):
-            for ann in task.get("annotations") or []:
-                by = ann.get("completed_by")
-                out.append({**ann, "task": int(task["id"]),
-                            "completed_by": by.get("id") if isinstance(by, dict) else by})
-        return out
 
     # -- users ------------------------------------------------------------------------------
     def users(self) -> list[dict[str, Any]]:

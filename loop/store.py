@@ -22,8 +22,8 @@ Key names (one separator, ':'; `{p}` is the loop project id, which is the Label 
     loop:project:{p}:model:seq                counter     last model version number handed out
     loop:project:{p}:events                   stream      webhook events from Label Studio, for the trainer
                                                           (consumer group "trainer")
-    loop:project:{p}:ls_synced_at             string      Label Studio `updated_at` of the newest task the trainer
-                                                          has read (it asks only for tasks changed after it)
+    loop:project:{p}:ls_synced_at             string      Label Studio `updated_at` of the newest task read (trainer
+                                                          or sync); later reads ask only for tasks changed after it
 
 Every value that is not an array is JSON (never pickle), so any process or language can read it.
 A round is written in two steps that survive a crash: `plan_round` records the round as
@@ -262,6 +262,9 @@ class Store:
 
     def annotations(self, p: int) -> dict[str, dict[str, Any]]:
         return _loads_hash(self.r.hgetall(Keys.annotations(p)))
+
+    def annotation_count(self, p: int) -> int:
+        return self.r.hlen(Keys.annotations(p))
 
     def annotations_by_id(self, p: int, ids) -> dict[str, dict[str, Any]]:
         ids = [str(i) for i in ids]

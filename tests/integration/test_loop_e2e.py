@@ -163,11 +163,15 @@ def test_round2_waits_for_owed_labels_then_learns(flow):
     assert sum(status["class_balance"].values()) == SIZE
 
 
-def test_sync_is_idempotent_and_webhooks_reach_the_backend(flow):
+def test_sync_is_idempotent_and_webhooks_reach_the_backend(flow, monkeypatch):
     from loop.rounds import sync_annotations
 
     ctx, p = flow["ctx"], flow["p"]
+    exports = []
+    export = ctx.ls.export_tasks
+    monkeypatch.setattr(ctx.ls, "export_tasks", lambda project: exports.append(project) or export(project))
     assert sync_annotations(ctx, p) == {"added": 0, "updated": 0, "removed": 0}
+    assert exports == []  # an earlier sync set the mark: only changed tasks are read, and the counts agree
     assert ctx.store.event_count(p) >= SIZE * OVERLAP  # Label Studio called /webhook for each annotation
 
 
