@@ -16,7 +16,7 @@ banking77 train+test with real embeddings.
 
     python -m bench.validate                              # both parts, JSON on stdout
     python -m bench.validate --part near --n 100000 --blas-threads 1
-    python -m bench.validate --part validator --cache /tmp/emb.sqlite
+    python -m bench.validate --part validator --cache .loop/bench-embeddings.sqlite
 """
 
 from __future__ import annotations

@@ -61,6 +61,14 @@ def _rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
             yield n, row
 
 
+def existing_file(path: str | Path) -> Path:
+    """`path` as a Path, or a DataError saying it is not there and where relative paths start."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such file; check the path (relative paths start at {Path.cwd()})")
+    return path
+
+
 def row_fields(path: Path, n: int, row: dict[str, Any], text_field: str, label_field: str | None,
                id_field: str | None) -> tuple[Any, str | None, str | None]:
     """(raw text, label, id) of one row, with the checks every reader shares: the text field is
@@ -95,9 +103,7 @@ def read_items(path: str | Path, *, text_field: str = "text", label_field: str |
     Ids come from `id_field` (default: an `id` column when the file has one), else from the
     text's content hash, so re-importing the same file gives the same ids.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: no such file; check the path (relative paths start at {Path.cwd()})")
+    path = existing_file(path)
     items: list[Item] = []
     seen: dict[str, int] = {}
     for n, row in _rows(path):

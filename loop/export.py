@@ -397,7 +397,9 @@ def export_project(ctx, p: int, out_dir: str | Path, *, fmt: str = "jsonl", test
                         "Adjudicate or relabel them (`loop validate` lists them all), or pass "
                         "--allow-contradictions to export anyway (the data card records it)")
 
-    clusters = duplicate_clusters(items, X, threshold=near_threshold)
+    # The validator's near-duplicate pairs, not a second search (it leaves out empty inputs).
+    near = report["checks"]["near_duplicates"].get("pairs") or []
+    clusters = duplicate_clusters(items, None, near_threshold, pairs=[(q["a"], q["b"]) for q in near])
     train, test = split_by_cluster(rows, clusters, test_size=test_size, seed=seed)
     splits = {"train": train, "test": test}
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from collections.abc import Mapping
 from typing import Any
 
-from loop.dataset import FORMATS, _rows
+from loop.dataset import FORMATS, _rows, existing_file
 from loop.errors import DataError
 
 AGGREGATE_FIELDS = ("item_id", "label", "confidence", "decided_by", "n_labels")
@@ -52,9 +52,7 @@ def read_label_file(path: str | Path, item_field: str = "item_id", annotator_fie
     same item more than once only with the same label, or when a `created_at` column says which
     label is the latest; two different labels with no time to order them are an error.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: no such file; check the path (relative paths start at {Path.cwd()})")
+    path = existing_file(path)
     records: list[dict] = []
     first: dict[tuple[str, str], tuple[int, str, bool]] = {}
     for n, row in _rows(path):

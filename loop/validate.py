@@ -11,12 +11,12 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 
-from loop.dataset import Item, _rows, check_unique, row_fields
+from loop.dataset import Item, _rows, check_unique, existing_file, row_fields
 from loop.errors import ConfigError, DataError
 from loop.neighbours import near_pairs
 
@@ -51,9 +51,7 @@ def read_records(path: str | Path, *, text_field: str = "text", label_field: str
     Still errors (DataError): no such file, unknown type, a row without the text field, an empty
     id, a duplicate id, no rows at all.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: no such file; check the path (relative paths start at {Path.cwd()})")
+    path = existing_file(path)
     items: list[Item] = []
     seen: dict[str, int] = {}
     for n, row in _rows(path):
@@ -92,10 +90,12 @@ def _check_embeddings(name: str, embeddings: np.ndarray, n: int) -> np.ndarray:
 
 
 def duplicate_clusters(items: Sequence[Item], embeddings: np.ndarray | None,
-                       threshold: float = NEAR_THRESHOLD) -> list[int]:
+                       threshold: float = NEAR_THRESHOLD, *, pairs: Iterable[tuple[str, str]] = ()) -> list[int]:
     """One cluster id per item (same order): identical normalised texts and near-duplicate pairs
     (cosine >= threshold; skipped when embeddings is None) joined transitively.
 
+    `pairs` are near-duplicate pairs already found, as item ids (the "near_duplicates" check of a
+    `validate` report, so export does not run the search twice); pass them with embeddings=None.
     Ids are 0, 1, 2, ... in order of each cluster's first item, so they are stable for a given
     input. Export splits by these so that no cluster straddles train and test.
     """
@@ -108,6 +108,9 @@ def duplicate_clusters(items: Sequence[Item], embeddings: np.ndarray | None,
     if embeddings is not None and len(items) > 1:
         for i, j, _ in near_pairs(_check_embeddings("embeddings", embeddings, len(items)), threshold):
             uf.union(i, j)
+    index = {item.id: i for i, item in enumerate(items)}
+    for a, b in pairs:
+        uf.union(index[a], index[b])
     ids: dict[int, int] = {}
     return [ids.setdefault(uf.find(i), len(ids)) for i in range(len(items))]
 

@@ -300,6 +300,9 @@ def test_duplicate_clusters_join_exact_and_near(planted):
     assert clusters[0] == 0 and max(clusters) == len(set(clusters)) - 1
     exact_only = duplicate_clusters(items, None)
     assert len(set(exact_only)) == len(set(clusters)) + 2  # the two near pairs split again
+    # The validator's own near pairs (as export passes them) give the same clusters, with no second search.
+    near = validate(items, embeddings=X, label_errors=False)["checks"]["near_duplicates"]["pairs"]
+    assert duplicate_clusters(items, None, pairs=[(p["a"], p["b"]) for p in near]) == clusters
 
 
 # -- hand-built vectors --------------------------------------------------------------------------

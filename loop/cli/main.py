@@ -19,7 +19,7 @@ from loop.settings import load_settings
 from loop.strategies import DEFAULT_STRATEGY, STRATEGIES
 
 app = typer.Typer(help=__doc__.splitlines()[0] + "\n\nStart with `loop up`, then `loop init DATA --labels A,B`, "
-                  "`loop annotators add NAME` and `loop next-round`.", no_args_is_help=True,
+                  "`loop annotators add NAME` and `loop next-round`; before training, `loop validate` and `loop export`.", no_args_is_help=True,
                   rich_markup_mode="markdown", pretty_exceptions_enable=False)
 predictions_app = typer.Typer(help="Model predictions in Label Studio: push the current model's scores, prune old ones.",
                               no_args_is_help=True)
