@@ -5,7 +5,7 @@
 
 Part 1, aggregation (weather_sentiment: 1000 tweets, 20 crowd labels each, 5 classes): for k in
 --ks, draw k of each item's 20 labels (--draws seeded draws), aggregate the draw by majority vote
-by Dawid-Skene and by majority vote with Dawid-Skene breaking ties (`loop.aggregate.aggregate`
+by Dawid-Skene and by majority vote with Dawid-Skene breaking ties (`loop.labels.aggregation.aggregate`
 methods "majority", "dawid-skene", "majority-ds"), and measure the share of items whose label equals
 each reference: majority vote and Dawid-Skene on all 20 labels, CrowdFlower's own aggregate
 (items.jsonl `crowdflower_aggregated_label`, a trust-weighted vote of the same 20 labels) and that
@@ -15,7 +15,7 @@ Part 1b, the same against a reference that shares no label with the draw: on ite
 least k + 2 labels, the strict majority of the labels not drawn (weather_sentiment, md_agreement,
 convabuse; other items keep all their labels as context).
 
-Part 2, agreement (`loop.agreement.agreement_report`) on md_agreement, convabuse, armis and
+Part 2, agreement (`loop.labels.agreement.agreement_report`) on md_agreement, convabuse, armis and
 weather_sentiment, plus how often the two aggregation methods disagree there.
 
 Reads ../shared/data/<name>/annotations.jsonl (and weather_sentiment/items.jsonl).
@@ -31,9 +31,9 @@ from pathlib import Path
 
 import numpy as np
 
-from loop.aggregate import aggregate, dawid_skene, labels_by_item
-from loop.agreement import agreement_report, fleiss_kappa
-from loop.label_files import read_label_file
+from loop.labels.aggregation import aggregate, dawid_skene, labels_by_item
+from loop.labels.agreement import agreement_report, fleiss_kappa
+from loop.labels.label_files import read_label_file
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"

@@ -1,7 +1,7 @@
 """Benchmark of the ML backend and the trainer on the real stack (Redis, Label Studio, ML backend, trainer).
 
-Everything runs against the services `loop.stack.up` starts, in a throwaway workspace on free
-ports, and `loop.stack.down` stops them at the end (also on failure or Ctrl-C):
+Everything runs against the services `loop.services.stack.up` starts, in a throwaway workspace on free
+ports, and `loop.services.stack.down` stops them at the end (also on failure or Ctrl-C):
 
 1. predict   `/predict` latency for 1 and 100 tasks whose texts are in the embedding cache, with a
              current model in Redis (httpx, one keep-alive connection).
@@ -14,13 +14,13 @@ ports, and `loop.stack.down` stops them at the end (also on failure or Ctrl-C):
              project with the ML backend and its webhook connected, one whose webhook goes to a
              local receiver that answers at once (Label Studio's own cost of a webhook), and one
              without either; paced like a person, and back to back.
-5. push      `loop.predictions.push` of 3,000 tasks, and the predictions counted back through the API.
+5. push      `loop.workflows.predictions.push` of 3,000 tasks, and the predictions counted back through the API.
 
 Sections 1-3 use projects written straight into Redis (no Label Studio project behind them) whose
 items have SYNTHETIC embeddings: unit-normalised float32 vectors of dimension 384 from the seeded
 cluster mixture of `bench.next_round.synthetic` (calibrated to be as hard to fit as all-MiniLM-L6-v2
 embeddings of the demo tickets), stored in the workspace's embedding cache under the items' keys.
-Sections 4-5 use real Label Studio projects made by `loop.project.init_project` from generated
+Sections 4-5 use real Label Studio projects made by `loop.workflows.project.init_project` from generated
 support tickets (the generator of `scripts/make_sample.py`), embedded with the real model at init
 (not timed).
 
@@ -84,8 +84,8 @@ def running_stack(ls_venv: str, auth: bool, keep: bool, service_env: dict[str, s
 
     `service_env`: extra environment for every service `up` starts (they inherit this process's
     environment), e.g. to try a setting before changing the library."""
-    from loop import stack
-    from loop.settings import load_settings
+    from loop.services import stack
+    from loop.services.settings import load_settings
 
     root = Path(tempfile.mkdtemp(prefix="loop-bench-backend-"))
     env = {
@@ -141,7 +141,7 @@ def busy_cores(n: int) -> Iterator[None]:
 
 def wait_trainer_idle(store, timeout: float = 120.0) -> float:
     """Wait until the trainer has read and acknowledged every event of every project; returns seconds waited."""
-    from loop.store import Keys
+    from loop.services.store import Keys
 
     t0 = time.monotonic()
     while time.monotonic() - t0 < timeout:
@@ -171,8 +171,8 @@ def _iso(i: int) -> str:
 def build_project(store, cache, p: int, n_labels: int, n_unlabelled: int, seed: int) -> dict[str, Any]:
     """A loop project in Redis only: items with synthetic vectors in the cache and `n_labels` label records."""
     from bench.next_round import SHARED, SPREAD, synthetic
-    from loop.dataset import text_key
-    from loop.embeddings import key_for_hash
+    from loop.core.dataset import text_key
+    from loop.core.embeddings import key_for_hash
 
     X_lab, y, X_pool = synthetic(n_unlabelled, n_labels, CLASSES, spread=SPREAD, shared=SHARED, seed=seed)
     X = np.vstack([X_lab, X_pool])
@@ -205,7 +205,7 @@ def build_project(store, cache, p: int, n_labels: int, n_unlabelled: int, seed: 
 def webhook_payload(proj: dict[str, Any], index: int, annotation_id: int, label: str,
                     action: str = "ANNOTATION_CREATED") -> bytes:
     """A webhook as Label Studio sends it (the shape tests/test_ml_backend.py uses) for item `index`."""
-    from loop.labelstudio import choice_result
+    from loop.services.labelstudio import choice_result
 
     item = proj["ids"][index]
     task_id = TASK0 + index
@@ -226,8 +226,8 @@ def backend_client(settings) -> httpx.Client:
 # -- 1. /predict ---------------------------------------------------------------------------------
 def bench_predict(settings, store, cache, *, requests: int, warmup: int, seed: int) -> dict[str, Any]:
     from bench.next_round import SHARED, SPREAD, synthetic
-    from loop import model as model_lib
-    from loop.embeddings import cache_key
+    from loop.core import model as model_lib
+    from loop.core.embeddings import cache_key
 
     X_lab, y, X_pool = synthetic(100, 2000, CLASSES, spread=SPREAD, shared=SHARED, seed=seed)
     texts = [f"predict benchmark text number {i}" for i in range(100)]
@@ -270,7 +270,7 @@ TRAINER_LINE = re.compile(r"project (\d+): model (v\d+) from (\d+) labels in ([\
 
 
 def trainer_log_times(settings, p: int) -> dict[str, float]:
-    from loop.stack import Workspace
+    from loop.services.stack import Workspace
 
     path = Workspace(settings).log_file("trainer")
     out = {}
@@ -319,8 +319,8 @@ def event_to_model(settings, store, proj: dict[str, Any], *, reps: int, timeout:
 
 def training_set(store, cache, p: int) -> tuple[np.ndarray, list[str]]:
     """X, y exactly as `Trainer.retrain` assembles them (the project's final labels, embedded items)."""
-    from loop.adjudication import final_labels
-    from loop.embeddings import key_for_hash
+    from loop.labels.adjudication import final_labels
+    from loop.core.embeddings import key_for_hash
 
     labels = final_labels(store, p)
     items = store.items(p)
@@ -333,7 +333,7 @@ def training_set(store, cache, p: int) -> tuple[np.ndarray, list[str]]:
 
 def refit_alone(store, cache, p: int, *, reps: int) -> dict[str, Any]:
     """`Trainer.retrain` in this process (it publishes versions too), split into load and fit."""
-    from loop import model as model_lib
+    from loop.core import model as model_lib
     from ml_backend.trainer import Trainer
 
     trainer = Trainer(store, cache, consumer="bench")
@@ -365,7 +365,7 @@ def warm_vs_full(store, cache, p: int, X_pool: np.ndarray, *, new_labels: int, r
     from sklearn.linear_model import LogisticRegression
     from threadpoolctl import threadpool_limits
 
-    from loop import model as model_lib
+    from loop.core import model as model_lib
 
     X, y = training_set(store, cache, p)
     y = np.asarray(y)
@@ -542,7 +542,7 @@ def write_jsonl(path: Path, rows: list[dict]) -> Path:
 
 
 def init(ctx, path: Path, title: str, connect_backend: bool) -> int:
-    from loop.project import init_project
+    from loop.workflows.project import init_project
 
     t0 = time.perf_counter()
     res = init_project(ctx, path, label_field="label", title=title, connect_backend=connect_backend)
@@ -591,8 +591,8 @@ def bench_submit(ctx, rows: list[dict], projects: dict[str, int], *, submits: in
     """
     from label_studio_sdk import LabelStudio
 
-    from loop.labelstudio import LabelStudioClient, choice_result
-    from loop.project import add_annotator
+    from loop.services.labelstudio import LabelStudioClient, choice_result
+    from loop.workflows.project import add_annotator
 
     store = ctx.store
     password = "bench-annotator-pass"
@@ -683,9 +683,9 @@ def timed_calls(obj: Any, names: tuple[str, ...]) -> Iterator[dict[str, list[flo
 
 
 def bench_push(ctx, rows: list[dict], p: int, *, train_on: int, seed: int) -> dict[str, Any]:
-    from loop import model as model_lib
-    from loop.embeddings import embed_texts
-    from loop.predictions import PUSH_BATCH, push
+    from loop.core import model as model_lib
+    from loop.core.embeddings import embed_texts
+    from loop.workflows.predictions import PUSH_BATCH, push
 
     store = ctx.store
     rng = random.Random(seed)
@@ -798,7 +798,7 @@ def report(res: dict[str, Any]) -> str:
                   f"({r['repush_pushed']} pushed); target <= 5 s: {yes(r['target']['met'])}",
                   "   of the push: " + ", ".join(f"{n} {v:.2f} s" for n, v in r["label_studio_calls_s"].items())
                   + f" (Label Studio requests), the rest {r['local_s']:.2f} s; import requests of "
-                  f"{r['push_batch']:,} predictions (loop.predictions.PUSH_BATCH): " + ", ".join(f"{x:.2f}" for x in r["import_requests_s"]) + " s", ""]
+                  f"{r['push_batch']:,} predictions (loop.workflows.predictions.PUSH_BATCH): " + ", ".join(f"{x:.2f}" for x in r["import_requests_s"]) + " s", ""]
     return "\n".join(lines)
 
 
@@ -848,7 +848,7 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"no Label Studio in {args.label_studio_venv}; pass --label-studio-venv")
 
     from bench.next_round import machine
-    from loop.context import Context
+    from loop.services.context import Context
 
     load_before = os.getloadavg()
     started = time.perf_counter()
@@ -886,7 +886,7 @@ def main(argv: list[str] | None = None) -> int:
                 p_push = init(ctx, write_jsonl(tmp / f"tickets-{args.push_tasks}.jsonl", rows[:args.push_tasks]),
                               "bench: bulk push", connect_backend=True)
             if "submit" in args.sections:
-                from loop.project import WEBHOOK_ACTIONS
+                from loop.workflows.project import WEBHOOK_ACTIONS
 
                 projects = {"without": init(ctx, small, "bench: without ML backend", connect_backend=False),
                             "null webhook": init(ctx, small, "bench: webhook to a null receiver", connect_backend=False),

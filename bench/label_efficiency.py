@@ -13,10 +13,10 @@ import json
 import time
 from pathlib import Path
 
-from loop.dataset import read_items
-from loop.embeddings import EmbeddingCache, Embedder, embed_texts
-from loop.simulate import SimConfig, plot, simulate
-from loop.stopping import StabilizingPredictions
+from loop.core.dataset import read_items
+from loop.core.embeddings import EmbeddingCache, Embedder, embed_texts
+from loop.workflows.simulate import SimConfig, plot, simulate
+from loop.core.stopping import StabilizingPredictions
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
@@ -40,7 +40,7 @@ def main() -> None:
     if args.classifier == "sgd":
         from sklearn.linear_model import SGDClassifier
 
-        from loop import model as model_lib
+        from loop.core import model as model_lib
 
         model_lib.new_classifier = lambda seed=0: SGDClassifier(loss="log_loss", alpha=1e-4, max_iter=50,
                                                                 tol=1e-3, random_state=seed)

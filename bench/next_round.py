@@ -1,17 +1,17 @@
 """Benchmark of the select step of `loop next-round`: retrain, score the pool, pick, confidence.
 
-The timed work is exactly the library calls `loop.rounds.next_round` makes once the embeddings are
+The timed work is exactly the library calls `loop.workflows.rounds.next_round` makes once the embeddings are
 loaded from the cache:
 
-1. train       `loop.model.train(X_labelled, labels)`  (a fresh LogisticRegression each round)
-2. select      `loop.strategies.select(strategy, clf, X_pool, size, seed)`  (scores the whole pool)
+1. train       `loop.core.model.train(X_labelled, labels)`  (a fresh LogisticRegression each round)
+2. select      `loop.core.strategies.select(strategy, clf, X_pool, size, seed)`  (scores the whole pool)
 3. confidence  `clf.predict_proba(X_pool[picked])`  (the scores shown in Label Studio)
 
 Loading the matrices from the SQLite embedding cache, syncing with Label Studio and publishing the
 round are not part of it.
 
 By default the embeddings are SYNTHETIC: unit-normalised float32 vectors of dimension
-`loop.embeddings.DIM` (384) drawn from a seeded mixture of Gaussian clusters, one cluster per
+`loop.core.embeddings.DIM` (384) drawn from a seeded mixture of Gaussian clusters, one cluster per
 class. Real embeddings would need the sentence-transformer model and a large corpus, and the cost
 of the select step depends on the shapes (pool size, labelled-set size, number of classes,
 dimension), not on what the vectors mean. The one content-dependent part is how many L-BFGS
@@ -44,9 +44,9 @@ from pathlib import Path
 
 import numpy as np
 
-from loop import model as model_lib
-from loop.embeddings import DIM, DTYPE
-from loop.strategies import STRATEGIES, select
+from loop.core import model as model_lib
+from loop.core.embeddings import DIM, DTYPE
+from loop.core.strategies import STRATEGIES, select
 
 
 # Calibrated on all-MiniLM-L6-v2 embeddings of examples/support_tickets.jsonl (see `synthetic`).
@@ -97,7 +97,7 @@ def real(path: Path, n_pool: int, n_labels: int, *, text_field: str, label_field
     Rows are drawn with replacement when the file is smaller than the pool: duplicates cost the
     same to score, so timings stay representative.
     """
-    from loop.embeddings import Embedder, EmbeddingCache, embed_texts
+    from loop.core.embeddings import Embedder, EmbeddingCache, embed_texts
 
     rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     rows = [r for r in rows if r.get(text_field)]

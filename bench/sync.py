@@ -1,7 +1,7 @@
-"""Benchmark of `loop.rounds.sync_annotations` (the sync behind next-round, status, validate and
+"""Benchmark of `loop.workflows.rounds.sync_annotations` (the sync behind next-round, status, validate and
 export) on a real Label Studio with N labelled tasks.
 
-The stack is `loop.stack.up` in a throwaway workspace on free ports, stopped at the end. The
+The stack is `loop.services.stack.up` in a throwaway workspace on free ports, stopped at the end. The
 project is made straight through Label Studio's import (tasks with one annotation each, by the
 admin) and mirrored into Redis as loop would hold it; then:
 
@@ -45,11 +45,11 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.update({"LOOP_WORKSPACE": tempfile.mkdtemp(prefix="loop-bench-sync-"),
                        "LOOP_REDIS_PORT": str(free_port()), "LOOP_LABEL_STUDIO_PORT": str(free_port()),
                        "LOOP_ML_BACKEND_PORT": str(free_port()), "LOOP_LABEL_STUDIO_VENV": args.label_studio_venv})
-    from loop import stack
-    from loop.context import Context
-    from loop.labelstudio import choice_result
-    from loop.rounds import sync_annotations
-    from loop.settings import load_settings
+    from loop.services import stack
+    from loop.services.context import Context
+    from loop.services.labelstudio import choice_result
+    from loop.workflows.rounds import sync_annotations
+    from loop.services.settings import load_settings
 
     settings = load_settings()
     stack.up(settings, log=lambda m: print(m, file=sys.stderr))

@@ -1,15 +1,15 @@
 """Benchmark of `loop validate`: the near-duplicate search at 100k items, and the whole validator on
 banking77 train+test with real embeddings.
 
-1. near_pairs  `loop.neighbours.near_pairs(X, threshold)` on SYNTHETIC unit vectors of dimension
+1. near_pairs  `loop.core.neighbours.near_pairs(X, threshold)` on SYNTHETIC unit vectors of dimension
    384 (`bench.next_round.synthetic`: a clustered mixture calibrated to all-MiniLM-L6-v2's cosine
    spread) with `--planted` near-duplicate pairs added (a row plus small noise, cosine about
    0.97). Times the search and measures its peak memory with tracemalloc (numpy reports its
    buffers to it), besides the input matrix; checks every planted pair was found (exact search: it
    must be). The cost depends on the shapes, not on what the vectors mean.
-2. validator   `loop.validate.validate` on banking77 (../shared/data/banking77, or `--data`):
+2. validator   `loop.curation.validate.validate` on banking77 (../shared/data/banking77, or `--data`):
    train as the items, test as `--test`, the test label counts as the reference distribution.
-   Embedding (`loop.embeddings.embed_texts` into an EmbeddingCache) is timed apart from the
+   Embedding (`loop.core.embeddings.embed_texts` into an EmbeddingCache) is timed apart from the
    checks: embedding is a one-off per text (the cache keeps it; `loop validate` reuses the
    workspace cache), the checks run every time. `--cache PATH` reuses a cache from an earlier
    run; the default is a fresh one in a temp dir, so the embedding time is the cold cost.
@@ -35,8 +35,8 @@ from pathlib import Path
 import numpy as np
 
 from bench.next_round import SHARED, SPREAD, _threads, machine, synthetic
-from loop.embeddings import DIM
-from loop.neighbours import BLOCK, near_pairs
+from loop.core.embeddings import DIM
+from loop.core.neighbours import BLOCK, near_pairs
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "banking77"
 
@@ -85,8 +85,8 @@ def bench_near(n: int, threshold: float, planted: int, block: int, seed: int) ->
 
 
 def bench_validator(data: Path, cache_path: Path | None, threshold: float, seed: int) -> dict:
-    from loop.embeddings import Embedder, EmbeddingCache, embed_texts
-    from loop.validate import read_records, validate
+    from loop.core.embeddings import Embedder, EmbeddingCache, embed_texts
+    from loop.curation.validate import read_records, validate
 
     train, test = read_records(data / "train.jsonl"), read_records(data / "test.jsonl")
     reference = json.loads((data / "label_distribution.json").read_text(encoding="utf-8"))["test"]

@@ -8,8 +8,8 @@ import argparse
 def main() -> None:
     import uvicorn
 
-    from loop.context import Context
-    from loop.settings import load_settings
+    from loop.services.context import Context
+    from loop.services.settings import load_settings
     from ml_backend.app import create_app
 
     parser = argparse.ArgumentParser(description=__doc__)

@@ -19,11 +19,11 @@ from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
-from loop import model as model_lib
-from loop.annotations import Recorder
-from loop.embeddings import EmbeddingCache, Embedder, embed_texts
-from loop.labelstudio import OBJECT, choice_result
-from loop.store import Store
+from loop.core import model as model_lib
+from loop.services.sync import Recorder
+from loop.core.embeddings import EmbeddingCache, Embedder, embed_texts
+from loop.services.labelstudio import OBJECT, choice_result
+from loop.services.store import Store
 from ml_backend import webhooks
 
 

@@ -5,7 +5,7 @@ event stream through the consumer group "trainer", applies the label changes to 
 and refits once per burst (events arriving within `coalesce_s` of each other are one retrain).
 loop's webhooks carry no payload (one would cost the annotator's request 19-30 ms), so for those
 events the trainer asks Label Studio for the tasks changed since its last read
-(`loop.annotations.pull_changes`), once per burst.
+(`loop.services.sync.pull_changes`), once per burst.
 A new model is written under a new version and made current in one transaction; `/predict` picks
 it up on its next request. Events are acknowledged only after that, so a trainer that dies
 mid-batch re-reads them on restart.
@@ -24,11 +24,11 @@ from typing import Any
 
 import numpy as np
 
-from loop import model as model_lib
-from loop.adjudication import final_labels
-from loop.annotations import pull_changes
-from loop.embeddings import EmbeddingCache, key_for_hash
-from loop.store import Store
+from loop.core import model as model_lib
+from loop.labels.adjudication import final_labels
+from loop.services.sync import pull_changes
+from loop.core.embeddings import EmbeddingCache, key_for_hash
+from loop.services.store import Store
 
 log = logging.getLogger("loop.trainer")
 
@@ -106,8 +106,8 @@ class Trainer:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from loop.context import Context
-    from loop.settings import load_settings
+    from loop.services.context import Context
+    from loop.services.settings import load_settings
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--consumer", default="trainer-1", help="Consumer name inside the group.")

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from loop.annotations import AnnotationRejected
-from loop.labelstudio import OBJECT
+from loop.services.sync import AnnotationRejected
+from loop.services.labelstudio import OBJECT
 
 UPSERT = {"ANNOTATION_CREATED", "ANNOTATIONS_CREATED", "ANNOTATION_UPDATED"}
 DELETE = {"ANNOTATIONS_DELETED"}

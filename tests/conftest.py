@@ -27,7 +27,7 @@ def redis_server(tmp_path_factory):
 @pytest.fixture
 def redis_store(redis_server):
     """A Store on the session's real Redis, emptied before each test."""
-    from loop.store import Store
+    from loop.services.store import Store
 
     redis_server.flushall()
     return Store(redis_server)

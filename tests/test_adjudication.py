@@ -1,4 +1,4 @@
-from loop.adjudication import adjudicated_labels, contested
+from loop.labels.adjudication import adjudicated_labels, contested
 
 
 def ann(item, who, label, t="2026-01-01T00:00:00"):

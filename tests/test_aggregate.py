@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from loop.aggregate import majority_vote, training_labels
+from loop.labels.aggregation import majority_vote, training_labels
 
 
 @pytest.mark.parametrize("labels, expected", [

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from loop.aggregate import aggregate, annotator_reliability, dawid_skene, training_labels
+from loop.labels.aggregation import aggregate, annotator_reliability, dawid_skene, training_labels
 from loop.errors import ConfigError, DataError
 
 
@@ -188,7 +188,7 @@ def test_annotator_reliability_takes_plain_labels_and_partial_consensus():
 def test_weather_sentiment_both_methods_near_the_platform_aggregate():
     import json
 
-    from loop.label_files import read_label_file
+    from loop.labels.label_files import read_label_file
     from tests.conftest import shared_data
 
     folder = shared_data("weather_sentiment")
@@ -207,7 +207,7 @@ def test_weather_sentiment_both_methods_near_the_platform_aggregate():
 
 @pytest.mark.realdata
 def test_armis_reliability_of_the_three_annotators():
-    from loop.label_files import read_label_file
+    from loop.labels.label_files import read_label_file
     from tests.conftest import shared_data
 
     records = read_label_file(shared_data("armis") / "annotations.jsonl")

@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from loop.agreement import (agreement_report, fleiss_kappa, krippendorff_alpha, label_confusions,
+from loop.labels.agreement import (agreement_report, fleiss_kappa, krippendorff_alpha, label_confusions,
                             pairwise_kappa, percent_agreement)
 from loop.errors import DataError
 
@@ -214,7 +214,7 @@ def test_bad_records_are_data_errors(bad, message):
 
 @pytest.mark.realdata
 def test_armis_same_three_annotators_fleiss_defined():
-    from loop.label_files import read_label_file
+    from loop.labels.label_files import read_label_file
     from tests.conftest import shared_data
 
     records = read_label_file(shared_data("armis") / "annotations.jsonl")
@@ -230,7 +230,7 @@ def test_armis_same_three_annotators_fleiss_defined():
 
 @pytest.mark.realdata
 def test_md_agreement_five_labels_per_item_and_one_repeat():
-    from loop.label_files import read_label_file
+    from loop.labels.label_files import read_label_file
     from tests.conftest import shared_data
 
     records = read_label_file(shared_data("md_agreement") / "annotations.jsonl")
@@ -248,7 +248,7 @@ def test_md_agreement_five_labels_per_item_and_one_repeat():
 
 @pytest.mark.realdata
 def test_convabuse_varying_labels_per_item():
-    from loop.label_files import read_label_file
+    from loop.labels.label_files import read_label_file
     from tests.conftest import shared_data
 
     records = read_label_file(shared_data("convabuse") / "annotations.jsonl")
@@ -261,7 +261,7 @@ def test_convabuse_varying_labels_per_item():
 
 @pytest.mark.realdata
 def test_weather_sentiment_alpha():
-    from loop.label_files import read_label_file
+    from loop.labels.label_files import read_label_file
     from tests.conftest import shared_data
 
     records = read_label_file(shared_data("weather_sentiment") / "annotations.jsonl")

@@ -7,7 +7,7 @@ from collections import Counter
 
 import pytest
 
-from loop.assign import assign, per_annotator
+from loop.core.assign import assign, per_annotator
 from loop.errors import ConfigError
 
 CASES = [(n_items, n_people, overlap)

@@ -16,7 +16,7 @@ import typer
 from typer.testing import CliRunner
 
 from loop.cli.main import app
-from loop.settings import Settings
+from loop.services.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
 ROOT = typer.main.get_command(app)

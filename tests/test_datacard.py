@@ -8,11 +8,11 @@ from collections import Counter
 import pytest
 import yaml
 
-from loop.agreement import agreement_report
-from loop.datacard import _demote, card_facts, render_card, size_category
-from loop.export import export_project
-from loop.quality import project_records
-from loop.rounds import status
+from loop.labels.agreement import agreement_report
+from loop.curation.datacard import _demote, card_facts, render_card, size_category
+from loop.curation.export import export_project
+from loop.workflows.agreement import project_records
+from loop.workflows.rounds import status
 from tests.test_export import (  # noqa: F401  (fixtures)
     GUIDE_V2,
     LABELS,

@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from loop.dataset import Item, read_items
+from loop.core.dataset import Item, read_items
 from loop.errors import DataError, LoopError
 
 ROWS = [
@@ -129,7 +129,7 @@ def test_hash_ids_are_stable_across_processes(tmp_path):
     """Re-importing in a fresh interpreter (other hash seed) gives the same ids."""
     path = write(tmp_path, "jsonl", [{"text": "alpha"}, {"text": "beta"}, {"text": "gamma"}])
     here = [i.id for i in read_items(path)]
-    code = ("import sys, json; from loop.dataset import read_items; "
+    code = ("import sys, json; from loop.core.dataset import read_items; "
             "print(json.dumps([i.id for i in read_items(sys.argv[1])]))")
     ids = []
     for seed in ("1", "2"):
@@ -272,7 +272,7 @@ def test_corrupt_parquet(tmp_path):
 
 
 def test_files_with_a_utf8_bom_read_like_any_other(tmp_path):
-    from loop.dataset import read_items
+    from loop.core.dataset import read_items
 
     csv_file = tmp_path / "excel.csv"
     csv_file.write_bytes("\ufefftext,label\nhello there,a\n".encode("utf-8"))

@@ -16,10 +16,10 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from loop.adjudication import final_labels
-from loop.dataset import text_key
+from loop.labels.adjudication import final_labels
+from loop.core.dataset import text_key
 from loop.errors import ConfigError, DataError
-from loop.export import (
+from loop.curation.export import (
     COLUMNS,
     curated_rows,
     export_project,
@@ -118,7 +118,7 @@ class FakeLabelStudio:
 
 @pytest.fixture(scope="session")
 def embedder():
-    from loop.embeddings import Embedder
+    from loop.core.embeddings import Embedder
 
     return Embedder()
 
@@ -134,7 +134,7 @@ def write_guidelines(folder: Path) -> Path:
 
 def build_project(store, tmp_path: Path, *, contradiction: bool = False) -> dict:
     """A project with two rounds, four annotators, two guideline versions and a source JSONL."""
-    from loop.guidelines import get
+    from loop.labels.guidelines import get
 
     texts = {i: t for i, (t, _) in ITEMS.items()}
     labels_of = dict(LABELS_OF)
@@ -193,7 +193,7 @@ def project(redis_store, tmp_path):
 
 
 def make_ctx(store, tmp_path: Path, embedder, texts: dict[str, str]):
-    from loop.embeddings import EmbeddingCache
+    from loop.core.embeddings import EmbeddingCache
 
     return SimpleNamespace(store=store, cache=EmbeddingCache(tmp_path / "cache" / "embeddings.sqlite"),
                            embedder=embedder, ls=FakeLabelStudio(texts), settings=None)
@@ -415,7 +415,7 @@ def test_write_hf_without_datasets_says_how_to_install_it(tmp_path, monkeypatch)
 
 
 # --------------------------------------------------------------------------------------------
-# A whole project (needs loop.validate.validate)
+# A whole project (needs loop.curation.validate.validate)
 
 
 def test_export_project_writes_splits_card_curve_and_report(ctx, project, tmp_path):
@@ -532,7 +532,7 @@ def test_bad_options_fail_before_any_work(ctx, tmp_path):
 
 @pytest.mark.realdata
 def test_trec_duplicates_never_straddle_and_its_conflict_is_refused(redis_store, tmp_path, embedder):
-    from loop.validate import normalise
+    from loop.curation.validate import normalise
     from tests.conftest import shared_data
 
     folder = shared_data("trec")
@@ -574,7 +574,7 @@ def test_trec_duplicates_never_straddle_and_its_conflict_is_refused(redis_store,
 def test_task_texts_reads_every_page_and_never_past_the_last(n_tasks):
     import httpx
 
-    from loop.labelstudio import LabelStudioClient
+    from loop.services.labelstudio import LabelStudioClient
 
     tasks = [{"id": t, "data": {"item_id": f"i{t}", "text": f"text {t}"}} for t in range(n_tasks)]
     tasks.append({"id": -1, "data": {"text": "a task loop did not import"}})

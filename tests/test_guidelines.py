@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from loop.errors import DataError
-from loop.guidelines import current, load_all, parse
+from loop.labels.guidelines import current, load_all, parse
 
 REPO_GUIDELINES = Path(__file__).resolve().parents[1] / "guidelines"
 
@@ -121,7 +121,7 @@ def test_no_folder_or_empty_folder(tmp_path):
 def test_bump_writes_the_next_version_and_a_changelog_line(tmp_path):
     import shutil
 
-    from loop.guidelines import bump, current, get
+    from loop.labels.guidelines import bump, current, get
 
     folder = tmp_path / "g"
     shutil.copytree(REPO_GUIDELINES, folder)
@@ -142,7 +142,7 @@ def test_bump_refuses_and_writes_nothing(tmp_path, change, note, message):
     import shutil
 
     from loop.errors import DataError
-    from loop.guidelines import bump
+    from loop.labels.guidelines import bump
 
     folder = tmp_path / "g"
     shutil.copytree(REPO_GUIDELINES, folder)

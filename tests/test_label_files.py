@@ -9,9 +9,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from loop.aggregate import aggregate
+from loop.labels.aggregation import aggregate
 from loop.errors import DataError
-from loop.label_files import read_label_file, write_aggregate
+from loop.labels.label_files import read_label_file, write_aggregate
 
 
 def write_jsonl(path, rows):
@@ -153,7 +153,7 @@ def test_failed_write_leaves_the_old_file(tmp_path, monkeypatch):
     def boom(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr("loop.label_files.json.dumps", boom)
+    monkeypatch.setattr("loop.labels.label_files.json.dumps", boom)
     with pytest.raises(OSError, match="disk full"):
         write_aggregate(path, AGGREGATED)
     assert path.read_text(encoding="utf-8") == before

@@ -9,10 +9,10 @@ import pytest
 from fastapi.testclient import TestClient
 from sklearn.linear_model import LogisticRegression
 
-from loop import model as model_lib
-from loop.embeddings import DIM, EmbeddingCache
-from loop.labelstudio import CONTROL, OBJECT, result_label
-from loop.store import Store
+from loop.core import model as model_lib
+from loop.core.embeddings import DIM, EmbeddingCache
+from loop.services.labelstudio import CONTROL, OBJECT, result_label
+from loop.services.store import Store
 from ml_backend.app import create_app
 
 P = 7

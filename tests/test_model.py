@@ -7,7 +7,7 @@ import pytest
 from sklearn.exceptions import NotFittedError
 from sklearn.linear_model import LogisticRegression
 
-from loop import model as model_lib
+from loop.core import model as model_lib
 from loop.errors import LoopError
 
 

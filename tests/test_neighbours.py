@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from loop.errors import ConfigError
-from loop.neighbours import TOLERANCE, near_pairs
+from loop.core.neighbours import TOLERANCE, near_pairs
 
 
 def unit(rng: np.random.Generator, n: int, dim: int = 16) -> np.ndarray:

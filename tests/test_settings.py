@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from loop.errors import ConfigError
-from loop.settings import Settings, describe, load_settings
+from loop.services.settings import Settings, describe, load_settings
 
 ENV_VARS = [f.metadata["env"] for f in fields(Settings)] + ["LOOP_CONFIG"]
 
@@ -169,7 +169,7 @@ def test_every_described_env_var_is_honoured(monkeypatch):
                                   'redis_port = "x"'])
 def test_toml_values_of_the_wrong_type_are_refused(tmp_path, line):
     from loop.errors import ConfigError
-    from loop.settings import load_settings
+    from loop.services.settings import load_settings
 
     cfg = tmp_path / "loop.toml"
     cfg.write_text(line + "\n")

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from loop.simulate import SimConfig, _answer, labels_to_reach, run_once, simulate
+from loop.workflows.simulate import SimConfig, _answer, labels_to_reach, run_once, simulate
 from tests.conftest import REPO, shared_data
 
 
@@ -63,8 +63,8 @@ def test_labels_to_reach():
 @pytest.mark.realdata
 def test_margin_beats_random_on_a_slice_of_trec(tmp_path):
     folder = shared_data("trec")
-    from loop.dataset import read_items
-    from loop.embeddings import EmbeddingCache, Embedder, embed_texts
+    from loop.core.dataset import read_items
+    from loop.core.embeddings import EmbeddingCache, Embedder, embed_texts
 
     pool = read_items(folder / "train.jsonl", label_field="label")[:1500]
     test = read_items(folder / "test.jsonl", label_field="label")
@@ -80,7 +80,7 @@ def test_margin_beats_random_on_a_slice_of_trec(tmp_path):
 def test_cli_simulate_writes_json_and_a_plot(tmp_path, monkeypatch):
     """The command end to end on the bundled sample, with the real embedding model."""
     from loop.cli.main import app
-    from loop.dataset import read_items
+    from loop.core.dataset import read_items
 
     rows = [json.loads(line) for line in (REPO / "examples" / "support_tickets.jsonl").read_text().splitlines()]
     (tmp_path / "pool.jsonl").write_text("\n".join(json.dumps(r) for r in rows[:300]))

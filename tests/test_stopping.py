@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from loop.stopping import Plateau, StabilizingPredictions, prediction_kappa
+from loop.core.stopping import Plateau, StabilizingPredictions, prediction_kappa
 
 
 def test_prediction_kappa_matches_hand_computation():

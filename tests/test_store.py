@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from sklearn.linear_model import LogisticRegression
 
-from loop import model as model_lib
+from loop.core import model as model_lib
 from loop.errors import LoopError, ServiceUnavailable
-from loop.store import Keys, ModelSnapshot, Store
+from loop.services.store import Keys, ModelSnapshot, Store
 
 P = 3
 

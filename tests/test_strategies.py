@@ -7,7 +7,7 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 
 from loop.errors import ConfigError, EmptyPool
-from loop.strategies import STRATEGIES, cold_start, get_strategy, select
+from loop.core.strategies import STRATEGIES, cold_start, get_strategy, select
 
 COLD = "cold-start"  # stands for select(..., classifier=None)
 
@@ -185,7 +185,7 @@ def test_ranked_batch_spreads_picks_too(clf_and_pool):
 
 
 def test_bootstrap_committee_votes_one_label_per_member():
-    from loop.strategies import BootstrapCommittee
+    from loop.core.strategies import BootstrapCommittee
 
     clf = LogisticRegression(max_iter=1000).fit(X_TRAIN, Y_TRAIN)
     committee = BootstrapCommittee(clf, X_TRAIN, Y_TRAIN, 5, np.random.default_rng(0))

@@ -7,8 +7,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from loop.annotations import AnnotationRejected
-from loop.rounds import sync_annotations
+from loop.services.sync import AnnotationRejected
+from loop.workflows.rounds import sync_annotations
 from tests.test_trainer import FakeLabelStudio, stamp
 
 P = 4

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from loop.embeddings import DIM, EmbeddingCache, key_for_hash
+from loop.core.embeddings import DIM, EmbeddingCache, key_for_hash
 from ml_backend.trainer import Trainer
 
 P = 4
@@ -192,7 +192,7 @@ def test_a_failed_pull_leaves_the_events_for_the_next_try(redis_store, tmp_path)
 
 def test_a_pull_never_undoes_a_newer_write_of_the_full_sync(redis_store, tmp_path):
     """The CLI's full sync may store an annotation after the trainer read its task: keep it."""
-    from loop.annotations import pull_changes
+    from loop.services.sync import pull_changes
 
     cache = EmbeddingCache(tmp_path / "c.sqlite")
     setup_project(redis_store, cache)

@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from loop.dataset import Item
+from loop.core.dataset import Item
 from loop.errors import ConfigError, DataError
-from loop.validate import (
+from loop.curation.validate import (
     DEFAULT_NEGATIVES,
     MIN_CHARS,
     NEAR_THRESHOLD,
@@ -117,7 +117,7 @@ def build() -> tuple[list[Item], list[Item]]:
 
 @pytest.fixture(scope="session")
 def embedder():
-    from loop.embeddings import Embedder
+    from loop.core.embeddings import Embedder
 
     return Embedder()
 
@@ -125,7 +125,7 @@ def embedder():
 @pytest.fixture(scope="session")
 def planted(embedder, tmp_path_factory):
     """The planted dataset, its test file, their real embeddings, and the report on them."""
-    from loop.embeddings import EmbeddingCache, embed_texts
+    from loop.core.embeddings import EmbeddingCache, embed_texts
 
     items, test = build()
     cache = EmbeddingCache(tmp_path_factory.mktemp("emb") / "embeddings.sqlite")
@@ -507,7 +507,7 @@ def test_trec_label_errors_and_near_duplicates_with_real_embeddings(embedder, tm
     seeds 0-3 (measured), among about 30 flagged; we ask for at least 10, ranked high."""
     from dataclasses import replace
 
-    from loop.embeddings import EmbeddingCache, embed_texts
+    from loop.core.embeddings import EmbeddingCache, embed_texts
     from tests.conftest import shared_data
 
     items = read_records(shared_data("trec") / "test.jsonl")
@@ -541,7 +541,7 @@ def test_trec_label_errors_and_near_duplicates_with_real_embeddings(embedder, tm
 
 
 def test_progress_names_each_check_once_in_order():
-    # loop.export counts on one call per group of checks (VALIDATOR_STEPS = 8).
+    # loop.curation.export counts on one call per group of checks (VALIDATOR_STEPS = 8).
     seen: list[str] = []
     validate([Item("1", "some text", "a"), Item("2", "more text", "b")], progress=seen.append)
     assert seen == ["empty_inputs", "contradictions", "near_duplicates", "invalid_labels", "class_balance",

@@ -8,7 +8,7 @@ import typer
 from rich.table import Table
 
 from loop.cli.output import JSON_OPTION, console, emit, err_console, handle_errors, progress_bars
-from loop.validate import MIN_CHARS, MINORITY_FRACTION, NEAR_THRESHOLD
+from loop.curation.validate import MIN_CHARS, MINORITY_FRACTION, NEAR_THRESHOLD
 
 # Exit code when the data has a release blocker (1 stays "the command failed").
 BLOCKED = 2
@@ -90,7 +90,7 @@ NO_SYNC_OPTION = typer.Option(False, "--no-sync", help="Use the labels stored at
 def _sync(ctx, p: int, no_sync: bool) -> None:
     """Bring the project's labels up to date from Label Studio first, unless told not to."""
     from loop.errors import LoopError
-    from loop.rounds import sync_annotations
+    from loop.workflows.rounds import sync_annotations
 
     if no_sync:
         return
@@ -129,9 +129,9 @@ def validate(
 
     Exits 2 when a release blocker is found (the same input with different labels), 1 on an error.
     """
-    from loop.curation import validate_file, validate_project
-    from loop.context import Context
-    from loop.settings import load_settings
+    from loop.workflows.validate import validate_file, validate_project
+    from loop.services.context import Context
+    from loop.services.settings import load_settings
 
     ctx = Context(load_settings())
     options = dict(near_threshold=near_threshold, minority_fraction=minority_fraction, min_chars=min_chars,
@@ -167,9 +167,9 @@ def export(
 ):
     """Write the curated dataset (one row per item: aggregated label, how it was decided, label count,
     guideline version, round) split into train/test, with a data card built from the loop's records."""
-    from loop.context import Context
-    from loop.export import export_project
-    from loop.settings import load_settings
+    from loop.services.context import Context
+    from loop.curation.export import export_project
+    from loop.services.settings import load_settings
 
     ctx = Context(load_settings())
     p = ctx.project_id(project)

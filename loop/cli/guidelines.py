@@ -21,7 +21,7 @@ def show(folder: str = DIR_OPTION,
          version: Optional[int] = typer.Option(None, help="A version to show (default: the newest, in force)."),
          as_json: bool = JSON_OPTION):
     """Print a guideline version: its labels with definitions, negatives and instructions."""
-    from loop.guidelines import get
+    from loop.labels.guidelines import get
 
     g = get(folder, version)
     data = {"version": g.version, "labels": g.labels, "negatives": g.negatives, "hash": g.content_hash,
@@ -48,10 +48,10 @@ def bump(edited: str = typer.Argument(..., help="An edited copy of the newest ve
          as_json: bool = JSON_OPTION):
     """Write the next guideline version and put it in force: Label Studio's instructions and label
     config are updated, and new labels are stamped with the new version."""
-    from loop.context import Context
-    from loop.guidelines import bump as write_version
-    from loop.project import apply_guideline
-    from loop.settings import load_settings
+    from loop.services.context import Context
+    from loop.labels.guidelines import bump as write_version
+    from loop.workflows.project import apply_guideline
+    from loop.services.settings import load_settings
 
     g = write_version(folder, edited, note)
     result = {"version": g.version, "path": str(g.path), "labels": list(g.labels), "project": None}

@@ -13,10 +13,10 @@ from rich.table import Table
 
 from loop.cli import guidelines as guidelines_cli
 from loop.cli.output import JSON_OPTION, console, emit, handle_errors, progress_bars
-from loop.context import Context
+from loop.services.context import Context
 from loop.errors import LoopError
-from loop.settings import load_settings
-from loop.strategies import DEFAULT_STRATEGY, STRATEGIES
+from loop.services.settings import load_settings
+from loop.core.strategies import DEFAULT_STRATEGY, STRATEGIES
 
 app = typer.Typer(help=__doc__.splitlines()[0] + "\n\nStart with `loop up`, then `loop init DATA --labels A,B`, "
                   "`loop annotators add NAME` and `loop next-round`; before training, `loop validate` and `loop export`.", no_args_is_help=True,
@@ -51,7 +51,7 @@ def _render_services(services) -> None:
 @handle_errors
 def up(as_json: bool = JSON_OPTION):
     """Start the local stack (embedded Redis, Label Studio, ML backend) in the workspace; harmless twice."""
-    from loop import stack
+    from loop.services import stack
 
     settings = load_settings()
     services = stack.up(settings, log=(lambda m: None) if as_json else (lambda m: console.print(f"• {m}")))
@@ -65,7 +65,7 @@ def up(as_json: bool = JSON_OPTION):
 @handle_errors
 def down(as_json: bool = JSON_OPTION):
     """Stop exactly the services `loop up` started (their data stays in the workspace)."""
-    from loop import stack
+    from loop.services import stack
 
     stopped = stack.down(load_settings(), log=(lambda m: None) if as_json else (lambda m: console.print(f"• {m}")))
     if as_json:
@@ -76,7 +76,7 @@ def down(as_json: bool = JSON_OPTION):
 @handle_errors
 def ps(as_json: bool = JSON_OPTION):
     """Show each service of the stack and whether it is healthy."""
-    from loop import stack
+    from loop.services import stack
 
     services = stack.ps(load_settings())
     emit([vars(s) for s in services], as_json, lambda _: _render_services(services))
@@ -93,7 +93,7 @@ def demo(
     as_json: bool = JSON_OPTION,
 ):
     """Bring up the stack, create a demo project from the bundled sample and run round 1."""
-    from loop.demo import run_demo
+    from loop.workflows.demo import run_demo
 
     ctx = _ctx()
     log = (lambda m: None) if as_json else (lambda m: console.print(f"• {m}"))
@@ -129,7 +129,7 @@ def init(
     as_json: bool = JSON_OPTION,
 ):
     """Create (or link) a Label Studio project from a dataset, embed every item once, connect the ML backend."""
-    from loop.project import init_project
+    from loop.workflows.project import init_project
 
     ctx = _ctx()
     with progress_bars(not as_json) as bars:
@@ -152,7 +152,7 @@ def annotators_add(
     as_json: bool = JSON_OPTION,
 ):
     """Create a Label Studio user who can log in, and record them as an annotator."""
-    from loop.project import add_annotator
+    from loop.workflows.project import add_annotator
 
     rec = add_annotator(_ctx(), name, email=email, password=password)
     emit(rec, as_json, lambda r: console.print(
@@ -184,7 +184,7 @@ def adjudicate(
     as_json: bool = JSON_OPTION,
 ):
     """Send contested items (annotators disagree; most even split first) to an adjudicator, whose label is final."""
-    from loop.adjudication import assign
+    from loop.labels.adjudication import assign
 
     ctx = _ctx()
     r = assign(ctx, ctx.project_id(project), adjudicator, limit=limit)
@@ -252,16 +252,16 @@ def agreement(
 ):
     """How far annotators agree: percent agreement, Cohen's kappa per pair, Krippendorff's alpha, Fleiss'
     kappa where defined, per-annotator reliability and the label pairs they confuse most."""
-    from loop.quality import full_report, project_records
+    from loop.workflows.agreement import full_report, project_records
 
     if annotations:
         if round_id is not None or guideline_version is not None:
             raise LoopError("--round and --guideline-version apply to the project's labels, not to --annotations")
-        from loop.label_files import read_label_file
+        from loop.labels.label_files import read_label_file
 
         records = read_label_file(annotations, item_field, annotator_field, label_field)
     else:
-        from loop.rounds import sync_annotations
+        from loop.workflows.rounds import sync_annotations
 
         ctx = _ctx()
         p = ctx.project_id(project)
@@ -284,8 +284,8 @@ def aggregate_cmd(
     """Turn several labels per item into one, with its confidence and how it was decided."""
     from collections import Counter
 
-    from loop.aggregate import aggregate
-    from loop.label_files import read_label_file, write_aggregate
+    from loop.labels.aggregation import aggregate
+    from loop.labels.label_files import read_label_file, write_aggregate
 
     records = read_label_file(annotations, item_field, annotator_field, label_field)
     result = aggregate(records, method=method)
@@ -307,7 +307,7 @@ def predictions_push(
     as_json: bool = JSON_OPTION,
 ):
     """Score every unlabelled task with the current model and send the predictions to Label Studio in bulk."""
-    from loop.predictions import push
+    from loop.workflows.predictions import push
 
     ctx = _ctx()
     r = push(ctx, ctx.project_id(project), include_labelled=include_labelled)
@@ -322,7 +322,7 @@ def predictions_prune(
     as_json: bool = JSON_OPTION,
 ):
     """Delete predictions of older model versions, so Label Studio's score column reflects the current model."""
-    from loop.predictions import prune
+    from loop.workflows.predictions import prune
 
     ctx = _ctx()
     r = prune(ctx, ctx.project_id(project))
@@ -367,7 +367,7 @@ def next_round(
     as_json: bool = JSON_OPTION,
 ):
     """Sync labels, retrain, pick the most informative items and assign each to OVERLAP annotators."""
-    from loop.rounds import check_round_options, next_round as run
+    from loop.workflows.rounds import check_round_options, next_round as run
 
     check_round_options(size, _csv(annotators), overlap, strategy)
     ctx = _ctx()
@@ -386,7 +386,7 @@ def status(
     as_json: bool = JSON_OPTION,
 ):
     """Rounds, progress per annotator, budget, class balance, the learning curve and whether to stop."""
-    from loop.rounds import plot_curve, status as get_status
+    from loop.workflows.rounds import plot_curve, status as get_status
 
     ctx = _ctx()
     s = get_status(ctx, ctx.project_id(project))
@@ -448,9 +448,9 @@ def simulate(
     as_json: bool = JSON_OPTION,
 ):
     """Replay the loop on labelled data with simulated annotators, to pick a strategy and a budget before paying."""
-    from loop.dataset import read_items
-    from loop.embeddings import embed_texts
-    from loop.simulate import SimConfig, plot as plot_result, simulate as run
+    from loop.core.dataset import read_items
+    from loop.core.embeddings import embed_texts
+    from loop.workflows.simulate import SimConfig, plot as plot_result, simulate as run
 
     cfg = SimConfig(strategies=_csv(strategy), batch=batch, budget=budget, seeds=seeds, annotators=annotators,
                     overlap=overlap, annotator_error=[float(e) for e in _csv(annotator_error)])

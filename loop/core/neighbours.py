@@ -38,7 +38,7 @@ def near_pairs(X: np.ndarray, threshold: float, Y: np.ndarray | None = None, *, 
     """Every pair with cosine similarity >= threshold, as (i, j, similarity), sorted by (i, j).
 
     Without Y: pairs i < j of rows of X (each unordered pair once, no self-pairs). With Y: every
-    (i in X, j in Y). Rows must be L2-normalised (as `loop.embeddings` stores them); they are
+    (i in X, j in Y). Rows must be L2-normalised (as `loop.core.embeddings` stores them); they are
     computed on in float32. Scores are computed in tiles of `block` x `block` (memory
     O(block^2) besides the inputs and the result); `progress` is called with the number of rows
     of X done after each row block. Similarities are clipped to 1.0.

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from loop.aggregate import Grouped, labels_by_item
+from loop.labels.aggregation import Grouped, labels_by_item
 
 
 def _grouped(records: Iterable[Mapping] | Grouped) -> Grouped:

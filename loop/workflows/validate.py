@@ -1,6 +1,6 @@
 """Running the validator on what a user has: a dataset file, or a loop project's labelled data.
 
-`loop.validate` holds the checks (pure functions over items and vectors); this module gathers
+`loop.curation.validate` holds the checks (pure functions over items and vectors); this module gathers
 their inputs: reads the files, finds the label set and negatives, embeds through the shared cache.
 """
 
@@ -11,10 +11,10 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from loop.dataset import Item
-from loop.embeddings import embed_texts
+from loop.core.dataset import Item
+from loop.core.embeddings import embed_texts
 from loop.errors import ConfigError, DataError
-from loop.validate import MIN_CHARS, MINORITY_FRACTION, NEAR_THRESHOLD, read_records, read_reference, validate
+from loop.curation.validate import MIN_CHARS, MINORITY_FRACTION, NEAR_THRESHOLD, read_records, read_reference, validate
 
 Progress = Callable[[str, int], Callable[[int], None]]
 
@@ -30,7 +30,7 @@ def _embed(ctx, items: Sequence[Item], what: str, progress: Progress) -> np.ndar
 
 def label_set(labels: Sequence[str] | None, guidelines: str | Path | None) -> tuple[list[str] | None, list[str] | None]:
     """(allowed labels, negative labels) from --labels or a guidelines folder; (None, None) without either."""
-    from loop.guidelines import current
+    from loop.labels.guidelines import current
 
     if labels and guidelines:
         raise ConfigError("give the label set once: --labels or --guidelines, not both")
@@ -76,7 +76,7 @@ def validate_file(ctx, data: str | Path, *, test: str | Path | None = None, text
 def project_items(ctx, p: int) -> tuple[list[Item], list[dict[str, Any]], str]:
     """The project's labelled items with their aggregated labels, the curated rows behind them, and
     where the texts came from."""
-    from loop.export import curated_rows, project_texts
+    from loop.curation.export import curated_rows, project_texts
 
     store = ctx.store
     project = store.project(p)
@@ -96,7 +96,7 @@ def validate_project(ctx, p: int, *, test: str | Path | None = None, text_field:
                      progress: Progress = _no_progress) -> dict[str, Any]:
     """Validate project p's labelled items (one aggregated label per item) against its label set and
     the negatives of its guidelines; `test` is a file checked for leakage."""
-    from loop.export import guideline_negatives
+    from loop.curation.export import guideline_negatives
 
     project = ctx.store.project(p)
     items, _, source = project_items(ctx, p)

@@ -13,9 +13,9 @@ from typing import Sequence
 import numpy as np
 from sklearn.metrics import accuracy_score, f1_score
 
-from loop import model as model_lib
-from loop.stopping import prediction_kappa
-from loop.strategies import select
+from loop.core import model as model_lib
+from loop.core.stopping import prediction_kappa
+from loop.core.strategies import select
 
 
 @dataclass

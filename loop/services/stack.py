@@ -23,7 +23,7 @@ from typing import Callable
 import httpx
 
 from loop.errors import ConfigError, ServiceUnavailable
-from loop.settings import Settings
+from loop.services.settings import Settings
 
 SERVICES = ("redis", "label-studio", "ml-backend", "trainer")
 
@@ -262,7 +262,7 @@ def _start_ml_backend(ws: Workspace, log: Callable[[str], None]) -> None:
 def _trainer_ok(settings: Settings, max_age: float = 10.0) -> bool:
     import redis
 
-    from loop.store import Keys
+    from loop.services.store import Keys
 
     try:
         beat = redis.Redis.from_url(redis_url(settings), socket_connect_timeout=1, socket_timeout=2).get(

@@ -8,8 +8,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from loop.errors import LoopError
-from loop.labelstudio import result_label
-from loop.store import Store
+from loop.services.labelstudio import result_label
+from loop.services.store import Store
 
 
 class AnnotationRejected(LoopError):

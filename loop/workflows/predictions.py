@@ -13,11 +13,11 @@ from typing import Any
 
 import numpy as np
 
-from loop import model as model_lib
-from loop.context import Context
-from loop.embeddings import key_for_hash
+from loop.core import model as model_lib
+from loop.services.context import Context
+from loop.core.embeddings import key_for_hash
 from loop.errors import LoopError
-from loop.labelstudio import choice_result
+from loop.services.labelstudio import choice_result
 
 PUSH_BATCH = 1000
 

@@ -9,11 +9,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable
 
-from loop import stack
-from loop.context import Context
+from loop.services import stack
+from loop.services.context import Context
 from loop.errors import DataError
-from loop.project import add_annotator, init_project
-from loop.rounds import next_round, status
+from loop.workflows.project import add_annotator, init_project
+from loop.workflows.rounds import next_round, status
 
 # Demo logins only: the demo is a local sandbox on 127.0.0.1.
 DEMO_ANNOTATORS = {"alice": "alice-demo-pass", "bob": "bob-demo-pass", "carol": "carol-demo-pass"}

@@ -78,7 +78,7 @@ def _check_record(i: int, rec: Any) -> None:
     if not isinstance(rec["label"], str):
         raise DataError(f"label record {i} (item {rec['item_id']!r}, annotator {rec['annotator']!r}): "
                         f"the label must be a string, got {rec['label']!r} ({type(rec['label']).__name__}); "
-                        "convert it (loop.label_files.read_label_file does)")
+                        "convert it (loop.labels.label_files.read_label_file does)")
 
 
 def labels_by_item(records: Iterable[Mapping]) -> Grouped:

@@ -9,12 +9,12 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from loop.context import Context
-from loop.dataset import read_items, text_key
-from loop.embeddings import cache_key, embed_texts
+from loop.services.context import Context
+from loop.core.dataset import read_items, text_key
+from loop.core.embeddings import cache_key, embed_texts
 from loop.errors import ConfigError, DataError, LabelStudioError
-from loop.guidelines import current as current_guideline
-from loop.labelstudio import config_labels
+from loop.labels.guidelines import current as current_guideline
+from loop.services.labelstudio import config_labels
 
 WEBHOOK_ACTIONS = ("ANNOTATION_CREATED", "ANNOTATIONS_CREATED", "ANNOTATION_UPDATED", "ANNOTATIONS_DELETED")
 STOP_SET_SIZE = 1000
@@ -141,8 +141,8 @@ def init_project(ctx: Context, data: str | Path, *, text_field: str = "text", la
 def apply_guideline(ctx: Context, p: int, version: int | None = None) -> dict[str, Any]:
     """Make a guideline version the one in force for project p: Label Studio's label config and
     instructions, and the version (and content hash) new labels are stamped with."""
-    from loop.guidelines import get
-    from loop.labelstudio import label_config
+    from loop.labels.guidelines import get
+    from loop.services.labelstudio import label_config
 
     project = ctx.store.project(p)
     folder = project.get("guidelines_dir")

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from loop.aggregate import aggregate, annotator_reliability
-from loop.agreement import agreement_report
+from loop.labels.aggregation import aggregate, annotator_reliability
+from loop.labels.agreement import agreement_report
 from loop.errors import ConfigError
-from loop.store import Store
+from loop.services.store import Store
 
 DEFAULT_METHOD = "majority"
 

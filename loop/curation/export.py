@@ -1,6 +1,6 @@
 """`loop export`: the curated dataset, split train/test by duplicate cluster, with its data card.
 
-One row per labelled item: the label the loop trains on (`loop.adjudication.final_labels`: majority
+One row per labelled item: the label the loop trains on (`loop.labels.adjudication.final_labels`: majority
 vote, Dawid-Skene breaking ties, an adjudicator's ruling final), how it was decided, how many
 annotators labelled it, the guideline version of the labels that decided it, and the round the
 item was selected in. The split keeps every duplicate cluster (identical normalised inputs and
@@ -21,9 +21,9 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from loop.adjudication import adjudicated_labels
-from loop.aggregate import DEFAULT_METHOD, aggregate
-from loop.dataset import Item, read_items, text_key
+from loop.labels.adjudication import adjudicated_labels
+from loop.labels.aggregation import DEFAULT_METHOD, aggregate
+from loop.core.dataset import Item, read_items, text_key
 from loop.errors import ConfigError, DataError, LoopError, NotInitialised
 
 FORMATS = ("jsonl", "csv", "parquet", "hf")
@@ -33,9 +33,9 @@ ANNOTATION_FIELDS = ("annotator", "label", "guideline_version", "created_at", "a
 SPLITS = ("train", "test")
 HF_FOLDER = "dataset"
 HF_HINT = "pip install 'loop-al[hf]'"
-VALIDATOR_STEPS = 8  # loop.validate.validate reports progress once per group of checks
+VALIDATOR_STEPS = 8  # loop.curation.validate.validate reports progress once per group of checks
 
-Progress = Callable[[str, int], Callable[[int], None]]  # (description, total) -> advance(n), as loop.project
+Progress = Callable[[str, int], Callable[[int], None]]  # (description, total) -> advance(n), as loop.workflows.project
 
 
 def _no_progress(description: str, total: int) -> Callable[[int], None]:
@@ -47,7 +47,7 @@ def _no_progress(description: str, total: int) -> Callable[[int], None]:
 
 
 def _order(rec: Mapping) -> tuple[str, str]:
-    # The order loop.aggregate.labels_by_item uses: creation time, then annotation id.
+    # The order loop.labels.aggregation.labels_by_item uses: creation time, then annotation id.
     return rec.get("created_at") or "", str(rec.get("id", ""))
 
 
@@ -333,7 +333,7 @@ def project_texts(ctx, p: int, project: Mapping, item_ids: Iterable[str]) -> tup
 
 def guideline_negatives(project: Mapping) -> list[str] | None:
     """The negative labels of the guideline in force, or None (the validator's defaults)."""
-    from loop.guidelines import get
+    from loop.labels.guidelines import get
 
     folder = project.get("guidelines_dir")
     if not folder:
@@ -354,10 +354,10 @@ def export_project(ctx, p: int, out_dir: str | Path, *, fmt: str = "jsonl", test
     card), learning_curve.png and validation.json. Refuses (DataError, nothing written) while
     identical inputs carry different labels, unless allow_contradictions (the card then says so).
     """
-    from loop.datacard import card_facts, render_card
-    from loop.embeddings import embed_texts
-    from loop.rounds import plot_curve, status
-    from loop.validate import NEAR_THRESHOLD, duplicate_clusters, validate
+    from loop.curation.datacard import card_facts, render_card
+    from loop.core.embeddings import embed_texts
+    from loop.workflows.rounds import plot_curve, status
+    from loop.curation.validate import NEAR_THRESHOLD, duplicate_clusters, validate
 
     if fmt not in FORMATS:
         raise ConfigError(f"unknown export format {fmt!r}; use one of: {', '.join(FORMATS)}")

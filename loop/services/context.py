@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from functools import cached_property
 
-from loop.embeddings import EmbeddingCache, Embedder
+from loop.core.embeddings import EmbeddingCache, Embedder
 from loop.errors import ConfigError, NotInitialised
-from loop.labelstudio import LabelStudioClient
-from loop.settings import Settings
-from loop.stack import Workspace, credentials, redis_url
-from loop.store import Store
+from loop.services.labelstudio import LabelStudioClient
+from loop.services.settings import Settings
+from loop.services.stack import Workspace, credentials, redis_url
+from loop.services.store import Store
 
 
 class Context:

@@ -15,7 +15,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from loop.dataset import text_key
+from loop.core.dataset import text_key
 
 MODEL_ID = "all-MiniLM-L6-v2"
 DIM = 384

@@ -14,13 +14,13 @@ from typing import Callable, Sequence
 import numpy as np
 from sklearn.metrics import accuracy_score
 
-from loop import model as model_lib
-from loop.aggregate import DEFAULT_METHOD, aggregate
-from loop.assign import assign
+from loop.core import model as model_lib
+from loop.labels.aggregation import DEFAULT_METHOD, aggregate
+from loop.core.assign import assign
 from loop.errors import ConfigError
-from loop.learning import choose_batch, measure_round
-from loop.stopping import StabilizingPredictions
-from loop.strategies import get_strategy
+from loop.core.learning import choose_batch, measure_round
+from loop.core.stopping import StabilizingPredictions
+from loop.core.strategies import get_strategy
 
 STOP_SET_SIZE = 1000
 

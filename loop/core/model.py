@@ -16,7 +16,7 @@ from sklearn.utils.validation import check_is_fitted
 from threadpoolctl import threadpool_limits
 
 from loop.errors import LoopError
-from loop.store import ModelSnapshot
+from loop.services.store import ModelSnapshot
 
 
 def new_classifier(seed: int = 0) -> LogisticRegression:

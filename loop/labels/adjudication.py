@@ -11,8 +11,8 @@ import time
 from collections import Counter
 from typing import Any, Iterable
 
-from loop.aggregate import DEFAULT_METHOD, aggregate
-from loop.context import Context
+from loop.labels.aggregation import DEFAULT_METHOD, aggregate
+from loop.services.context import Context
 from loop.errors import ConfigError
 
 
@@ -67,7 +67,7 @@ def final_labels(store, p: int, annotations: dict[str, dict] | None = None,
 
 def assign(ctx: Context, p: int, adjudicator: str, limit: int | None = None) -> dict[str, Any]:
     """Send contested items (worst first) to `adjudicator` in a Label Studio view."""
-    from loop.rounds import sync_annotations
+    from loop.workflows.rounds import sync_annotations
 
     store = ctx.store
     if adjudicator not in store.annotators():

@@ -13,19 +13,19 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from loop import model as model_lib
-from loop.adjudication import contested, final_labels
-from loop.agreement import agreement_report
-from loop.assign import assign, per_annotator
-from loop.context import Context
-from loop.embeddings import DIM, EmbeddingCache, key_for_hash
+from loop.core import model as model_lib
+from loop.labels.adjudication import contested, final_labels
+from loop.labels.agreement import agreement_report
+from loop.core.assign import assign, per_annotator
+from loop.services.context import Context
+from loop.core.embeddings import DIM, EmbeddingCache, key_for_hash
 from loop.errors import ConfigError, EmptyPool, LoopError, RoundIncomplete
-from loop.annotations import Recorder, pull_changes
-from loop.labelstudio import choice_result
-from loop.learning import choose_batch, measure_round
-from loop.strategies import DEFAULT_STRATEGY, get_strategy
-from loop.stopping import Plateau, StabilizingPredictions
-from loop.store import Store
+from loop.services.sync import Recorder, pull_changes
+from loop.services.labelstudio import choice_result
+from loop.core.learning import choose_batch, measure_round
+from loop.core.strategies import DEFAULT_STRATEGY, get_strategy
+from loop.core.stopping import Plateau, StabilizingPredictions
+from loop.services.store import Store
 
 
 # -- sync -----------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """The data card of an export: markdown with Hugging Face dataset-card YAML front matter.
 
-`card_facts` gathers every figure from the loop's own records (the store, `loop.rounds.status`,
+`card_facts` gathers every figure from the loop's own records (the store, `loop.workflows.rounds.status`,
 the validation report, the exported splits); `render_card` only formats them, so no number in
 the card is typed in by hand and the card can be tested figure by figure.
 """
@@ -15,9 +15,9 @@ from typing import Any
 
 import yaml
 
-from loop.agreement import agreement_report
+from loop.labels.agreement import agreement_report
 from loop.errors import DataError
-from loop.quality import full_report, project_records
+from loop.workflows.agreement import full_report, project_records
 
 MIN_ITEMS = 20  # agreement resting on fewer items than this is flagged (as `loop agreement` does)
 COLUMN_DOCS = {
@@ -57,7 +57,7 @@ def _agreement(store, p: int, **where) -> dict[str, Any] | None:
 
 
 def _guidelines(project: Mapping, label_versions: Mapping[str, int]) -> dict[str, Any]:
-    from loop.guidelines import get
+    from loop.labels.guidelines import get
 
     out: dict[str, Any] = {"version": project.get("guideline_version"), "hash": project.get("guideline_hash"),
                            "label_versions": dict(label_versions), "labels": None, "negatives": None,
@@ -153,7 +153,7 @@ def card_facts(store, p: int, *, status: Mapping, validation: Mapping, splits: M
                validation_file: str = "validation.json", license: str = "other", language: str | None = None,
                pretty_name: str | None = None) -> dict[str, Any]:
     """Everything the card shows, JSON-serialisable, gathered from the store (project, rounds,
-    labels), `status` (loop.rounds.status), the validation report and the exported splits."""
+    labels), `status` (loop.workflows.rounds.status), the validation report and the exported splits."""
     project = store.project(p) or {}
     rows = [r for part in splits.values() for r in part]
     labels = list(project.get("labels") or status.get("labels") or [])

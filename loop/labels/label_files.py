@@ -2,7 +2,7 @@
 
 `read_label_file` turns a JSONL, CSV or Parquet file into label records ({"item_id", "annotator",
 "label"}, plus "created_at" when the file has it), validated once here: a bad row stops it with
-the file, the row and the fix. `write_aggregate` writes the output of `loop.aggregate.aggregate`
+the file, the row and the fix. `write_aggregate` writes the output of `loop.labels.aggregation.aggregate`
 in the format its suffix names, all at once (a failed write leaves no partial file).
 """
 
@@ -16,7 +16,7 @@ from pathlib import Path
 from collections.abc import Mapping
 from typing import Any
 
-from loop.dataset import FORMATS, _rows, existing_file
+from loop.core.dataset import FORMATS, _rows, existing_file
 from loop.errors import DataError
 
 AGGREGATE_FIELDS = ("item_id", "label", "confidence", "decided_by", "n_labels")
@@ -97,7 +97,7 @@ def write_aggregate(path: str | Path, aggregated: Mapping[Any, Mapping]) -> Path
         missing = [k for k in AGGREGATE_FIELDS[1:] if k not in dec]
         if missing:
             raise DataError(f"aggregated item {item!r} lacks {', '.join(missing)}; pass the output of "
-                            "loop.aggregate.aggregate")
+                            "loop.labels.aggregation.aggregate")
         rows.append({"item_id": _jsonable(item), **{k: _jsonable(dec[k]) for k in AGGREGATE_FIELDS[1:]}})
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:

@@ -3,7 +3,7 @@ empty inputs, class balance, missing negatives, train/test leakage and likely la
 
 A pure core: items and embeddings in, a JSON-serialisable report out. Reading files is
 `read_records` (lenient: a defect in the data is something to report, not a reason to stop);
-embedding is the caller's job (`loop.embeddings.embed_texts`, cached).
+embedding is the caller's job (`loop.core.embeddings.embed_texts`, cached).
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from loop.dataset import Item, _rows, check_unique, existing_file, row_fields
+from loop.core.dataset import Item, _rows, check_unique, existing_file, row_fields
 from loop.errors import ConfigError, DataError
-from loop.neighbours import near_pairs
+from loop.core.neighbours import near_pairs
 
 NEAR_THRESHOLD = 0.95      # default cosine threshold for near-duplicates and near leakage
 MINORITY_FRACTION = 0.1    # a class under this fraction of the largest class is flagged
@@ -43,7 +43,7 @@ def read_records(path: str | Path, *, text_field: str = "text", label_field: str
                  id_field: str | None = None) -> list[Item]:
     """Every row of a JSONL, CSV or Parquet file as an Item, for validation.
 
-    Lenient where `loop.dataset.read_items` is strict: an empty or missing-value text is kept as ""
+    Lenient where `loop.core.dataset.read_items` is strict: an empty or missing-value text is kept as ""
     (the empty-input check reports it) and duplicate texts are kept (the duplicate checks report
     them). A non-string text becomes str(x) (None -> ""). Labels are stripped; empty -> None.
     Ids come from `id_field`, else an `id` column when the row has one, else "row-<n>" with n the
@@ -338,7 +338,7 @@ def check_label_errors(items: Sequence[Item], embeddings: np.ndarray, keep: Sequ
     taken from cleanlab, which is AGPL-3.0 and cannot be a dependency of this Apache-2.0 project.
 
     1. Out-of-sample probabilities: cross_val_predict with the project's classifier
-       (loop.model.new_classifier) over stratified folds (5, fewer when a class has fewer items).
+       (loop.core.model.new_classifier) over stratified folds (5, fewer when a class has fewer items).
     2. Per-class threshold t_j = mean probability of class j over the items labelled j (its
        average self-confidence).
     3. An item labelled j is flagged when p(j) < t_j while some other class k has p(k) >= t_k
@@ -349,7 +349,7 @@ def check_label_errors(items: Sequence[Item], embeddings: np.ndarray, keep: Sequ
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
     from threadpoolctl import threadpool_limits
 
-    from loop.model import new_classifier
+    from loop.core.model import new_classifier
 
     method = ("confident learning (Northcutt et al. 2021) on out-of-fold LogisticRegression probabilities; "
               "per-class threshold = mean self-confidence")
@@ -367,7 +367,7 @@ def check_label_errors(items: Sequence[Item], embeddings: np.ndarray, keep: Sequ
     if n_splits < folds:
         notes.append(f"{n_splits} folds instead of {folds}: the smallest class has {n_splits} items")
     cv = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed)
-    # One BLAS thread, as in loop.model.train: lbfgs on a few thousand rows is faster that way.
+    # One BLAS thread, as in loop.core.model.train: lbfgs on a few thousand rows is faster that way.
     with threadpool_limits(limits=1, user_api="blas"):
         proba = cross_val_predict(new_classifier(seed), embeddings[rows_idx], y, cv=cv, method="predict_proba")
     col = {k: j for j, k in enumerate(classes)}  # cross_val_predict orders columns by sorted class
