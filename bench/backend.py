@@ -205,7 +205,7 @@ def build_project(store, cache, p: int, n_labels: int, n_unlabelled: int, seed: 
 def webhook_payload(proj: dict[str, Any], index: int, annotation_id: int, label: str,
                     action: str = "ANNOTATION_CREATED") -> bytes:
     """A webhook as Label Studio sends it (the shape tests/test_ml_backend.py uses) for item `index`."""
-    from loop.services.labelstudio import choice_result
+    from loop.labels.interface import choice_result
 
     item = proj["ids"][index]
     task_id = TASK0 + index
@@ -270,7 +270,7 @@ TRAINER_LINE = re.compile(r"project (\d+): model (v\d+) from (\d+) labels in ([\
 
 
 def trainer_log_times(settings, p: int) -> dict[str, float]:
-    from loop.services.stack import Workspace
+    from loop.services.workspace import Workspace
 
     path = Workspace(settings).log_file("trainer")
     out = {}
@@ -317,26 +317,13 @@ def event_to_model(settings, store, proj: dict[str, Any], *, reps: int, timeout:
             "trainer_logged_retrain_median_s": statistics.median(logged) if logged else None, "runs": rows}
 
 
-def training_set(store, cache, p: int) -> tuple[np.ndarray, list[str]]:
-    """X, y exactly as `Trainer.retrain` assembles them (the project's final labels, embedded items)."""
-    from loop.labels.adjudication import final_labels
-    from loop.core.embeddings import key_for_hash
-
-    labels = final_labels(store, p)
-    items = store.items(p)
-    ids = sorted(i for i in labels if i in items)
-    keys = [key_for_hash(items[i]["key"]) for i in ids]
-    found = cache.get_many(keys)
-    ids = [i for i, k in zip(ids, keys) if k in found]
-    return np.stack([found[key_for_hash(items[i]["key"])] for i in ids]), [labels[i] for i in ids]
-
-
-def refit_alone(store, cache, p: int, *, reps: int) -> dict[str, Any]:
+def refit_alone(store, vectors, p: int, *, reps: int) -> dict[str, Any]:
     """`Trainer.retrain` in this process (it publishes versions too), split into load and fit."""
     from loop.core import model as model_lib
+    from loop.workflows.training import training_set
     from ml_backend.trainer import Trainer
 
-    trainer = Trainer(store, cache, consumer="bench")
+    trainer = Trainer(store, vectors, consumer="bench")
     trainer.retrain(p)  # warm-up
     total, load, fit = [], [], []
     for _ in range(reps):
@@ -344,7 +331,8 @@ def refit_alone(store, cache, p: int, *, reps: int) -> dict[str, Any]:
         trainer.retrain(p)
         total.append(time.perf_counter() - t0)
         t0 = time.perf_counter()
-        X, y = training_set(store, cache, p)
+        ts = training_set(store, vectors, p)
+        X, y = ts.X, ts.y
         load.append(time.perf_counter() - t0)
         t0 = time.perf_counter()
         clf = model_lib.train(X, y)
@@ -354,7 +342,7 @@ def refit_alone(store, cache, p: int, *, reps: int) -> dict[str, Any]:
             "lbfgs_iterations": int(np.max(clf.n_iter_))}
 
 
-def warm_vs_full(store, cache, p: int, X_pool: np.ndarray, *, new_labels: int, reps: int) -> dict[str, Any]:
+def warm_vs_full(store, vectors, p: int, X_pool: np.ndarray, *, new_labels: int, reps: int) -> dict[str, Any]:
     """A full lbfgs refit on all labels against warm starts from the model fitted without the last
     `new_labels` labels (LogisticRegression(warm_start=True), same C and max_iter, one BLAS thread):
     one with lbfgs's default tolerance (1e-4, what the full refit uses) and one with 1e-6.
@@ -366,9 +354,10 @@ def warm_vs_full(store, cache, p: int, X_pool: np.ndarray, *, new_labels: int, r
     from threadpoolctl import threadpool_limits
 
     from loop.core import model as model_lib
+    from loop.workflows.training import training_set
 
-    X, y = training_set(store, cache, p)
-    y = np.asarray(y)
+    ts = training_set(store, vectors, p)
+    X, y = ts.X, np.asarray(ts.y)
     # The training set is sorted by item id and the items the events labelled have the highest ids:
     # its last `new_labels` rows stand for the labels that arrived since the previous model.
     old = slice(0, len(y) - new_labels)
@@ -401,16 +390,16 @@ def warm_vs_full(store, cache, p: int, X_pool: np.ndarray, *, new_labels: int, r
     return out
 
 
-def bench_retrain(settings, store, cache, projects: dict[int, dict], *, reps: int) -> dict[str, Any]:
+def bench_retrain(settings, store, vectors, projects: dict[int, dict], *, reps: int) -> dict[str, Any]:
     out = {}
     for n, proj in projects.items():
         e2m = event_to_model(settings, store, proj, reps=reps)
         log(f"  {n:>6,} labels: event -> model median {e2m['median_s']:.2f} s (max {e2m['max_s']:.2f})")
-        alone = refit_alone(store, cache, proj["p"], reps=reps)
+        alone = refit_alone(store, vectors, proj["p"], reps=reps)
         log(f"  {n:>6,} labels: Trainer.retrain median {alone['retrain_median_s']:.3f} s "
             f"(load {alone['load_median_s']:.3f}, fit {alone['fit_median_s']:.3f})")
         pool = proj["X"][proj["next_ann"] - ANN0:]  # the items nobody labelled
-        warm = [warm_vs_full(store, cache, proj["p"], pool, new_labels=k, reps=reps) for k in (1, 50)]
+        warm = [warm_vs_full(store, vectors, proj["p"], pool, new_labels=k, reps=reps) for k in (1, 50)]
         for w in warm:
             log(f"  {n:>6,} labels, {w['new_labels']} new: " + ", ".join(
                 f"{k} {w[k]['median_s']:.3f} s ({w[k]['iterations']} it, max |dp| new {w[k]['max_dp_new']:.3f})"
@@ -591,13 +580,14 @@ def bench_submit(ctx, rows: list[dict], projects: dict[str, int], *, submits: in
     """
     from label_studio_sdk import LabelStudio
 
-    from loop.services.labelstudio import LabelStudioClient, choice_result
-    from loop.workflows.project import add_annotator
+    from loop.labels.interface import choice_result
+    from loop.workflows.annotators import add_annotator
+    from tests.helpers import login_token
 
     store = ctx.store
     password = "bench-annotator-pass"
     add_annotator(ctx, "bench-annotator", password=password)
-    token = LabelStudioClient.login_token(ctx.settings.ls_url, "bench-annotator@loop.local", password)
+    token = login_token(ctx.settings.ls_url, "bench-annotator@loop.local", password)
     sdk = LabelStudio(base_url=ctx.settings.ls_url, api_key=token, timeout=60)
     label_of = {r["id"]: r["label"] for r in rows}
     queues = {}
@@ -868,7 +858,7 @@ def main(argv: list[str] | None = None) -> int:
                 log(f"  built project {p}: {n:,} labels, {n + 200:,} items in {time.perf_counter() - t0:.1f} s")
         if "retrain" in args.sections:
             log("2. event -> model")
-            res["retrain"] = bench_retrain(settings, store, cache, projects, reps=args.retrain_reps)
+            res["retrain"] = bench_retrain(settings, store, ctx.vectors, projects, reps=args.retrain_reps)
         if "intake" in args.sections:
             log("3. webhook intake")
             largest = max(projects)

@@ -14,7 +14,8 @@ import time
 from pathlib import Path
 
 from loop.core.dataset import read_items
-from loop.core.embeddings import EmbeddingCache, Embedder, embed_texts
+from loop.core.embeddings import Embedder, embed_texts
+from loop.services.vectors import EmbeddingCache
 from loop.workflows.simulate import SimConfig, plot, simulate
 from loop.core.stopping import StabilizingPredictions
 

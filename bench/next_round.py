@@ -97,7 +97,8 @@ def real(path: Path, n_pool: int, n_labels: int, *, text_field: str, label_field
     Rows are drawn with replacement when the file is smaller than the pool: duplicates cost the
     same to score, so timings stay representative.
     """
-    from loop.core.embeddings import Embedder, EmbeddingCache, embed_texts
+    from loop.core.embeddings import Embedder, embed_texts
+    from loop.services.vectors import EmbeddingCache
 
     rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     rows = [r for r in rows if r.get(text_field)]

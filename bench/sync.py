@@ -1,4 +1,4 @@
-"""Benchmark of `loop.workflows.rounds.sync_annotations` (the sync behind next-round, status, validate and
+"""Benchmark of `loop.services.sync.sync_annotations` (the sync behind next-round, status, validate and
 export) on a real Label Studio with N labelled tasks.
 
 The stack is `loop.services.stack.up` in a throwaway workspace on free ports, stopped at the end. The
@@ -47,8 +47,8 @@ def main(argv: list[str] | None = None) -> int:
                        "LOOP_ML_BACKEND_PORT": str(free_port()), "LOOP_LABEL_STUDIO_VENV": args.label_studio_venv})
     from loop.services import stack
     from loop.services.context import Context
-    from loop.services.labelstudio import choice_result
-    from loop.workflows.rounds import sync_annotations
+    from loop.labels.interface import choice_result
+    from loop.services.sync import sync_annotations
     from loop.services.settings import load_settings
 
     settings = load_settings()
@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def timed(what: str) -> None:
         t0 = time.perf_counter()
-        counts = sync_annotations(ctx, p)
+        counts = sync_annotations(ctx.store, ctx.ls, p)
         results[what] = {"seconds": round(time.perf_counter() - t0, 3), **counts}
         print(f"{what}: {results[what]['seconds']} s {counts}", file=sys.stderr)
 

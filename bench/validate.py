@@ -85,7 +85,8 @@ def bench_near(n: int, threshold: float, planted: int, block: int, seed: int) ->
 
 
 def bench_validator(data: Path, cache_path: Path | None, threshold: float, seed: int) -> dict:
-    from loop.core.embeddings import Embedder, EmbeddingCache, embed_texts
+    from loop.core.embeddings import Embedder, embed_texts
+    from loop.services.vectors import EmbeddingCache
     from loop.curation.validate import read_records, validate
 
     train, test = read_records(data / "train.jsonl"), read_records(data / "test.jsonl")

@@ -6,6 +6,9 @@ and refits once per burst (events arriving within `coalesce_s` of each other are
 loop's webhooks carry no payload (one would cost the annotator's request 19-30 ms), so for those
 events the trainer asks Label Studio for the tasks changed since its last read
 (`loop.services.sync.pull_changes`), once per burst.
+It retrains through the CLI's own path (`loop.workflows.training.retrain`): the project's recorded
+training policy (aggregation, guideline version, adjudications) and item vectors from its own
+cache, embedding from the texts in Redis what that cache lacks, so it needs no file of the host.
 A new model is written under a new version and made current in one transaction; `/predict` picks
 it up on its next request. Events are acknowledged only after that, so a trainer that dies
 mid-batch re-reads them on restart.
@@ -22,21 +25,18 @@ import threading
 import time
 from typing import Any
 
-import numpy as np
-
-from loop.core import model as model_lib
-from loop.labels.adjudication import final_labels
-from loop.services.sync import pull_changes
-from loop.core.embeddings import EmbeddingCache, key_for_hash
 from loop.services.store import Store
+from loop.services.sync import pull_changes
+from loop.services.vectors import ItemVectors
+from loop.workflows import training
 
 log = logging.getLogger("loop.trainer")
 
 
 class Trainer:
-    def __init__(self, store: Store, cache: EmbeddingCache, *, ls=None, consumer: str = "trainer-1",
+    def __init__(self, store: Store, vectors: ItemVectors, *, ls=None, consumer: str = "trainer-1",
                  coalesce_s: float = 0.3, block_ms: int = 1000):
-        self.store, self.cache, self.ls = store, cache, ls
+        self.store, self.vectors, self.ls = store, vectors, ls
         self.consumer, self.coalesce_s, self.block_ms = consumer, coalesce_s, block_ms
         self.stopping = threading.Event()
         self._rejected: set[tuple[str, str]] = set()  # dead-lettered once, not at every pull
@@ -76,22 +76,8 @@ class Trainer:
         return published
 
     def retrain(self, p: int) -> str | None:
-        """Refit on the project's aggregated labels and publish the model under a new version."""
-        start = time.perf_counter()
-        labels = final_labels(self.store, p)
-        if len(set(labels.values())) < 2:
-            return None
-        items = self.store.items(p)
-        ids = sorted(i for i in labels if i in items)
-        keys = [key_for_hash(items[i]["key"]) for i in ids]
-        found = self.cache.get_many(keys)
-        ids = [i for i, k in zip(ids, keys) if k in found]  # an item never embedded cannot be trained on
-        X = np.stack([found[key_for_hash(items[i]["key"])] for i in ids])
-        classifier = model_lib.train(X, [labels[i] for i in ids])
-        version = self.store.next_model_version(p)
-        self.store.save_model(p, model_lib.snapshot(classifier, version, n_labels=len(ids)))
-        log.info("project %s: model %s from %d labels in %.2f s", p, version, len(ids), time.perf_counter() - start)
-        return version
+        """Refit on the project's training set (its recorded policy) and publish a new version."""
+        return training.retrain(self.store, self.vectors, p)
 
     def run(self) -> None:
         pending = True  # first what a previous trainer read but never acknowledged
@@ -114,7 +100,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     ctx = Context(load_settings())
-    trainer = Trainer(ctx.store, ctx.cache, ls=ctx.ls, consumer=args.consumer)
+    trainer = Trainer(ctx.store, ctx.vectors, ls=ctx.ls, consumer=args.consumer)
 
     def stop(*_: Any) -> None:
         trainer.stopping.set()

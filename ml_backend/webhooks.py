@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from loop.services.sync import AnnotationRejected
-from loop.services.labelstudio import OBJECT
+from loop.labels.interface import OBJECT
 
 UPSERT = {"ANNOTATION_CREATED", "ANNOTATIONS_CREATED", "ANNOTATION_UPDATED"}
 DELETE = {"ANNOTATIONS_DELETED"}

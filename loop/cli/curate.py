@@ -7,17 +7,14 @@ from typing import Any, Optional
 import typer
 from rich.table import Table
 
-from loop.cli.output import JSON_OPTION, console, emit, err_console, handle_errors, progress_bars
+from loop.cli.output import (JSON_OPTION, PROJECT_OPTION_HELP, console, context, csv_option, emit, err_console,
+                             handle_errors, progress_bars)
 from loop.curation.validate import MIN_CHARS, MINORITY_FRACTION, NEAR_THRESHOLD
 
 # Exit code when the data has a release blocker (1 stays "the command failed").
 BLOCKED = 2
 
 STATUS_STYLE = {"ok": "[green]ok[/]", "found": "[bold yellow]found[/]", "skipped": "[dim]skipped[/]"}
-
-
-def _csv(value: str | None) -> list[str]:
-    return [v.strip() for v in (value or "").split(",") if v.strip()]
 
 
 def _examples(name: str, check: dict[str, Any], show: int) -> list[str]:
@@ -90,12 +87,12 @@ NO_SYNC_OPTION = typer.Option(False, "--no-sync", help="Use the labels stored at
 def _sync(ctx, p: int, no_sync: bool) -> None:
     """Bring the project's labels up to date from Label Studio first, unless told not to."""
     from loop.errors import LoopError
-    from loop.workflows.rounds import sync_annotations
+    from loop.services.sync import sync_annotations
 
     if no_sync:
         return
     try:
-        sync_annotations(ctx, p)
+        sync_annotations(ctx.store, ctx.ls, p)
     except LoopError as exc:
         raise type(exc)(f"{exc} (to work from the labels stored at the last sync, add --no-sync)") from None
 
@@ -129,11 +126,9 @@ def validate(
 
     Exits 2 when a release blocker is found (the same input with different labels), 1 on an error.
     """
-    from loop.workflows.validate import validate_file, validate_project
-    from loop.services.context import Context
-    from loop.services.settings import load_settings
+    from loop.workflows.curate import validate_file, validate_project
 
-    ctx = Context(load_settings())
+    ctx = context()
     options = dict(near_threshold=near_threshold, minority_fraction=minority_fraction, min_chars=min_chars,
                    reference=reference, label_errors=label_errors)
     with progress_bars(not as_json) as bars:
@@ -144,7 +139,7 @@ def validate(
                                       label_field=label_field, id_field=id_field, progress=bars, **options)
         else:
             report = validate_file(ctx, data, test=test, text_field=text_field, label_field=label_field,
-                                   id_field=id_field, labels=_csv(labels) or None, guidelines=guidelines,
+                                   id_field=id_field, labels=csv_option(labels) or None, guidelines=guidelines,
                                    progress=bars, **options)
     emit(report, as_json, lambda r: render_report(r, show))
     if report["blockers"]:
@@ -161,17 +156,15 @@ def export(
     allow_contradictions: bool = typer.Option(False, "--allow-contradictions",
                                               help="Export even when identical inputs carry different labels (the card says so)."),
     near_threshold: float = typer.Option(NEAR_THRESHOLD, help="Cosine similarity from which items share a duplicate cluster."),
-    project: Optional[int] = typer.Option(None, help="Project id (default: the last one `loop init` set up)."),
+    project: Optional[int] = typer.Option(None, help=PROJECT_OPTION_HELP),
     no_sync: bool = NO_SYNC_OPTION,
     as_json: bool = JSON_OPTION,
 ):
     """Write the curated dataset (one row per item: aggregated label, how it was decided, label count,
     guideline version, round) split into train/test, with a data card built from the loop's records."""
-    from loop.services.context import Context
-    from loop.curation.export import export_project
-    from loop.services.settings import load_settings
+    from loop.workflows.curate import export_project
 
-    ctx = Context(load_settings())
+    ctx = context()
     p = ctx.project_id(project)
     _sync(ctx, p, no_sync)
     with progress_bars(not as_json) as bars:

@@ -1,4 +1,5 @@
-"""One place that decides between a rich table and JSON, and turns LoopErrors into one line."""
+"""What every command module shares: the table-or-JSON decision, LoopErrors as one line, progress
+bars, the context, and comma-separated options."""
 
 from __future__ import annotations
 
@@ -13,6 +14,21 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from loop.errors import LoopError
+
+def context():
+    """The services a command needs, from the settings (built lazily: a bad option fails first)."""
+    from loop.services.context import Context
+    from loop.services.settings import load_settings
+
+    return Context(load_settings())
+
+
+def csv_option(value: str | None) -> list[str]:
+    """`a,b, c` -> ["a", "b", "c"]."""
+    return [v.strip() for v in (value or "").split(",") if v.strip()]
+
+
+PROJECT_OPTION_HELP = "Project id (default: the last one `loop init` set up)."
 
 console = Console()
 err_console = Console(stderr=True)

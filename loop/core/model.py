@@ -1,4 +1,4 @@
-"""The classifier over embeddings and its conversion to and from a stored snapshot.
+"""The classifier over embeddings, its snapshot, and its predictions.
 
 One module for both the `loop` CLI and the ML backend, so training and serving never diverge.
 Logistic regression: cheap to refit on a few thousand labels, and its probabilities are
@@ -8,6 +8,7 @@ calibrated well enough for uncertainty sampling.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
@@ -16,7 +17,20 @@ from sklearn.utils.validation import check_is_fitted
 from threadpoolctl import threadpool_limits
 
 from loop.errors import LoopError
-from loop.services.store import ModelSnapshot
+
+
+@dataclass(frozen=True)
+class ModelSnapshot:
+    """A fitted linear classifier as plain arrays and metadata, so any process can rebuild it
+    (`services.store` owns how it is written to Redis)."""
+
+    version: str
+    classes: list[str]
+    coef: np.ndarray
+    intercept: np.ndarray
+    n_labels: int
+    created_at: float
+    round: int | None = None
 
 
 def new_classifier(seed: int = 0) -> LogisticRegression:
@@ -52,3 +66,12 @@ def restore(snap: ModelSnapshot) -> LogisticRegression:
 def confidence(proba: np.ndarray) -> np.ndarray:
     """The probability of the predicted class: the `score` Label Studio shows (low = uncertain)."""
     return proba.max(axis=1)
+
+
+def predict(clf, X: np.ndarray) -> list[tuple[str, float]]:
+    """(label, confidence) per row of X: what a prediction shows an annotator, and its `score`."""
+    if len(X) == 0:
+        return []
+    proba = clf.predict_proba(X)
+    labels = np.asarray(clf.classes_)[proba.argmax(axis=1)]
+    return [(str(label), float(score)) for label, score in zip(labels, confidence(proba))]

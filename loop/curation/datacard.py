@@ -1,6 +1,6 @@
 """The data card of an export: markdown with Hugging Face dataset-card YAML front matter.
 
-`card_facts` gathers every figure from the loop's own records (the store, `loop.workflows.rounds.status`,
+`card_facts` gathers every figure from the loop's own records (the store, `loop.workflows.status.status`,
 the validation report, the exported splits); `render_card` only formats them, so no number in
 the card is typed in by hand and the card can be tested figure by figure.
 """
@@ -15,9 +15,8 @@ from typing import Any
 
 import yaml
 
-from loop.labels.agreement import agreement_report
+from loop.labels.agreement import agreement_records, agreement_report, full_report
 from loop.errors import DataError
-from loop.workflows.agreement import full_report, project_records
 
 MIN_ITEMS = 20  # agreement resting on fewer items than this is flagged (as `loop agreement` does)
 COLUMN_DOCS = {
@@ -51,8 +50,8 @@ def _figures(report: Mapping | None) -> dict[str, Any] | None:
             "warnings": list(report["warnings"])}
 
 
-def _agreement(store, p: int, **where) -> dict[str, Any] | None:
-    records = project_records(store, p, **where)
+def _agreement(annotations: list[Mapping], adjudication: Mapping, **where) -> dict[str, Any] | None:
+    records = agreement_records(annotations, adjudication, **where)
     return _figures(agreement_report(records, min_items=MIN_ITEMS)) if records else None
 
 
@@ -153,7 +152,7 @@ def card_facts(store, p: int, *, status: Mapping, validation: Mapping, splits: M
                validation_file: str = "validation.json", license: str = "other", language: str | None = None,
                pretty_name: str | None = None) -> dict[str, Any]:
     """Everything the card shows, JSON-serialisable, gathered from the store (project, rounds,
-    labels), `status` (loop.workflows.rounds.status), the validation report and the exported splits."""
+    labels), `status` (loop.workflows.status.status), the validation report and the exported splits."""
     project = store.project(p) or {}
     rows = [r for part in splits.values() for r in part]
     labels = list(project.get("labels") or status.get("labels") or [])
@@ -161,9 +160,10 @@ def card_facts(store, p: int, *, status: Mapping, validation: Mapping, splits: M
     overall = Counter(r["label"] for r in rows)
     source = Path(project["source"]).name if project.get("source") else None
 
-    records = project_records(store, p)
-    report = full_report(records, min_items=MIN_ITEMS) if records else None
+    annotations = list(store.annotations(p).values())
     adjudication = store.adjudication(p)
+    records = agreement_records(annotations, adjudication)
+    report = full_report(records, min_items=MIN_ITEMS) if records else None
     rounds = []
     for r in store.rounds(p):
         at_close = (r.get("closing") or {}).get("agreement")
@@ -172,10 +172,10 @@ def card_facts(store, p: int, *, status: Mapping, validation: Mapping, splits: M
                        "overlap": r.get("overlap"), "annotators": list(r.get("annotators") or []),
                        "labels_spent_before": r.get("labels_spent"), "model_version": r.get("model_version"),
                        "guideline_version": r.get("guideline_version"),
-                       "agreement": _agreement(store, p, round_id=r["id"]),
+                       "agreement": _agreement(annotations, adjudication, items=store.round_assignments(p, r["id"])),
                        "agreement_at_close": dict(at_close) if at_close else None})
     label_versions = Counter(a.get("guideline_version") for a in records)
-    by_version = [{"version": v, "agreement": _agreement(store, p, guideline_version=v)}
+    by_version = [{"version": v, "agreement": _agreement(annotations, adjudication, guideline_version=v)}
                   for v in sorted(v for v in label_versions if v is not None)]
     row_versions = Counter(r["guideline_version"] for r in rows if r["guideline_version"] is not None)
 

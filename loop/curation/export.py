@@ -1,7 +1,9 @@
-"""`loop export`: the curated dataset, split train/test by duplicate cluster, with its data card.
+"""The curated dataset of `loop export`: its rows, the train/test split by duplicate cluster, and the
+writers (JSONL, CSV, Parquet, a Hugging Face folder). `workflows.curate` gathers a project's inputs.
 
-One row per labelled item: the label the loop trains on (`loop.labels.adjudication.final_labels`: majority
-vote, Dawid-Skene breaking ties, an adjudicator's ruling final), how it was decided, how many
+One row per labelled item: the label the loop trains on (the project's training policy,
+`labels.policy`: by default majority vote, Dawid-Skene breaking ties, an adjudicator's ruling
+final), how it was decided, how many
 annotators labelled it, the guideline version of the labels that decided it, and the round the
 item was selected in. The split keeps every duplicate cluster (identical normalised inputs and
 near-duplicates by embedding) on one side, so a test score is never inflated by a copy of a
@@ -17,29 +19,18 @@ import os
 import shutil
 import warnings
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from loop.labels.adjudication import adjudicated_labels
-from loop.labels.aggregation import DEFAULT_METHOD, aggregate
-from loop.core.dataset import Item, read_items, text_key
-from loop.errors import ConfigError, DataError, LoopError, NotInitialised
+from loop.errors import ConfigError, DataError
+from loop.labels.policy import TrainingPolicy
 
 FORMATS = ("jsonl", "csv", "parquet", "hf")
 EXTENSIONS = {"jsonl": ".jsonl", "csv": ".csv", "parquet": ".parquet"}
 COLUMNS = ("id", "text", "label", "decided_by", "confidence", "n_labels", "guideline_version", "round")
-ANNOTATION_FIELDS = ("annotator", "label", "guideline_version", "created_at", "adjudicator")
-SPLITS = ("train", "test")
 HF_FOLDER = "dataset"
 HF_HINT = "pip install 'loop-al[hf]'"
-VALIDATOR_STEPS = 8  # loop.curation.validate.validate reports progress once per group of checks
-
-Progress = Callable[[str, int], Callable[[int], None]]  # (description, total) -> advance(n), as loop.workflows.project
-
-
-def _no_progress(description: str, total: int) -> Callable[[int], None]:
-    return lambda n: None
 
 
 # --------------------------------------------------------------------------------------------
@@ -63,29 +54,32 @@ def _newest_common(versions: Iterable[Any]) -> Any:
 
 
 def curated_rows(texts: Mapping[str, str], annotations: Iterable[dict], adjudication: Mapping[str, dict],
-                 assigned: Mapping[str, int], *, with_annotations: bool = False) -> list[dict]:
+                 assigned: Mapping[str, int], *, policy: TrainingPolicy = TrainingPolicy(),
+                 with_annotations: bool = False) -> list[dict]:
     """One row per labelled item, sorted by id: id, text, label, decided_by, confidence, n_labels,
     guideline_version, round (and "annotations" with `with_annotations`).
 
-    The label and decided_by are exactly what training uses (`final_labels`: the default
-    aggregation over every label, the adjudicator's latest label final). n_labels counts the
+    The label and decided_by are exactly what training uses (the project's training `policy`:
+    its aggregation over the labels it counts, the adjudicator's latest label final). n_labels counts the
     annotators who voted, leaving out the adjudicator's ruling (as the contested queue and the
     agreement figures do). guideline_version is that of the labels that decided the item: the
     adjudicator's for an adjudicated item, else the labels equal to the final one; the most common,
     a tie to the newest. round is None for an item labelled outside any round. "annotations" lists
-    every raw label in creation order, the adjudicator's flagged.
+    every raw label in creation order (also those of a guideline version the policy leaves out),
+    the adjudicator's flagged.
     """
-    usable = [a for a in annotations if a.get("label") is not None]
-    decided = adjudicated_labels(usable, dict(adjudication))
-    aggregated = aggregate(usable, DEFAULT_METHOD, adjudicated=decided)
+    annotations = list(annotations)
+    usable = policy.counted(annotations)
+    aggregated = policy.decisions(usable, dict(adjudication))
     missing = [item for item in aggregated if item not in texts]
     if missing:
         raise DataError(f"{len(missing)} labelled items have no text (e.g. {min(missing)!r}); the data "
                         "file and Label Studio must hold every labelled item")
     latest: dict[tuple[str, str], dict] = {}
-    raw: dict[str, list[dict]] = {}
     for rec in sorted(usable, key=_order):
         latest[(rec["item_id"], rec["annotator"])] = rec  # an annotator's latest label counts, as in aggregate
+    raw: dict[str, list[dict]] = {}  # every label, also those the policy leaves out (another guideline version)
+    for rec in sorted((a for a in annotations if a.get("label") is not None), key=_order):
         raw.setdefault(rec["item_id"], []).append(rec)
     by_item: dict[str, list[dict]] = {}
     for (item, _), rec in latest.items():
@@ -288,144 +282,3 @@ def _write_text(path: Path, text: str) -> Path:
         tmp.unlink(missing_ok=True)
         raise
     return path
-
-
-# --------------------------------------------------------------------------------------------
-# A project
-
-
-def project_texts(ctx, p: int, project: Mapping, item_ids: Iterable[str]) -> tuple[dict[str, str], str]:
-    """item id -> text for `item_ids`, and where the texts came from ("source" or "label-studio").
-
-    The project's data file first (re-read with its text and id fields), keeping only texts whose
-    content hash is the one stored at `loop init` (an edited file must not relabel other texts);
-    when the file is gone, changed, or lacks items, the texts of the Label Studio tasks.
-    """
-    needed = set(item_ids)
-    keys = {i: v.get("key") for i, v in ctx.store.items(p).items()}
-    texts: dict[str, str] = {}
-    why = "the project record names no data file"
-    source = project.get("source")
-    if source:
-        try:
-            for it in read_items(source, text_field=project.get("text_field") or "text",
-                                 id_field=project.get("id_field")):
-                if it.id in needed and keys.get(it.id) in (None, text_key(it.text)):
-                    texts[it.id] = it.text
-            why = f"{source} lacks them or their text changed since `loop init`"
-        except DataError as exc:
-            why = str(exc)
-    missing = needed - set(texts)
-    if not missing:
-        return texts, "source"
-    try:
-        from_ls = ctx.ls.task_texts(p)
-    except LoopError as exc:
-        raise DataError(f"{len(missing)} labelled items have no text ({why}), and Label Studio could not "
-                        f"supply them: {exc}") from None
-    texts.update({i: from_ls[i] for i in missing if i in from_ls})
-    still = sorted(needed - set(texts))
-    if still:
-        raise DataError(f"{len(still)} labelled items (e.g. {still[0]!r}) have no text in the data file ({why}) "
-                        "nor in Label Studio's tasks; restore the data file the project was created from")
-    return texts, "label-studio"
-
-
-def guideline_negatives(project: Mapping) -> list[str] | None:
-    """The negative labels of the guideline in force, or None (the validator's defaults)."""
-    from loop.labels.guidelines import get
-
-    folder = project.get("guidelines_dir")
-    if not folder:
-        return None
-    try:
-        g = get(folder, project.get("guideline_version"))
-    except DataError:
-        return None
-    return list(g.negatives) or None
-
-
-def export_project(ctx, p: int, out_dir: str | Path, *, fmt: str = "jsonl", test_size: float = 0.2,
-                   seed: int = 0, with_annotations: bool = False, allow_contradictions: bool = False,
-                   near_threshold: float | None = None, progress: Progress = _no_progress) -> dict[str, Any]:
-    """Validate, split and write project p's curated dataset into out_dir with its data card.
-
-    Files: train.<ext> and test.<ext> (or a `dataset/` folder for fmt "hf"), README.md (the data
-    card), learning_curve.png and validation.json. Refuses (DataError, nothing written) while
-    identical inputs carry different labels, unless allow_contradictions (the card then says so).
-    """
-    from loop.curation.datacard import card_facts, render_card
-    from loop.core.embeddings import embed_texts
-    from loop.workflows.rounds import plot_curve, status
-    from loop.curation.validate import NEAR_THRESHOLD, duplicate_clusters, validate
-
-    if fmt not in FORMATS:
-        raise ConfigError(f"unknown export format {fmt!r}; use one of: {', '.join(FORMATS)}")
-    test_size = check_test_size(test_size)
-    near_threshold = NEAR_THRESHOLD if near_threshold is None else near_threshold
-    if not 0 < near_threshold <= 1:
-        raise ConfigError(f"--near-threshold is {near_threshold}; a cosine similarity threshold is in (0, 1]")
-    if fmt == "hf":
-        try:
-            import datasets  # noqa: F401  (fail before any work, not after it)
-        except ImportError:
-            raise ConfigError(f"--format hf needs the `datasets` package; install it with {HF_HINT}") from None
-    store = ctx.store
-    project = store.project(p)
-    if project is None:
-        raise NotInitialised(f"project {p} is unknown; `loop init DATA` creates one")
-    annotations = list(store.annotations(p).values())
-    labelled = {a["item_id"] for a in annotations if a.get("label") is not None}
-    if not labelled:
-        raise DataError(f"project {p} has no labels yet; nothing to export (`loop status` shows the rounds)")
-    texts, text_source = project_texts(ctx, p, project, labelled)
-    rows = curated_rows(texts, annotations, store.adjudication(p), store.assigned(p),
-                        with_annotations=with_annotations)
-
-    X, _ = embed_texts([r["text"] for r in rows], ctx.cache, ctx.embedder, progress=progress("embedding", len(rows)))
-    items = [Item(r["id"], r["text"], r["label"]) for r in rows]
-    advance = progress("validating", VALIDATOR_STEPS)
-    report = validate(items, embeddings=X, labels=project.get("labels"), negatives=guideline_negatives(project),
-                      near_threshold=near_threshold, seed=seed, progress=lambda check: advance(1))
-    groups = report["checks"]["contradictions"].get("groups") or []
-    if report["checks"]["contradictions"]["count"] and not allow_contradictions:
-        shown = "; ".join(f"{g['text'][:60]!r}: " + ", ".join(f"{lab} ({', '.join(map(str, ids))})"
-                                                              for lab, ids in g["labels"].items())
-                          for g in groups[:3])
-        more = f" and {len(groups) - 3} more" if len(groups) > 3 else ""
-        raise DataError(f"{len(groups)} inputs carry different labels after normalisation: {shown}{more}. "
-                        "Adjudicate or relabel them (`loop validate` lists them all), or pass "
-                        "--allow-contradictions to export anyway (the data card records it)")
-
-    # The validator's near-duplicate pairs, not a second search (it leaves out empty inputs).
-    near = report["checks"]["near_duplicates"].get("pairs") or []
-    clusters = duplicate_clusters(items, None, near_threshold, pairs=[(q["a"], q["b"]) for q in near])
-    train, test = split_by_cluster(rows, clusters, test_size=test_size, seed=seed)
-    splits = {"train": train, "test": test}
-
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    if fmt == "hf":
-        written = {"dataset": str(write_hf(out / HF_FOLDER, splits))}
-        data_files = {name: f"{HF_FOLDER}/{name}/*.arrow" for name in splits}
-    else:
-        written = {name: str(write_rows(out / f"{name}{EXTENSIONS[fmt]}", part, fmt)) for name, part in splits.items()}
-        data_files = {name: f"{name}{EXTENSIONS[fmt]}" for name in splits}
-    _write_text(out / "validation.json", json.dumps(report, indent=2, ensure_ascii=False, default=str) + "\n")
-    st = status(ctx, p, sync=False)
-    curve = out / "learning_curve.png"
-    tmp_png = out / f".learning_curve.{os.getpid()}.tmp.png"
-    plot_curve(st, str(tmp_png))
-    os.replace(tmp_png, curve)
-    settings = {"format": fmt, "test_size": test_size, "seed": seed, "near_threshold": near_threshold,
-                "with_annotations": with_annotations, "text_source": text_source}
-    facts = card_facts(store, p, status=st, validation=report, splits=splits, data_files=data_files,
-                       n_clusters=len(set(clusters)), allow_contradictions=allow_contradictions, settings=settings,
-                       learning_curve=curve.name)
-    card = _write_text(out / "README.md", render_card(facts))
-    written |= {"card": str(card), "learning_curve": str(curve), "validation": str(out / "validation.json")}
-    return {"project_id": p, "out_dir": str(out), "format": fmt, "files": written,
-            "rows": len(rows), "splits": {name: len(part) for name, part in splits.items()},
-            "clusters": len(set(clusters)), "blockers": report["blockers"],
-            "contradictions": len(groups), "allow_contradictions": allow_contradictions,
-            "text_source": text_source, "validation_ok": report["ok"]}

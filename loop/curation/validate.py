@@ -389,6 +389,9 @@ def check_label_errors(items: Sequence[Item], embeddings: np.ndarray, keep: Sequ
 
 
 # -- the report ---------------------------------------------------------------------------------
+PROGRESS_STEPS = 8  # `validate` calls `progress` once per group of checks (export's bar counts on it)
+
+
 def validate(items: Sequence[Item], *, embeddings: np.ndarray | None = None,
              labels: Sequence[str] | None = None, negatives: Sequence[str] | None = None,
              test: Sequence[Item] | None = None, test_embeddings: np.ndarray | None = None,

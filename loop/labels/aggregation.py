@@ -1,19 +1,17 @@
 """Turning several annotators' labels for one item into one training label.
 
-Two families live here:
-
-- `majority_vote` / `training_labels`: the plain vote the training loop uses (ties go to the
-  earliest label). Their behaviour is pinned by tests/test_aggregate.py; other modules call them.
+- `majority_vote`: the plain vote (ties go to the earliest label).
 - `aggregate(records, method=...)`: one decision per item with its confidence and what decided it,
   by majority vote, by Dawid-Skene (EM over one confusion matrix per annotator), or by majority
-  vote with Dawid-Skene breaking the ties ("majority-ds"), with adjudicated labels taking
-  precedence; `annotator_reliability` scores each annotator.
+  vote with Dawid-Skene breaking the ties ("majority-ds", DEFAULT_METHOD: the one default of
+  rounds, the trainer, simulate, `loop aggregate` and `loop agreement`), with adjudicated labels
+  taking precedence; `annotator_reliability` scores each annotator.
 
 A label record is a dict with at least "item_id", "annotator" and "label" (a non-empty string),
 and optionally "created_at" (ISO time; orders the labels). An annotator counts once per item:
 when one annotator labelled an item twice, their latest label is kept.
 
-Pure functions: no I/O (reading and writing label files is loop/label_files.py).
+Pure functions: no I/O (reading and writing label files is `labels.label_files`).
 """
 
 from __future__ import annotations
@@ -30,7 +28,6 @@ from loop.errors import ConfigError, DataError
 METHODS = ("majority", "dawid-skene", "majority-ds")
 # The most accurate on the weather_sentiment benchmark at 2-10 labels per item (docs/benchmarks.md).
 DEFAULT_METHOD = "majority-ds"
-DECIDED_BY = ("unanimous", "majority", "tie-break", "model-weighted", "adjudicated")
 
 
 def majority_vote(labels: Iterable[str]) -> str:
@@ -41,14 +38,6 @@ def majority_vote(labels: Iterable[str]) -> str:
     counts = Counter(labels)
     best = max(counts.values())
     return next(lab for lab in labels if counts[lab] == best)
-
-
-def training_labels(annotations: Iterable[dict]) -> dict[str, str]:
-    """item id -> one label, from annotation records ordered by creation time."""
-    by_item: dict[str, list[str]] = {}
-    for ann in sorted(annotations, key=lambda a: (a.get("created_at") or "", str(a.get("id", "")))):
-        by_item.setdefault(ann["item_id"], []).append(ann["label"])
-    return {item: majority_vote(labels) for item, labels in by_item.items()}
 
 
 # --------------------------------------------------------------------------------------------
@@ -224,11 +213,11 @@ def _vote(labs: list[str]) -> tuple[str, float, str]:
     return label, top / len(labs), how
 
 
-def aggregate(records: Iterable[Mapping], method: str = "majority",
+def aggregate(records: Iterable[Mapping], method: str = DEFAULT_METHOD,
               adjudicated: Mapping[Any, str] | None = None) -> dict[Any, dict]:
     """item_id -> {"label", "confidence", "decided_by", "n_labels"}.
 
-    - "majority": the most frequent label, ties to the earliest label (as `training_labels`);
+    - "majority": the most frequent label, ties to the earliest label (`majority_vote`);
       confidence = the winning label's share of the item's labels; decided_by "unanimous",
       "majority" or "tie-break".
     - "dawid-skene": the label with the highest Dawid-Skene posterior, which weighs each annotator

@@ -12,6 +12,10 @@ never NaN. `agreement_report` combines them all into one JSON-serialisable dict.
 - Krippendorff's alpha (nominal) from the coincidence matrix; missing labels allowed.
 - Fleiss' kappa (`statsmodels`), only when every item has the same number of labels.
 - which pairs of labels annotators confuse most.
+
+`agreement_records` says which of a project's labels count (adjudicators' rulings do not: they are
+decisions on contested items, not independent labels); `full_report` adds each annotator's
+agreement with the consensus (the default aggregation) and estimated accuracy.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from loop.labels.aggregation import Grouped, labels_by_item
+from loop.labels.aggregation import DEFAULT_METHOD, Grouped, aggregate, annotator_reliability, labels_by_item
 
 
 def _grouped(records: Iterable[Mapping] | Grouped) -> Grouped:
@@ -246,3 +250,29 @@ def agreement_report(records: Iterable[Mapping], min_items: int = 20) -> dict:
         "confusions": label_confusions(grouped),
         "warnings": warnings,
     }
+
+
+def agreement_records(annotations: Iterable[Mapping], adjudication: Mapping[str, Mapping], *,
+                      items: Iterable[str] | None = None, guideline_version: int | None = None) -> list[Mapping]:
+    """The label records agreement is measured on: labelled (not skipped), of `items` and of
+    `guideline_version` when given, without an adjudicator's ruling on the item they adjudicate."""
+    items = None if items is None else set(items)
+    out = []
+    for a in annotations:
+        if a["label"] is None or (items is not None and a["item_id"] not in items):
+            continue
+        if guideline_version is not None and a.get("guideline_version") != guideline_version:
+            continue
+        if (adjudication.get(a["item_id"]) or {}).get("adjudicator") == a["annotator"]:
+            continue
+        out.append(a)
+    return out
+
+
+def full_report(records: list[Mapping], method: str = DEFAULT_METHOD, min_items: int = 20) -> dict[str, Any]:
+    """Agreement figures plus each annotator's agreement with the consensus and estimated accuracy."""
+    report = agreement_report(records, min_items=min_items)
+    consensus = aggregate(records, method=method) if records else {}
+    report["annotators"] = annotator_reliability(records, consensus) if records else {}
+    report["consensus_method"] = method
+    return report

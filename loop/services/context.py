@@ -1,15 +1,16 @@
-"""What a command needs, built lazily from the settings: Redis, Label Studio, the embedding cache."""
+"""What a command needs, built lazily from the settings: Redis, Label Studio, item vectors."""
 
 from __future__ import annotations
 
 from functools import cached_property
 
-from loop.core.embeddings import EmbeddingCache, Embedder
+from loop.core.embeddings import Embedder
 from loop.errors import ConfigError, NotInitialised
 from loop.services.labelstudio import LabelStudioClient
 from loop.services.settings import Settings
-from loop.services.stack import Workspace, credentials, redis_url
 from loop.services.store import Store
+from loop.services.vectors import EmbeddingCache, ItemVectors
+from loop.services.workspace import Workspace, credentials, redis_url
 
 
 class Context:
@@ -36,6 +37,12 @@ class Context:
     @cached_property
     def embedder(self) -> Embedder:
         return Embedder()
+
+    @cached_property
+    def vectors(self) -> ItemVectors:
+        """Item vectors from this process's cache, embedding what it lacks (texts from Redis, else
+        from Label Studio's tasks)."""
+        return ItemVectors(self.store, self.cache, self.embedder, ls_texts=lambda p: self.ls.task_texts(p))
 
     def project_id(self, explicit: int | None = None) -> int:
         p = explicit if explicit is not None else self.store.current_project()

@@ -10,52 +10,16 @@ import base64
 import json
 import re
 from typing import Any, Iterable, Sequence
-from xml.etree import ElementTree
-from xml.sax.saxutils import quoteattr
 
 import httpx
 from label_studio_sdk import LabelStudio
 from label_studio_sdk.core.api_error import ApiError
 
 from loop.errors import LabelStudioError, ServiceUnavailable
+from loop.labels.interface import OBJECT, label_config
 
-CONTROL = "label"   # the <Choices> name in the label config
-OBJECT = "text"     # the <Text> name; tasks carry their text under data.text
 IMPORT_BATCH = 1000
 CHANGED_TASK_FIELDS = "id,updated_at,annotations,result,completed_by,was_cancelled,created_at"
-
-
-def label_config(labels: Sequence[str]) -> str:
-    choices = "\n    ".join(f"<Choice value={quoteattr(lab)}/>" for lab in labels)
-    return (f'<View>\n  <Text name="{OBJECT}" value="${OBJECT}"/>\n'
-            f'  <Choices name="{CONTROL}" toName="{OBJECT}" choice="single-radio" showInline="true">\n'
-            f"    {choices}\n  </Choices>\n</View>")
-
-
-def config_labels(config: str) -> list[str]:
-    """The choice values of our <Choices> control in a label config ([] if it has none)."""
-    try:
-        root = ElementTree.fromstring(config)
-    except ElementTree.ParseError:
-        return []
-    for control in root.iter("Choices"):
-        if control.get("name") == CONTROL:
-            return [c.get("value", "") for c in control.iter("Choice")]
-    return []
-
-
-def choice_result(label: str) -> list[dict[str, Any]]:
-    return [{"from_name": CONTROL, "to_name": OBJECT, "type": "choices", "value": {"choices": [label]}}]
-
-
-def result_label(result: list[dict[str, Any]]) -> str | None:
-    """The chosen label in an annotation result, or None when it has none of ours."""
-    for region in result or []:
-        if region.get("from_name") == CONTROL and region.get("type") == "choices":
-            choices = region.get("value", {}).get("choices") or []
-            if choices:
-                return str(choices[0])
-    return None
 
 
 class LabelStudioClient:
@@ -195,13 +159,6 @@ class LabelStudioClient:
         view = self._http("create a view", "POST", "/api/dm/views/", json={"project": project_id, "data": data})
         return int(view["id"])
 
-    def view_task_ids(self, project_id: int, view_id: int) -> list[int]:
-        body = self._http("list a view's tasks", "GET", "/api/tasks",
-                          params={"project": project_id, "view": view_id, "page_size": 10000,
-                                  "fields": "task_only"})
-        tasks = body.get("tasks", []) if isinstance(body, dict) else body
-        return sorted(int(t["id"]) for t in tasks)
-
     def predictions(self, project_id: int) -> list[dict[str, Any]]:
         # Filter by the task's project: predictions made by the import API carry no project of their own.
         return self._http("list predictions", "GET", "/api/predictions/", params={"task__project": project_id})
@@ -245,18 +202,6 @@ class LabelStudioClient:
             if user.get("email") == email:
                 return int(user["id"])
         raise LabelStudioError(f"signed up {email}, but Label Studio does not list the user")
-
-    @staticmethod
-    def login_token(url: str, email: str, password: str, timeout: float = 60.0) -> str:
-        """Log in through the web form as a user and return their API token."""
-        with httpx.Client(base_url=url.rstrip("/"), timeout=timeout, follow_redirects=False) as web:
-            web.get("/user/login/")
-            resp = web.post("/user/login/", data={"email": email, "password": password,
-                                                  "csrfmiddlewaretoken": web.cookies.get("csrftoken", "")},
-                            headers={"Referer": url.rstrip("/") + "/user/login/"})
-            if resp.status_code != 302:
-                raise LabelStudioError(f"Label Studio refused the login of {email}: wrong e-mail or password")
-            return web.get("/api/current-user/token").json()["token"]
 
     # -- ML backend and webhooks ------------------------------------------------------------
     def connect_ml_backend(self, project_id: int, url: str, title: str = "loop",

@@ -8,9 +8,7 @@ versions of redis-py, numpy and the SDK never constrain loop's.
 
 from __future__ import annotations
 
-import json
 import os
-import secrets
 import signal
 import socket
 import subprocess
@@ -24,15 +22,10 @@ import httpx
 
 from loop.errors import ConfigError, ServiceUnavailable
 from loop.services.settings import Settings
+from loop.services.store import Store
+from loop.services.workspace import Workspace, credentials, redis_url
 
 SERVICES = ("redis", "label-studio", "ml-backend", "trainer")
-
-
-@dataclass(frozen=True)
-class Credentials:
-    username: str
-    password: str
-    token: str
 
 
 @dataclass
@@ -44,60 +37,6 @@ class ServiceStatus:
     healthy: bool
     managed: bool  # started by `loop up` (False: an external service from the settings)
     detail: str = ""
-
-
-class Workspace:
-    """Paths inside the workspace folder."""
-
-    def __init__(self, settings: Settings):
-        self.settings = settings
-        self.root = settings.workspace_path
-
-    def pid_file(self, service: str) -> Path:
-        return self.root / "pids" / f"{service}.pid"
-
-    def log_file(self, service: str) -> Path:
-        return self.root / "logs" / f"{service}.log"
-
-    @property
-    def redis_dir(self) -> Path:
-        return self.root / "redis"
-
-    @property
-    def label_studio_dir(self) -> Path:
-        return self.root / "label-studio"
-
-    @property
-    def label_studio_venv(self) -> Path:
-        return Path(self.settings.label_studio_venv or self.root / "label-studio-venv").resolve()
-
-    @property
-    def embeddings(self) -> Path:
-        return self.root / "embeddings.sqlite"
-
-    @property
-    def credentials_file(self) -> Path:
-        return self.root / "credentials.json"
-
-
-def credentials(settings: Settings) -> Credentials:
-    """The Label Studio admin login: from the settings, else generated once and kept (mode 0600)."""
-    ws = Workspace(settings)
-    if ws.credentials_file.is_file():
-        saved = json.loads(ws.credentials_file.read_text())
-    else:
-        saved = {"password": secrets.token_urlsafe(12), "token": secrets.token_hex(20)}
-        if not settings.label_studio_url:  # only a Label Studio we run ourselves gets generated secrets
-            ws.root.mkdir(parents=True, exist_ok=True)
-            ws.credentials_file.touch(mode=0o600)
-            ws.credentials_file.write_text(json.dumps(saved))
-    return Credentials(username=settings.label_studio_username,
-                       password=settings.label_studio_password or saved["password"],
-                       token=settings.label_studio_token or saved["token"])
-
-
-def redis_url(settings: Settings) -> str:
-    return settings.redis_url or f"redis://127.0.0.1:{settings.redis_port}/0"
 
 
 # -- processes ------------------------------------------------------------------------------
@@ -163,12 +102,7 @@ def _http_ok(url: str, auth: tuple[str, str] | None = None) -> bool:
 
 
 def _redis_ok(url: str) -> bool:
-    import redis
-
-    try:
-        return bool(redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=2).ping())
-    except redis.RedisError:
-        return False
+    return Store.reachable(url)
 
 
 def stop_pid(pid: int, timeout: float = 20.0) -> None:
@@ -260,16 +194,8 @@ def _start_ml_backend(ws: Workspace, log: Callable[[str], None]) -> None:
 
 
 def _trainer_ok(settings: Settings, max_age: float = 10.0) -> bool:
-    import redis
-
-    from loop.services.store import Keys
-
-    try:
-        beat = redis.Redis.from_url(redis_url(settings), socket_connect_timeout=1, socket_timeout=2).get(
-            Keys.trainer_heartbeat())
-    except redis.RedisError:
-        return False
-    return beat is not None and time.time() - float(beat) < max_age
+    beat = Store.heartbeat_at(redis_url(settings))
+    return beat is not None and time.time() - beat < max_age
 
 
 def _start_trainer(ws: Workspace, log: Callable[[str], None]) -> None:
@@ -294,7 +220,7 @@ def _managed(settings: Settings) -> list[str]:
 
 def up(settings: Settings, log: Callable[[str], None] = print) -> list[ServiceStatus]:
     ws = Workspace(settings)
-    ws.root.mkdir(parents=True, exist_ok=True)
+    ws.ensure()
     starters = {"redis": _start_redis, "label-studio": _start_label_studio, "ml-backend": _start_ml_backend,
                 "trainer": _start_trainer}
     for service in SERVICES:

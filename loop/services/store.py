@@ -7,8 +7,10 @@ Key names (one separator, ':'; `{p}` is the loop project id, which is the Label 
     loop:deadletter                           stream      webhook payloads refused, with the reason
     loop:trainer:heartbeat                    string      last time (epoch s) the trainer checked in
     loop:annotators                           hash        annotator name -> JSON {name, email, ls_user_id, created_at}
-    loop:project:{p}                          hash        project record (JSON values): labels, text_field, ...
+    loop:project:{p}                          hash        project record (JSON values): labels, text_field,
+                                                          training_policy, ...
     loop:project:{p}:items                    hash        item id -> JSON {task_id, key}   (key: content hash of the text)
+    loop:project:{p}:texts                    hash        item id -> the item's text (so any process can embed it)
     loop:project:{p}:tasks                    hash        Label Studio task id -> item id
     loop:project:{p}:annotations              hash        annotation id -> JSON {item_id, task_id, annotator, label, ...}
     loop:project:{p}:assigned                 hash        item id -> round number (an item is assigned at most once)
@@ -35,12 +37,12 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
 from typing import Any, Iterable
 
 import numpy as np
 import redis
 
+from loop.core.model import ModelSnapshot
 from loop.errors import LoopError, ServiceUnavailable
 
 PREFIX = "loop"
@@ -76,6 +78,10 @@ class Keys:
     @staticmethod
     def items(p: int) -> str:
         return f"{Keys.project(p)}:items"
+
+    @staticmethod
+    def texts(p: int) -> str:
+        return f"{Keys.project(p)}:texts"
 
     @staticmethod
     def tasks(p: int) -> str:
@@ -138,39 +144,28 @@ def _loads_hash(raw: dict[bytes, bytes]) -> dict[str, Any]:
     return {k.decode(): json.loads(v) for k, v in raw.items()}
 
 
-@dataclass(frozen=True)
-class ModelSnapshot:
-    """A fitted linear classifier in a form any process can load: arrays as bytes, the rest JSON."""
+def _snapshot_mapping(snap: ModelSnapshot) -> dict[str, Any]:
+    """A model snapshot as a Redis hash: arrays as little-endian float64 bytes with their shape, the rest JSON."""
+    return {
+        "coef": np.ascontiguousarray(snap.coef, dtype="<f8").tobytes(),
+        "coef_shape": _dumps(list(snap.coef.shape)),
+        "intercept": np.ascontiguousarray(snap.intercept, dtype="<f8").tobytes(),
+        "dtype": "<f8",
+        "meta": _dumps({"version": snap.version, "classes": snap.classes, "n_labels": snap.n_labels,
+                        "created_at": snap.created_at, "round": snap.round}),
+    }
 
-    version: str
-    classes: list[str]
-    coef: np.ndarray
-    intercept: np.ndarray
-    n_labels: int
-    created_at: float
-    round: int | None = None
 
-    def to_mapping(self) -> dict[str, Any]:
-        return {
-            "coef": np.ascontiguousarray(self.coef, dtype="<f8").tobytes(),
-            "coef_shape": _dumps(list(self.coef.shape)),
-            "intercept": np.ascontiguousarray(self.intercept, dtype="<f8").tobytes(),
-            "dtype": "<f8",
-            "meta": _dumps({"version": self.version, "classes": self.classes, "n_labels": self.n_labels,
-                            "created_at": self.created_at, "round": self.round}),
-        }
-
-    @classmethod
-    def from_mapping(cls, raw: dict[bytes, bytes]) -> "ModelSnapshot":
-        meta = json.loads(raw[b"meta"])
-        dtype = np.dtype(raw[b"dtype"].decode())
-        shape = tuple(json.loads(raw[b"coef_shape"]))
-        return cls(
-            version=meta["version"], classes=meta["classes"], n_labels=meta["n_labels"],
-            created_at=meta["created_at"], round=meta.get("round"),
-            coef=np.frombuffer(raw[b"coef"], dtype=dtype).reshape(shape),
-            intercept=np.frombuffer(raw[b"intercept"], dtype=dtype),
-        )
+def _snapshot_from(raw: dict[bytes, bytes]) -> ModelSnapshot:
+    meta = json.loads(raw[b"meta"])
+    dtype = np.dtype(raw[b"dtype"].decode())
+    shape = tuple(json.loads(raw[b"coef_shape"]))
+    return ModelSnapshot(
+        version=meta["version"], classes=meta["classes"], n_labels=meta["n_labels"],
+        created_at=meta["created_at"], round=meta.get("round"),
+        coef=np.frombuffer(raw[b"coef"], dtype=dtype).reshape(shape),
+        intercept=np.frombuffer(raw[b"intercept"], dtype=dtype),
+    )
 
 
 class Store:
@@ -190,6 +185,26 @@ class Store:
                 f"Redis at {url} is unreachable ({exc}). {hint or 'Start it with `loop up` or fix REDIS_URL.'}"
             ) from None
         return cls(client)
+
+    @staticmethod
+    def _quick(url: str) -> redis.Redis:
+        return redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=2)
+
+    @classmethod
+    def reachable(cls, url: str) -> bool:
+        """Whether Redis at `url` answers a PING within a second or two (health checks)."""
+        try:
+            return bool(cls._quick(url).ping())
+        except redis.RedisError:
+            return False
+
+    @classmethod
+    def heartbeat_at(cls, url: str) -> float | None:
+        """The trainer's last heartbeat (epoch s) at `url`; None if none or Redis does not answer."""
+        try:
+            return cls(cls._quick(url)).last_heartbeat()
+        except redis.RedisError:
+            return None
 
     # -- projects ---------------------------------------------------------------------------
     def save_project(self, p: int, record: dict[str, Any], *, make_current: bool = True) -> None:
@@ -212,17 +227,35 @@ class Store:
         return int(raw) if raw is not None else None
 
     # -- items ------------------------------------------------------------------------------
-    def add_items(self, p: int, items: dict[str, dict[str, Any]]) -> None:
-        """items: item id -> {"task_id": int, "key": content hash}."""
+    def add_items(self, p: int, items: dict[str, dict[str, Any]], texts: dict[str, str] | None = None) -> None:
+        """items: item id -> {"task_id": int, "key": content hash}; texts: item id -> text."""
         if not items:
             return
         pipe = self.r.pipeline(transaction=True)
         pipe.hset(Keys.items(p), mapping={i: _dumps(v) for i, v in items.items()})
         pipe.hset(Keys.tasks(p), mapping={str(v["task_id"]): i for i, v in items.items()})
+        if texts:
+            pipe.hset(Keys.texts(p), mapping=texts)
         pipe.execute()
+
+    def add_item_texts(self, p: int, texts: dict[str, str]) -> None:
+        if texts:
+            self.r.hset(Keys.texts(p), mapping=texts)
+
+    def item_texts(self, p: int, item_ids) -> dict[str, str]:
+        """item id -> text for those of `item_ids` whose text is stored."""
+        ids = [str(i) for i in item_ids]
+        got = self.r.hmget(Keys.texts(p), ids) if ids else []
+        return {i: v.decode() for i, v in zip(ids, got) if v is not None}
 
     def items(self, p: int) -> dict[str, dict[str, Any]]:
         return _loads_hash(self.r.hgetall(Keys.items(p)))
+
+    def items_by_id(self, p: int, item_ids) -> dict[str, dict[str, Any]]:
+        """item id -> {"task_id", "key"} for those of `item_ids` that are items of project p."""
+        ids = [str(i) for i in item_ids]
+        got = self.r.hmget(Keys.items(p), ids) if ids else []
+        return {i: json.loads(v) for i, v in zip(ids, got) if v is not None}
 
     def items_for_tasks(self, p: int, task_ids) -> dict[int, str]:
         task_ids = [int(t) for t in task_ids]
@@ -347,7 +380,7 @@ class Store:
 
     def save_model(self, p: int, snap: ModelSnapshot) -> None:
         pipe = self.r.pipeline(transaction=True)
-        pipe.hset(Keys.model(p, snap.version), mapping=snap.to_mapping())
+        pipe.hset(Keys.model(p, snap.version), mapping=_snapshot_mapping(snap))
         pipe.zadd(Keys.models(p), {snap.version: snap.created_at})
         pipe.set(Keys.current_model(p), snap.version)
         pipe.execute()
@@ -361,7 +394,7 @@ class Store:
         if version is None:
             return None
         raw = self.r.hgetall(Keys.model(p, version))
-        return ModelSnapshot.from_mapping(raw) if raw else None
+        return _snapshot_from(raw) if raw else None
 
     # -- events (webhooks) ------------------------------------------------------------------
     GROUP = "trainer"

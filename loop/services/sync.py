@@ -1,5 +1,11 @@
-"""Turning Label Studio annotations into loop's label records: one place for the CLI's sync and
-the ML backend's webhooks, so both store the same shape and validate the same way."""
+"""The one path from Label Studio into the label store: annotations become loop's label records.
+
+`Recorder` turns one annotation into a record (validated, attributed, stamped with the guideline
+version); `pull_changes` mirrors the tasks Label Studio changed since the last read (the trainer's
+path, and the CLI's after the first read); `sync_annotations` is the CLI's full sync built on it,
+checked against Label Studio's own count. The ML backend's webhooks record payloads through the
+same `Recorder`, so every path stores the same shape and validates the same way.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +14,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from loop.errors import LoopError
-from loop.services.labelstudio import result_label
+from loop.labels.interface import result_label
+from loop.services.labelstudio import LabelStudioClient
 from loop.services.store import Store
 
 
@@ -133,3 +140,32 @@ def pull_changes(store: Store, ls, p: int, on_reject=None, strict: bool = False)
     return {"tasks": len(tasks), "added": sum(1 for aid in changed if aid not in stored),
             "updated": sum(1 for aid in changed if aid in stored), "removed": len(stale),
             "rejected": len(rejected_ids)}
+
+
+def sync_annotations(store: Store, ls: LabelStudioClient, p: int) -> dict[str, int]:
+    """Mirror the project's annotations from Label Studio into Redis (idempotent); returns counts of
+    annotations added, updated and removed.
+
+    Every annotation is validated first (a label from the project's label set), so a bad one fails
+    the sync with nothing written. After a first full read (Label Studio's export: about 3 s per
+    1,000 labelled tasks), only the tasks Label Studio changed since the last read are fetched
+    (`pull_changes`, shared with the trainer), then the stored count is checked against Label
+    Studio's own; on any difference (a task deleted with its annotations, say) the full read runs.
+    """
+    if store.synced_at(p) is not None:
+        counts = pull_changes(store, ls, p, strict=True)
+        if ls.annotation_count(p) == store.annotation_count(p):
+            return {k: counts[k] for k in ("added", "updated", "removed")}
+    tasks = ls.export_tasks(p)
+    recorder = Recorder.load(store, p)
+    fresh: dict[str, dict[str, Any]] = {}
+    for task in tasks:
+        for ann in task.get("annotations") or []:
+            rec = recorder.record(ann, int(task["id"]))
+            if rec is not None:
+                fresh[rec["id"]] = rec
+    counts = store.replace_annotations(p, fresh)
+    newest = max((t["updated_at"] for t in tasks if t.get("updated_at")), default=None)
+    if newest is not None:
+        store.set_synced_at(p, newest)
+    return counts

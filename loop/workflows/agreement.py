@@ -1,44 +1,51 @@
-"""Agreement on a project's labels: which labels count, per round and guideline version.
-
-Adjudicators' decisions are left out: they are rulings on contested items, not independent labels.
-"""
+"""`loop agreement` and `loop aggregate`: agreement on a project's labels (per round and guideline
+version) or on a file of labels made elsewhere, and one label per item for such a file."""
 
 from __future__ import annotations
 
+from collections import Counter
+from pathlib import Path
 from typing import Any
 
-from loop.labels.aggregation import aggregate, annotator_reliability
-from loop.labels.agreement import agreement_report
 from loop.errors import ConfigError
+from loop.labels.aggregation import DEFAULT_METHOD, aggregate
+from loop.labels.agreement import agreement_records, full_report
+from loop.labels.label_files import read_label_file, write_aggregate
+from loop.services.context import Context
 from loop.services.store import Store
-
-DEFAULT_METHOD = "majority"
+from loop.services.sync import sync_annotations
 
 
 def project_records(store: Store, p: int, *, round_id: int | None = None,
                     guideline_version: int | None = None) -> list[dict[str, Any]]:
-    adjudication = store.adjudication(p)
+    """The project's label records that agreement counts (`labels.agreement.agreement_records`)."""
     items = None
     if round_id is not None:
         if store.round(p, round_id) is None:
             raise ConfigError(f"round {round_id} does not exist; `loop status` lists the rounds")
-        items = set(store.round_assignments(p, round_id))
-    out = []
-    for a in store.annotations(p).values():
-        if a["label"] is None or (items is not None and a["item_id"] not in items):
-            continue
-        if guideline_version is not None and a.get("guideline_version") != guideline_version:
-            continue
-        if (adjudication.get(a["item_id"]) or {}).get("adjudicator") == a["annotator"]:
-            continue
-        out.append(a)
-    return out
+        items = store.round_assignments(p, round_id)
+    return agreement_records(store.annotations(p).values(), store.adjudication(p), items=items,
+                             guideline_version=guideline_version)
 
 
-def full_report(records: list[dict[str, Any]], method: str = DEFAULT_METHOD, min_items: int = 20) -> dict[str, Any]:
-    """Agreement figures plus each annotator's agreement with the consensus and estimated accuracy."""
-    report = agreement_report(records, min_items=min_items)
-    consensus = aggregate(records, method=method) if records else {}
-    report["annotators"] = annotator_reliability(records, consensus) if records else {}
-    report["consensus_method"] = method
-    return report
+def project_agreement(ctx: Context, p: int, *, round_id: int | None = None, guideline_version: int | None = None,
+                      method: str = DEFAULT_METHOD) -> dict[str, Any]:
+    sync_annotations(ctx.store, ctx.ls, p)
+    return full_report(project_records(ctx.store, p, round_id=round_id, guideline_version=guideline_version),
+                       method=method)
+
+
+def file_agreement(path: str | Path, *, item_field: str = "item_id", annotator_field: str = "annotator",
+                   label_field: str = "label", method: str = DEFAULT_METHOD) -> dict[str, Any]:
+    return full_report(read_label_file(path, item_field, annotator_field, label_field), method=method)
+
+
+def aggregate_file(path: str | Path, out: str | Path, *, method: str = DEFAULT_METHOD, item_field: str = "item_id",
+                   annotator_field: str = "annotator", label_field: str = "label") -> dict[str, Any]:
+    """One label per item of a label file, written to `out`; a summary of how items were decided."""
+    records = read_label_file(path, item_field, annotator_field, label_field)
+    result = aggregate(records, method=method)
+    written = write_aggregate(out, result)
+    return {"items": len(result), "method": method, "out": str(written),
+            "decided_by": dict(Counter(v["decided_by"] for v in result.values())),
+            "labels": dict(Counter(v["label"] for v in result.values()))}

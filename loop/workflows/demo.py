@@ -9,11 +9,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable
 
+from loop.errors import DataError
 from loop.services import stack
 from loop.services.context import Context
-from loop.errors import DataError
-from loop.workflows.project import add_annotator, init_project
-from loop.workflows.rounds import next_round, status
+from loop.services.workspace import credentials
+from loop.workflows.annotators import add_annotator
+from loop.workflows.project import init_project
+from loop.workflows.rounds import next_round
+from loop.workflows.status import round_detail, status
 
 # Demo logins only: the demo is a local sandbox on 127.0.0.1.
 DEMO_ANNOTATORS = {"alice": "alice-demo-pass", "bob": "bob-demo-pass", "carol": "carol-demo-pass"}
@@ -35,9 +38,9 @@ def run_demo(ctx: Context, data: str | Path, guidelines: str | Path, *, size: in
     if not ctx.store.round_numbers(p):
         round_ = next_round(ctx, p, size=size, annotators=list(DEMO_ANNOTATORS), overlap=overlap)
     else:
-        round_ = ctx.store.rounds(p)[-1]
-    creds = stack.credentials(ctx.settings)
-    return {"project": project, "round": {k: v for k, v in round_.items() if k != "scores"},
+        round_ = round_detail(ctx.store, p, ctx.store.round_numbers(p)[-1])
+    creds = credentials(ctx.settings)
+    return {"project": project, "round": round_,
             "status": status(ctx, p), "url": project["url"],
             "admin": {"email": creds.username, "password": creds.password},
             "annotators": {n: {"email": f"{n}@loop.local", "password": pw} for n, pw in DEMO_ANNOTATORS.items()}}

@@ -11,13 +11,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import numpy as np
-
 from loop.core import model as model_lib
-from loop.services.context import Context
-from loop.core.embeddings import key_for_hash
 from loop.errors import LoopError
-from loop.services.labelstudio import choice_result
+from loop.labels.interface import prediction_row
+from loop.services.context import Context
 
 PUSH_BATCH = 1000
 
@@ -33,22 +30,15 @@ def push(ctx: Context, p: int, *, include_labelled: bool = False) -> dict[str, A
     clf = model_lib.restore(snap)
     items = store.items(p)
     labelled = {a["item_id"] for a in store.annotations(p).values() if a["label"] is not None}
-    todo = sorted(i for i in items if include_labelled or i not in labelled)
     have = {pr["task"] for pr in ls.predictions(p) if pr.get("model_version") == snap.version}
-    todo = [i for i in todo if items[i]["task_id"] not in have]
-    keys = [key_for_hash(items[i]["key"]) for i in todo]
-    found = ctx.cache.get_many(keys)
-    todo = [i for i, k in zip(todo, keys) if k in found]
-    pushed = 0
+    todo = [i for i in sorted(items) if (include_labelled or i not in labelled) and items[i]["task_id"] not in have]
     for start_row in range(0, len(todo), PUSH_BATCH):
         chunk = todo[start_row:start_row + PUSH_BATCH]
-        proba = clf.predict_proba(np.stack([found[key_for_hash(items[i]["key"])] for i in chunk]))
-        ls.import_predictions(p, [
-            {"task": items[i]["task_id"], "result": choice_result(str(clf.classes_[row.argmax()])),
-             "score": float(row.max()), "model_version": snap.version} for i, row in zip(chunk, proba)])
-        pushed += len(chunk)
+        guesses = model_lib.predict(clf, ctx.vectors.matrix(p, chunk))
+        ls.import_predictions(p, [prediction_row(label, score, snap.version, task=items[i]["task_id"])
+                                  for i, (label, score) in zip(chunk, guesses)])
     ls.update_project(p, model_version=snap.version)
-    return {"model_version": snap.version, "pushed": pushed, "already_there": len(have),
+    return {"model_version": snap.version, "pushed": len(todo), "already_there": len(have),
             "seconds": round(time.perf_counter() - start, 2)}
 
 

@@ -1,29 +1,23 @@
-"""Setting up a project (`loop init`) and its annotators (`loop annotators add`)."""
+"""Setting up a project (`loop init`) and putting a guideline version in force (`loop guidelines bump`)."""
 
 from __future__ import annotations
 
 import random
-import secrets
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 from loop.services.context import Context
 from loop.core.dataset import read_items, text_key
 from loop.core.embeddings import cache_key, embed_texts
 from loop.errors import ConfigError, DataError, LabelStudioError
-from loop.labels.guidelines import current as current_guideline
-from loop.services.labelstudio import config_labels
+from loop.labels.guidelines import current as current_guideline, get as get_guideline
+from loop.labels.interface import config_labels, label_config
+from loop.workflows.progress import Progress, no_progress
 
 WEBHOOK_ACTIONS = ("ANNOTATION_CREATED", "ANNOTATIONS_CREATED", "ANNOTATION_UPDATED", "ANNOTATIONS_DELETED")
 STOP_SET_SIZE = 1000
-
-Progress = Callable[[str, int], Callable[[int], None]]  # (description, total) -> advance(n)
-
-
-def _no_progress(description: str, total: int) -> Callable[[int], None]:
-    return lambda n: None
 
 
 def resolve_labels(labels: Sequence[str] | None, guidelines_dir: str | Path | None,
@@ -51,7 +45,7 @@ def init_project(ctx: Context, data: str | Path, *, text_field: str = "text", la
                  id_field: str | None = None, labels: Sequence[str] | None = None,
                  guidelines_dir: str | Path | None = None, project_id: int | None = None,
                  title: str | None = None, dev: str | Path | None = None, connect_backend: bool = True,
-                 progress: Progress = _no_progress) -> dict[str, Any]:
+                 progress: Progress = no_progress) -> dict[str, Any]:
     """Create (or link) a Label Studio project, import the items and embed them once.
 
     Safe to re-run: items already imported are skipped and cached embeddings are reused.
@@ -119,7 +113,9 @@ def init_project(ctx: Context, data: str | Path, *, text_field: str = "text", la
     advance = progress("importing", len(todo)) if todo else None
     task_ids = ls.import_tasks(project_id, [{"text": i.text, "item_id": i.id} for i in todo], progress=advance)
     known = {**already, **dict(zip((i.id for i in todo), task_ids))}
-    store.add_items(project_id, {i.id: {"task_id": known[i.id], "key": text_key(i.text)} for i in items})
+    # The texts go to Redis too: any process (the trainer in its container) can embed an item itself.
+    store.add_items(project_id, {i.id: {"task_id": known[i.id], "key": text_key(i.text)} for i in items},
+                    texts={i.id: i.text for i in items})
 
     # A frozen random stop set, for the stopping rule (kept once, never redrawn).
     if "stop_set" not in existing:
@@ -141,14 +137,11 @@ def init_project(ctx: Context, data: str | Path, *, text_field: str = "text", la
 def apply_guideline(ctx: Context, p: int, version: int | None = None) -> dict[str, Any]:
     """Make a guideline version the one in force for project p: Label Studio's label config and
     instructions, and the version (and content hash) new labels are stamped with."""
-    from loop.labels.guidelines import get
-    from loop.services.labelstudio import label_config
-
     project = ctx.store.project(p)
     folder = project.get("guidelines_dir")
     if not folder:
         raise ConfigError(f"project {p} was not set up with guidelines; re-run `loop init` with --guidelines DIR")
-    g = get(folder, version)
+    g = get_guideline(folder, version)
     labels = list(g.labels)
     # Label Studio refuses a config that drops a label already used in annotations: its message says which.
     ctx.ls.update_project(p, label_config=label_config(labels), expert_instruction=g.body, show_instruction=True)
@@ -156,26 +149,3 @@ def apply_guideline(ctx: Context, p: int, version: int | None = None) -> dict[st
                            make_current=False)
     return {"project_id": p, "guideline_version": g.version, "guideline_hash": g.content_hash, "labels": labels,
             "previous_version": project.get("guideline_version")}
-
-
-def add_annotator(ctx: Context, name: str, *, email: str | None = None, password: str | None = None) -> dict[str, Any]:
-    """Create a Label Studio user who can log in, and record them as an annotator."""
-    if not name or not name.replace("-", "").replace("_", "").replace(".", "").isalnum():
-        raise ConfigError(f"annotator name {name!r} must be letters, digits, '-', '_' or '.'")
-    store, ls = ctx.store, ctx.ls
-    if name in store.annotators():
-        raise ConfigError(f"annotator {name!r} exists already; `loop annotators list` shows them")
-    email = email or f"{name}@loop.local"
-    generated = password is None
-    password = password or secrets.token_urlsafe(9)
-    if len(password) < 8:
-        raise ConfigError("the password needs at least 8 characters")
-    existing = {u.get("email"): u for u in ls.users()}
-    if email in existing:
-        user_id = int(existing[email]["id"])  # a Label Studio user already: record, keep their password
-        password, generated = None, False
-    else:
-        user_id = ls.signup_user(email, password)
-    record = {"name": name, "email": email, "ls_user_id": user_id, "created_at": time.time()}
-    store.add_annotator(record)
-    return {**record, "password": password, "password_generated": generated}

@@ -1,26 +1,31 @@
 """`loop simulate`: replay the loop on an already-labelled dataset, with simulated annotators.
 
 Each simulated annotator answers the true label, flipped to a random wrong label at their error
-rate. Everything else is the real loop's code: `assign` spreads items over annotators,
-`aggregate.aggregate` (the default method) turns several labels into one, `learning.choose_batch` trains and
-selects, `learning.measure_round` and `stopping.StabilizingPredictions` decide when to stop.
+rate. Everything else is the real loop's code: `core.assign` spreads items over annotators,
+`labels.aggregation.aggregate` (the default method) turns several labels into one,
+`core.learning.choose_batch` trains and selects, `core.learning.measure_round` and
+`core.stopping.StabilizingPredictions` decide when to stop.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 from sklearn.metrics import accuracy_score
 
 from loop.core import model as model_lib
-from loop.labels.aggregation import DEFAULT_METHOD, aggregate
 from loop.core.assign import assign
-from loop.errors import ConfigError
+from loop.core.dataset import read_items
+from loop.core.embeddings import embed_texts
 from loop.core.learning import choose_batch, measure_round
 from loop.core.stopping import StabilizingPredictions
 from loop.core.strategies import get_strategy
+from loop.errors import ConfigError, DataError
+from loop.labels.aggregation import DEFAULT_METHOD, aggregate
+from loop.workflows.progress import Progress, no_progress
 
 STOP_SET_SIZE = 1000
 
@@ -162,6 +167,25 @@ def simulate(X: np.ndarray, y: Sequence[str], X_test: np.ndarray, y_test: Sequen
                         "overlap": cfg.overlap, "annotator_error": list(cfg.annotator_error),
                         "stop_rule": vars(cfg.stop_rule), "pool": len(y), "test": len(y_test)}
     return result
+
+
+def simulate_files(ctx, data: str | Path, test: str | Path, cfg: SimConfig, *, text_field: str = "text",
+                   label_field: str = "label", progress: Progress = no_progress) -> dict:
+    """`loop simulate`: read a labelled pool and a labelled test file, embed both through the cache
+    (once per text), and replay the loop on them."""
+    cfg.check()
+    pool = read_items(data, text_field=text_field, label_field=label_field)
+    held = read_items(test, text_field=text_field, label_field=label_field)
+    for name, path, rows in (("pool", data, pool), ("test", test, held)):
+        missing = [i.id for i in rows if i.label is None]
+        if missing:
+            raise DataError(f"{path}: {len(missing)} {name} rows have no {label_field!r} (e.g. {missing[0]}); "
+                            "simulation needs every row labelled")
+    X, _ = embed_texts([i.text for i in pool], ctx.cache, ctx.embedder, progress=progress("embedding pool", len(pool)))
+    X_test, _ = embed_texts([i.text for i in held], ctx.cache, ctx.embedder,
+                            progress=progress("embedding test", len(held)))
+    return simulate(X, [i.label for i in pool], X_test, [i.label for i in held], cfg,
+                    progress=progress("simulating", len(cfg.strategies) * cfg.seeds))
 
 
 def plot(result: dict, path: str, title: str = "") -> None:

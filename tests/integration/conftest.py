@@ -12,7 +12,7 @@ import socket
 
 import pytest
 
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 
 def free_port() -> int:

@@ -17,9 +17,9 @@ from loop.cli.main import app
 from loop.services.context import Context
 from loop.core.dataset import read_items
 from loop.core.embeddings import embed_texts
-from loop.services.labelstudio import LabelStudioClient, choice_result
+from loop.labels.interface import choice_result
 from loop.core.strategies import DEFAULT_STRATEGY
-from tests.conftest import REPO
+from tests.helpers import REPO, login_token, view_task_ids
 
 pytestmark = pytest.mark.integration
 
@@ -68,9 +68,9 @@ def annotate_round(flow, n: int, *, only: str | None = None, limit: int | None =
     for name, view_id in record["views"].items():
         if only and name != only:
             continue
-        token = LabelStudioClient.login_token(ctx.settings.ls_url, f"{name}@loop.local", PEOPLE[name])
+        token = login_token(ctx.settings.ls_url, f"{name}@loop.local", PEOPLE[name])
         client = LabelStudio(base_url=ctx.settings.ls_url, api_key=token)
-        for task_id in ctx.ls.view_task_ids(p, view_id)[:limit]:
+        for task_id in view_task_ids(ctx.ls, p, view_id)[:limit]:
             if (name, task_id) in done:
                 continue
             done.add((name, task_id))
@@ -95,7 +95,7 @@ def test_init_imports_embeds_and_connects(flow):
 def test_annotators_can_log_in(flow):
     ctx = flow["ctx"]
     for name, pw in PEOPLE.items():
-        token = LabelStudioClient.login_token(ctx.settings.ls_url, f"{name}@loop.local", pw)
+        token = login_token(ctx.settings.ls_url, f"{name}@loop.local", pw)
         me = httpx.get(f"{ctx.settings.ls_url}/api/current-user/whoami", headers={"Authorization": f"Token {token}"})
         assert me.json()["email"] == f"{name}@loop.local"
         assert me.json()["id"] == flow["added"][name]["ls_user_id"]
@@ -112,7 +112,7 @@ def test_round1_assigns_items_to_overlap_annotators(flow):
     task_of = {i: v["task_id"] for i, v in ctx.store.items(p).items()}
     for name, view_id in r1["views"].items():
         expected = sorted(task_of[i] for i, people in assignments.items() if name in people)
-        assert ctx.ls.view_task_ids(p, view_id) == expected
+        assert view_task_ids(ctx.ls, p, view_id) == expected
     for item in assignments:
         assert ctx.ls.sdk.tasks.get(task_of[item]).overlap == OVERLAP
     assert set(ctx.store.assigned(p)) == set(assignments)
@@ -164,13 +164,13 @@ def test_round2_waits_for_owed_labels_then_learns(flow):
 
 
 def test_sync_is_idempotent_and_webhooks_reach_the_backend(flow, monkeypatch):
-    from loop.workflows.rounds import sync_annotations
+    from loop.services.sync import sync_annotations
 
     ctx, p = flow["ctx"], flow["p"]
     exports = []
     export = ctx.ls.export_tasks
     monkeypatch.setattr(ctx.ls, "export_tasks", lambda project: exports.append(project) or export(project))
-    assert sync_annotations(ctx, p) == {"added": 0, "updated": 0, "removed": 0}
+    assert sync_annotations(ctx.store, ctx.ls, p) == {"added": 0, "updated": 0, "removed": 0}
     assert exports == []  # an earlier sync set the mark: only changed tasks are read, and the counts agree
     assert ctx.store.event_count(p) >= SIZE * OVERLAP  # Label Studio called /webhook for each annotation
 
@@ -304,13 +304,13 @@ def test_learning_curve_stop_advice_and_budget(flow, tmp_path):
 
 
 def label_as(flow, name: str, password: str, task_id: int, label: str) -> None:
-    token = LabelStudioClient.login_token(flow["ctx"].settings.ls_url, f"{name}@loop.local", password)
+    token = login_token(flow["ctx"].settings.ls_url, f"{name}@loop.local", password)
     LabelStudio(base_url=flow["ctx"].settings.ls_url, api_key=token).annotations.create(
         id=task_id, result=choice_result(label))
 
 
 def test_disagreement_is_contested_and_the_adjudicator_decides(flow):
-    from loop.labels.adjudication import final_labels
+    from loop.workflows.training import final_labels
 
     ctx, p = flow["ctx"], flow["p"]
     items = ctx.store.items(p)
@@ -331,7 +331,7 @@ def test_disagreement_is_contested_and_the_adjudicator_decides(flow):
     assert set(free) <= set(result["assigned"])
     order = [q["item_id"] for q in result["queue"]]
     assert order.index(free[0]) < order.index(free[1])  # the even three-way split comes first
-    assert set(ctx.ls.view_task_ids(p, result["view"])) >= {three_way, two_one}
+    assert set(view_task_ids(ctx.ls, p, result["view"])) >= {three_way, two_one}
     assert final_labels(ctx.store, p)[free[0]] in {"billing", "delivery", "account"}  # before: a tie-break
 
     label_as(flow, "dana", "dana-pass-123", three_way, "technical")  # nobody's majority: the decision wins
@@ -379,7 +379,7 @@ def test_validate_and_export_the_project_with_its_data_card(flow, tmp_path):
     import pyarrow.parquet as pq
     import yaml
 
-    from loop.labels.adjudication import final_labels
+    from loop.workflows.training import final_labels
 
     ctx, p = flow["ctx"], flow["p"]
     settle(ctx, p)

@@ -8,7 +8,8 @@ from sklearn.linear_model import LogisticRegression
 
 from loop.core import model as model_lib
 from loop.errors import LoopError, ServiceUnavailable
-from loop.services.store import Keys, ModelSnapshot, Store
+from loop.core.model import ModelSnapshot
+from loop.services.store import Keys, Store, _snapshot_from, _snapshot_mapping
 
 P = 3
 
@@ -22,6 +23,7 @@ P = 3
     (Keys.project(3), "loop:project:3"),
     (Keys.items(3), "loop:project:3:items"),
     (Keys.tasks(3), "loop:project:3:tasks"),
+    (Keys.texts(3), "loop:project:3:texts"),
     (Keys.annotations(3), "loop:project:3:annotations"),
     (Keys.assigned(3), "loop:project:3:assigned"),
     (Keys.rounds(3), "loop:project:3:rounds"),
@@ -48,13 +50,13 @@ def test_every_key_method_is_pinned():
     methods = {name for name in vars(Keys) if not name.startswith("_")}
     assert methods == {"current_project", "annotators", "project", "items", "tasks", "annotations", "assigned",
                        "rounds", "round", "round_assignments", "models", "model", "current_model", "events",
-                       "projects", "deadletter", "trainer_heartbeat", "model_seq", "adjudication", "ls_synced_at"}
+                       "projects", "deadletter", "trainer_heartbeat", "model_seq", "adjudication", "ls_synced_at", "texts"}
 
 
 def test_keys_written_are_the_documented_ones(redis_store):
     s = redis_store
     s.save_project(P, {"labels": ["a", "b"]})
-    s.add_items(P, {"i1": {"task_id": 10, "key": "h1"}})
+    s.add_items(P, {"i1": {"task_id": 10, "key": "h1"}}, texts={"i1": "hello"})
     s.add_annotator({"name": "alice"})
     s.replace_annotations(P, {"1": {"item_id": "i1", "label": "a"}})
     s.plan_round(P, {"id": 1}, {"i1": ["alice"]})
@@ -70,7 +72,17 @@ def test_keys_written_are_the_documented_ones(redis_store):
         Keys.current_project(), Keys.annotators(), Keys.project(P), Keys.items(P), Keys.tasks(P),
         Keys.annotations(P), Keys.assigned(P), Keys.rounds(P), Keys.round(P, 1), Keys.round_assignments(P, 1),
         Keys.models(P), Keys.model(P, "v1"), Keys.current_model(P), Keys.events(P), Keys.ls_synced_at(P),
+        Keys.texts(P),
     }
+
+
+def test_item_texts_are_kept_with_the_items(redis_store):
+    redis_store.add_items(P, {"i1": {"task_id": 10, "key": "h1"}, "i2": {"task_id": 11, "key": "h2"}},
+                          texts={"i1": "héllo wörld", "i2": "second"})
+    assert redis_store.item_texts(P, ["i2", "i1", "nope"]) == {"i1": "héllo wörld", "i2": "second"}
+    redis_store.add_item_texts(P, {"i3": "third"})
+    assert redis_store.item_texts(P, ["i3"]) == {"i3": "third"}
+    assert redis_store.item_texts(P, []) == {}
 
 
 # -- connection -----------------------------------------------------------------------------
@@ -313,11 +325,11 @@ def test_next_model_version_and_current(redis_store):
 
 def test_snapshot_mapping_is_json_and_bytes_only():
     snap = _snapshot(_fit(3), "v2", round=1)
-    mapping = snap.to_mapping()
+    mapping = _snapshot_mapping(snap)
     assert set(mapping) == {"coef", "coef_shape", "intercept", "dtype", "meta"}
     assert isinstance(mapping["coef"], bytes) and isinstance(mapping["intercept"], bytes)
     raw = {k.encode(): (v if isinstance(v, bytes) else v.encode()) for k, v in mapping.items()}
-    back = ModelSnapshot.from_mapping(raw)
+    back = _snapshot_from(raw)
     assert back.coef.shape == snap.coef.shape == (3, 6)
     assert np.array_equal(back.coef, snap.coef) and np.array_equal(back.intercept, snap.intercept)
 

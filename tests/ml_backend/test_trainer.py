@@ -5,10 +5,25 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from loop.core.embeddings import DIM, EmbeddingCache, key_for_hash
+from loop.core.embeddings import DIM, key_for_hash
+from loop.services.vectors import EmbeddingCache, ItemVectors
 from ml_backend.trainer import Trainer
+from tests.helpers import stamp
 
 P = 4
+
+
+class NoEmbedder:
+    """Every vector these tests need is cached: embedding anything would be a bug."""
+
+    batch_size = 64
+
+    def encode(self, texts):
+        raise AssertionError(f"embedded {len(texts)} texts; every vector was cached")
+
+
+def vectors_of(store, cache):
+    return ItemVectors(store, cache, NoEmbedder())
 
 
 def setup_project(store, cache, n=12):
@@ -34,7 +49,7 @@ def test_a_burst_of_events_is_one_retrain(redis_store, tmp_path):
     setup_project(redis_store, cache)
     for n in range(10):
         redis_store.append_event(P, label_event(n, f"i{n}", "pos" if n % 2 else "neg"))
-    trainer = Trainer(redis_store, cache, coalesce_s=0.05, block_ms=100)
+    trainer = Trainer(redis_store, vectors_of(redis_store, cache), coalesce_s=0.05, block_ms=100)
     assert trainer.step() == {P: "v1"}
     assert redis_store.current_model_version(P) == "v1"
     assert len(redis_store.annotations(P)) == 10
@@ -47,7 +62,7 @@ def test_deletions_and_single_class_labels_publish_nothing(redis_store, tmp_path
     cache = EmbeddingCache(tmp_path / "c.sqlite")
     setup_project(redis_store, cache)
     redis_store.append_event(P, label_event(1, "i1", "pos"))
-    trainer = Trainer(redis_store, cache, coalesce_s=0.01, block_ms=100)
+    trainer = Trainer(redis_store, vectors_of(redis_store, cache), coalesce_s=0.01, block_ms=100)
     assert trainer.step() == {P: None}  # one class: no model yet
     redis_store.append_event(P, label_event(2, "i2", "neg"))
     assert trainer.step() == {P: "v1"}
@@ -63,7 +78,7 @@ def test_events_read_but_not_acknowledged_are_handled_after_a_crash(redis_store,
     redis_store.append_event(P, label_event(1, "i1", "pos"))
     redis_store.append_event(P, label_event(2, "i2", "neg"))
     redis_store.read_events("trainer-1", block_ms=100)  # delivered, then the process "dies"
-    trainer = Trainer(redis_store, cache, coalesce_s=0.01, block_ms=100)
+    trainer = Trainer(redis_store, vectors_of(redis_store, cache), coalesce_s=0.01, block_ms=100)
     assert trainer.step() == {}  # nothing new...
     assert trainer.step(pending=True) == {P: "v1"}  # ...but the pending events are recovered
     assert len(redis_store.annotations(P)) == 2
@@ -80,54 +95,20 @@ def test_backlog_counts_undelivered_and_unacknowledged_events(redis_store, tmp_p
     assert redis_store.backlog(P) == 2
     redis_store.append_event(P, label_event(3, "i3", "pos"))  # queued after the group's last delivery
     assert redis_store.backlog(P) == 3
-    trainer = Trainer(redis_store, cache, coalesce_s=0.01, block_ms=100)
+    trainer = Trainer(redis_store, vectors_of(redis_store, cache), coalesce_s=0.01, block_ms=100)
     trainer.step(pending=True)
     trainer.step()
     assert redis_store.backlog(P) == 0
 
 
-class FakeLabelStudio:
-    """Label Studio's side of a pull: tasks with their annotations and `updated_at` stamps."""
-
-    def __init__(self):
-        self.tasks: dict[int, dict] = {}
-        self.calls: list[tuple[str, str | None]] = []
-
-    def annotate(self, task_id, ann_id, label, stamp, user=5):
-        task = self.tasks.setdefault(task_id, {"id": task_id, "annotations": []})
-        task["annotations"] = [a for a in task["annotations"] if a["id"] != ann_id]
-        task["annotations"].append({"id": ann_id, "completed_by": user, "was_cancelled": False,
-                                    "result": [{"from_name": "label", "to_name": "text", "type": "choices",
-                                                "value": {"choices": [label]}}],
-                                    "created_at": stamp, "updated_at": stamp})
-        task["updated_at"] = stamp
-
-    def delete(self, task_id, ann_id, stamp):
-        task = self.tasks[task_id]
-        task["annotations"] = [a for a in task["annotations"] if a["id"] != ann_id]
-        task["updated_at"] = stamp
-
-    def export_tasks(self, p):
-        self.calls.append(("export", None))
-        return [t for t in self.tasks.values() if t["annotations"]]
-
-    def changed_tasks(self, p, after=None):
-        self.calls.append(("changed", after))
-        return [t for t in self.tasks.values() if after is None or t["updated_at"] > after]
-
-
-def stamp(second):
-    return f"2026-11-22T10:00:{second:02d}.000000Z"
-
-
-def test_payload_less_events_make_the_trainer_pull_only_what_changed(redis_store, tmp_path):
+def test_payload_less_events_make_the_trainer_pull_only_what_changed(redis_store, tmp_path, fake_ls):
     cache = EmbeddingCache(tmp_path / "c.sqlite")
     setup_project(redis_store, cache)
     redis_store.add_annotator({"name": "alice", "ls_user_id": 5})
-    ls = FakeLabelStudio()
+    ls = fake_ls
     ls.annotate(100, 1, "neg", stamp(1))
     ls.annotate(101, 2, "pos", stamp(2))
-    trainer = Trainer(redis_store, cache, ls=ls, coalesce_s=0.01, block_ms=100)
+    trainer = Trainer(redis_store, vectors_of(redis_store, cache), ls=ls, coalesce_s=0.01, block_ms=100)
     sync = {"action": "ANNOTATION_CREATED", "sync": True, "upsert": [], "remove": []}
 
     redis_store.append_event(P, sync)
@@ -150,15 +131,15 @@ def test_payload_less_events_make_the_trainer_pull_only_what_changed(redis_store
     assert redis_store.synced_at(P) == stamp(9)
 
 
-def test_a_pulled_annotation_with_an_unknown_label_is_dead_lettered_once_and_the_rest_recorded(redis_store, tmp_path):
+def test_a_pulled_annotation_with_an_unknown_label_is_dead_lettered_once_and_the_rest_recorded(redis_store, tmp_path, fake_ls):
     cache = EmbeddingCache(tmp_path / "c.sqlite")
     setup_project(redis_store, cache)
     redis_store.add_annotator({"name": "alice", "ls_user_id": 5})
-    ls = FakeLabelStudio()
+    ls = fake_ls
     ls.annotate(100, 1, "neg", stamp(1))
     ls.annotate(101, 2, "maybe", stamp(1))
     ls.annotate(102, 3, "pos", stamp(1))
-    trainer = Trainer(redis_store, cache, ls=ls, coalesce_s=0.01, block_ms=100)
+    trainer = Trainer(redis_store, vectors_of(redis_store, cache), ls=ls, coalesce_s=0.01, block_ms=100)
     for version in ("v1", "v2"):  # the second pull meets the same bad annotation again
         redis_store.append_event(P, {"action": "ANNOTATION_CREATED", "sync": True, "upsert": [], "remove": []})
         assert trainer.step() == {P: version}
@@ -167,30 +148,29 @@ def test_a_pulled_annotation_with_an_unknown_label_is_dead_lettered_once_and_the
     assert "'maybe'" in dead["reason"] and dead["payload"]["annotation"]["id"] == 2
 
 
-def test_a_failed_pull_leaves_the_events_for_the_next_try(redis_store, tmp_path):
+def test_a_failed_pull_leaves_the_events_for_the_next_try(redis_store, tmp_path, fake_ls):
     cache = EmbeddingCache(tmp_path / "c.sqlite")
     setup_project(redis_store, cache)
     redis_store.add_annotator({"name": "alice", "ls_user_id": 5})
 
-    class Down(FakeLabelStudio):
-        def export_tasks(self, p):
-            raise ConnectionError("Label Studio is down")
+    def down(p):
+        raise ConnectionError("Label Studio is down")
 
-    ls = Down()
+    ls = fake_ls
     ls.annotate(100, 1, "neg", stamp(1))
-    trainer = Trainer(redis_store, cache, ls=ls, coalesce_s=0.01, block_ms=100)
+    ls.export_tasks, reads = down, ls.export_tasks
+    trainer = Trainer(redis_store, vectors_of(redis_store, cache), ls=ls, coalesce_s=0.01, block_ms=100)
     redis_store.append_event(P, {"action": "ANNOTATION_CREATED", "sync": True, "upsert": [], "remove": []})
     with pytest.raises(ConnectionError):
         trainer.step()
     assert redis_store.r.xpending(f"loop:project:{P}:events", "trainer")["pending"] == 1
     ls.annotate(101, 2, "pos", stamp(2))
-    trainer.ls = FakeLabelStudio()
-    trainer.ls.tasks = ls.tasks
+    ls.export_tasks = reads  # Label Studio is back
     assert trainer.step(pending=True) == {P: "v1"}
     assert redis_store.r.xpending(f"loop:project:{P}:events", "trainer")["pending"] == 0
 
 
-def test_a_pull_never_undoes_a_newer_write_of_the_full_sync(redis_store, tmp_path):
+def test_a_pull_never_undoes_a_newer_write_of_the_full_sync(redis_store, tmp_path, fake_ls):
     """The CLI's full sync may store an annotation after the trainer read its task: keep it."""
     from loop.services.sync import pull_changes
 
@@ -199,7 +179,7 @@ def test_a_pull_never_undoes_a_newer_write_of_the_full_sync(redis_store, tmp_pat
     redis_store.add_annotator({"name": "alice", "ls_user_id": 5})
     redis_store.add_annotator({"name": "carol", "ls_user_id": 7})
     redis_store.set_synced_at(P, stamp(0))
-    old_read = FakeLabelStudio()
+    old_read = fake_ls
     old_read.annotate(100, 1, "neg", stamp(1))  # the trainer's read: alice's label only
     newer = {"id": "2", "item_id": "i0", "task_id": 100, "annotator": "carol", "label": "pos",
              "updated_at": stamp(3)}

@@ -17,8 +17,8 @@ from typer.testing import CliRunner
 
 from loop.cli.main import app
 from loop.services.settings import Settings
+from tests.helpers import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 ROOT = typer.main.get_command(app)
 
 

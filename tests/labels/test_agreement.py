@@ -215,7 +215,7 @@ def test_bad_records_are_data_errors(bad, message):
 @pytest.mark.realdata
 def test_armis_same_three_annotators_fleiss_defined():
     from loop.labels.label_files import read_label_file
-    from tests.conftest import shared_data
+    from tests.helpers import shared_data
 
     records = read_label_file(shared_data("armis") / "annotations.jsonl")
     rep = agreement_report(records)
@@ -231,7 +231,7 @@ def test_armis_same_three_annotators_fleiss_defined():
 @pytest.mark.realdata
 def test_md_agreement_five_labels_per_item_and_one_repeat():
     from loop.labels.label_files import read_label_file
-    from tests.conftest import shared_data
+    from tests.helpers import shared_data
 
     records = read_label_file(shared_data("md_agreement") / "annotations.jsonl")
     assert len(records) == 53765 and len(records) == 5 * 10753
@@ -249,7 +249,7 @@ def test_md_agreement_five_labels_per_item_and_one_repeat():
 @pytest.mark.realdata
 def test_convabuse_varying_labels_per_item():
     from loop.labels.label_files import read_label_file
-    from tests.conftest import shared_data
+    from tests.helpers import shared_data
 
     records = read_label_file(shared_data("convabuse") / "annotations.jsonl")
     rep = agreement_report(records)
@@ -262,7 +262,7 @@ def test_convabuse_varying_labels_per_item():
 @pytest.mark.realdata
 def test_weather_sentiment_alpha():
     from loop.labels.label_files import read_label_file
-    from tests.conftest import shared_data
+    from tests.helpers import shared_data
 
     records = read_label_file(shared_data("weather_sentiment") / "annotations.jsonl")
     assert round(krippendorff_alpha(records)["value"], 4) == 0.2886  # SOURCE.md

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from loop.labels.aggregation import aggregate, annotator_reliability, dawid_skene, training_labels
+from loop.labels.aggregation import DEFAULT_METHOD, aggregate, annotator_reliability, dawid_skene
 from loop.errors import ConfigError, DataError
 
 
@@ -24,17 +24,16 @@ def test_majority_decisions_by_hand():
         rec("t", "A", "b", 2), rec("t", "B", "a", 1),                                  # tie: a is earlier
         rec("s", "A", "c", 1),                                                         # one label
     ]
-    out = aggregate(records)
+    out = aggregate(records, "majority")
     assert out["u"] == {"label": "a", "confidence": 1.0, "decided_by": "unanimous", "n_labels": 3}
     assert out["m"] == {"label": "b", "confidence": pytest.approx(2 / 3), "decided_by": "majority", "n_labels": 3}
     assert out["t"] == {"label": "a", "confidence": 0.5, "decided_by": "tie-break", "n_labels": 2}
     assert out["s"] == {"label": "c", "confidence": 1.0, "decided_by": "unanimous", "n_labels": 1}
 
 
-def test_majority_matches_training_labels():
-    records = [rec("x", "A", "b", 3), rec("x", "B", "a", 1), rec("x", "C", "c", 2),
-               rec("y", "A", "d", 5), rec("y", "B", "e", 4), rec("y", "C", "e", 6)]
-    assert {k: v["label"] for k, v in aggregate(records).items()} == training_labels(records)
+def test_the_default_method_is_the_one_default():
+    records = [rec("t", "A", "b", 2), rec("t", "B", "a", 1), rec("u", "A", "a", 1), rec("u", "B", "a", 2)]
+    assert aggregate(records) == aggregate(records, DEFAULT_METHOD)
 
 
 def test_a_relabel_by_the_same_annotator_replaces_the_first():
@@ -189,7 +188,7 @@ def test_weather_sentiment_both_methods_near_the_platform_aggregate():
     import json
 
     from loop.labels.label_files import read_label_file
-    from tests.conftest import shared_data
+    from tests.helpers import shared_data
 
     folder = shared_data("weather_sentiment")
     records = read_label_file(folder / "annotations.jsonl")
@@ -208,7 +207,7 @@ def test_weather_sentiment_both_methods_near_the_platform_aggregate():
 @pytest.mark.realdata
 def test_armis_reliability_of_the_three_annotators():
     from loop.labels.label_files import read_label_file
-    from tests.conftest import shared_data
+    from tests.helpers import shared_data
 
     records = read_label_file(shared_data("armis") / "annotations.jsonl")
     rel = annotator_reliability(records, aggregate(records))

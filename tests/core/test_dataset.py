@@ -15,6 +15,7 @@ import pytest
 
 from loop.core.dataset import Item, read_items
 from loop.errors import DataError, LoopError
+from tests.helpers import REPO
 
 ROWS = [
     {"id": 1, "text": "I was charged twice", "label": "billing"},
@@ -134,7 +135,7 @@ def test_hash_ids_are_stable_across_processes(tmp_path):
     ids = []
     for seed in ("1", "2"):
         out = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, check=True,
-                             env={**os.environ, "PYTHONHASHSEED": seed}, cwd=Path(__file__).resolve().parents[1])
+                             env={**os.environ, "PYTHONHASHSEED": seed}, cwd=REPO)
         ids.append(json.loads(out.stdout))
     assert ids[0] == ids[1] == here
     assert len(set(here)) == 3

@@ -8,20 +8,9 @@ import pytest
 
 from loop.errors import DataError
 from loop.labels.guidelines import current, load_all, parse
+from tests.helpers import REPO, write_guideline as write
 
-REPO_GUIDELINES = Path(__file__).resolve().parents[1] / "guidelines"
-
-
-def write(folder: Path, name: str, version: int, labels, body: str = "Body.", negatives=None) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    if isinstance(labels, dict):
-        label_yaml = "labels:\n" + "".join(f'  {k}: "{v}"\n' for k, v in labels.items())
-    else:
-        label_yaml = f"labels: [{', '.join(labels)}]\n"
-    neg = f"negatives: [{', '.join(negatives)}]\n" if negatives else ""
-    path = folder / name
-    path.write_text(f"---\nversion: {version}\n{label_yaml}{neg}---\n{body}\n", encoding="utf-8")
-    return path
+REPO_GUIDELINES = REPO / "guidelines"
 
 
 def test_repo_guidelines_v1():

@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from loop.cli.main import app
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 ROWS = [
     {"id": "r1", "text": "I was charged twice for my order", "label": "billing"},

@@ -1,10 +1,10 @@
-"""Aggregation: majority vote per item, ties to the earliest annotation."""
+"""Majority vote per item, ties to the earliest annotation."""
 
 from __future__ import annotations
 
 import pytest
 
-from loop.labels.aggregation import majority_vote, training_labels
+from loop.labels.aggregation import aggregate, majority_vote
 
 
 @pytest.mark.parametrize("labels, expected", [
@@ -38,10 +38,14 @@ def test_majority_vote_of_nothing():
 
 
 def ann(i, item, label, created_at):
-    return {"id": str(i), "item_id": item, "label": label, "created_at": created_at}
+    return {"id": str(i), "item_id": item, "annotator": f"person{i}", "label": label, "created_at": created_at}
 
 
-def test_training_labels_orders_by_created_at():
+def majority(annotations):
+    return {item: d["label"] for item, d in aggregate(annotations, "majority").items()}
+
+
+def test_majority_orders_labels_by_created_at():
     # Listed newest first: the tie must still go to the earlier annotation.
     annotations = [
         ann(1, "x", "billing", "2024-05-01T10:00:03Z"),
@@ -49,24 +53,20 @@ def test_training_labels_orders_by_created_at():
         ann(3, "y", "account", "2024-05-01T09:00:00Z"),
         ann(4, "y", "technical", "2024-05-01T08:00:00Z"),
     ]
-    assert training_labels(annotations) == {"x": "delivery", "y": "technical"}
-    assert training_labels(reversed(annotations)) == {"x": "delivery", "y": "technical"}
+    assert majority(annotations) == {"x": "delivery", "y": "technical"}
+    assert majority(list(reversed(annotations))) == {"x": "delivery", "y": "technical"}
 
 
-def test_training_labels_majority_beats_order():
+def test_majority_beats_order():
     annotations = [
         ann(1, "x", "a", "2024-01-01T00:00:00Z"),
         ann(2, "x", "b", "2024-01-02T00:00:00Z"),
         ann(3, "x", "b", "2024-01-03T00:00:00Z"),
         ann(4, "z", "solo", "2024-01-04T00:00:00Z"),
     ]
-    assert training_labels(annotations) == {"x": "b", "z": "solo"}
+    assert majority(annotations) == {"x": "b", "z": "solo"}
 
 
-def test_training_labels_same_time_falls_back_to_id():
+def test_same_time_falls_back_to_the_annotation_id():
     annotations = [ann("b", "x", "late", "2024-01-01T00:00:00Z"), ann("a", "x", "early", "2024-01-01T00:00:00Z")]
-    assert training_labels(annotations) == {"x": "early"}
-
-
-def test_training_labels_of_nothing():
-    assert training_labels([]) == {}
+    assert majority(annotations) == {"x": "early"}

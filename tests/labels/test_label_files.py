@@ -171,7 +171,7 @@ def test_round_trip_through_aggregate(tmp_path):
 
 @pytest.mark.realdata
 def test_reads_a_real_annotation_file():
-    from tests.conftest import shared_data
+    from tests.helpers import shared_data
 
     records = read_label_file(shared_data("armis") / "annotations.jsonl")
     assert len(records) == 2829

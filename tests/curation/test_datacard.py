@@ -8,22 +8,12 @@ from collections import Counter
 import pytest
 import yaml
 
-from loop.labels.agreement import agreement_report
 from loop.curation.datacard import _demote, card_facts, render_card, size_category
-from loop.curation.export import export_project
+from loop.labels.agreement import agreement_report
 from loop.workflows.agreement import project_records
-from loop.workflows.rounds import status
-from tests.test_export import (  # noqa: F401  (fixtures)
-    GUIDE_V2,
-    LABELS,
-    P,
-    build_project,
-    ctx,
-    embedder,
-    make_ctx,
-    project,
-    read_back,
-)
+from loop.workflows.curate import export_project
+from loop.workflows.status import status
+from tests.curation.sample_project import GUIDE_V2, LABELS, P, build_project, make_ctx, read_back
 
 
 def split_card(text: str) -> tuple[dict, str]:
@@ -33,7 +23,7 @@ def split_card(text: str) -> tuple[dict, str]:
 
 
 @pytest.fixture
-def exported(ctx, project, tmp_path):  # noqa: F811
+def exported(ctx, project, tmp_path):
     out = tmp_path / "out"
     summary = export_project(ctx, P, out, fmt="jsonl", seed=0)
     rows = {name: read_back(out / f"{name}.jsonl", "jsonl") for name in ("train", "test")}
@@ -61,7 +51,7 @@ def test_the_card_loads_as_a_hugging_face_dataset(exported, tmp_path):
         assert loaded[name].to_list() == exported["rows"][name]
 
 
-def test_the_card_holds_the_measured_figures(exported, ctx, redis_store):  # noqa: F811
+def test_the_card_holds_the_measured_figures(exported, ctx, redis_store):
     card, rows, report = exported["card"], exported["rows"], exported["report"]
     every = rows["train"] + rows["test"]
     # counts and label balance
@@ -111,9 +101,9 @@ def test_known_limitations_come_from_the_facts(exported):
     assert "Contradictions allowed" not in exported["card"]
 
 
-def test_allowed_contradictions_are_said_near_the_top_and_in_the_limitations(redis_store, tmp_path, embedder):  # noqa: F811
-    project = build_project(redis_store, tmp_path, contradiction=True)  # noqa: F811
-    ctx = make_ctx(redis_store, tmp_path, embedder, project["texts"])  # noqa: F811
+def test_allowed_contradictions_are_said_near_the_top_and_in_the_limitations(redis_store, tmp_path, embedder, fake_ls):
+    project = build_project(redis_store, tmp_path, contradiction=True)
+    ctx = make_ctx(redis_store, tmp_path, embedder, fake_ls, project["texts"])
     export_project(ctx, P, tmp_path / "out", allow_contradictions=True)
     card = (tmp_path / "out" / "README.md").read_text(encoding="utf-8")
     top = card.split("## Summary", 1)[0]
@@ -124,7 +114,7 @@ def test_allowed_contradictions_are_said_near_the_top_and_in_the_limitations(red
     assert "Contradictions allowed: 1 input(s)" in card.split("## Known limitations", 1)[1]
 
 
-def test_facts_are_json_and_the_card_is_a_pure_function_of_them(ctx, project, exported, redis_store):  # noqa: F811
+def test_facts_are_json_and_the_card_is_a_pure_function_of_them(ctx, project, exported, redis_store):
     splits = exported["rows"]
     facts = card_facts(redis_store, P, status=status(ctx, P, sync=False), validation=exported["report"],
                        splits=splits, data_files={"train": "train.jsonl", "test": "test.jsonl"}, n_clusters=3,
@@ -137,7 +127,7 @@ def test_facts_are_json_and_the_card_is_a_pure_function_of_them(ctx, project, ex
     assert facts["annotators"]["count"] == 3 and facts["guidelines"]["version"] == 2
 
 
-def test_a_guideline_file_edited_after_it_was_applied_is_a_limitation(ctx, project, exported, redis_store):  # noqa: F811
+def test_a_guideline_file_edited_after_it_was_applied_is_a_limitation(ctx, project, exported, redis_store):
     v2 = project["guidelines"] / "v2.md"
     v2.write_text(v2.read_text() + "\nEdited later.\n", encoding="utf-8")
     facts = card_facts(redis_store, P, status=status(ctx, P, sync=False), validation=exported["report"],
@@ -156,10 +146,10 @@ def test_guideline_headings_nest_under_the_card_but_code_is_left_alone():
     assert _demote(text) == "### Title\n\nSome text.\n\n```\n# a comment\n```\n#### Sub"
 
 
-def test_a_project_without_guidelines_says_so(redis_store, tmp_path, embedder):  # noqa: F811
-    project = build_project(redis_store, tmp_path)  # noqa: F811
+def test_a_project_without_guidelines_says_so(redis_store, tmp_path, embedder, fake_ls):
+    project = build_project(redis_store, tmp_path)
     redis_store.save_project(P, {"guidelines_dir": None}, make_current=False)
-    ctx = make_ctx(redis_store, tmp_path, embedder, project["texts"])  # noqa: F811
+    ctx = make_ctx(redis_store, tmp_path, embedder, fake_ls, project["texts"])
     export_project(ctx, P, tmp_path / "out")
     card = (tmp_path / "out" / "README.md").read_text(encoding="utf-8")
     assert "set up without versioned guidelines" in card.split("## Known limitations", 1)[1]

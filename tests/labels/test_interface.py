@@ -6,7 +6,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from loop.services.labelstudio import CONTROL, OBJECT, choice_result, config_labels, label_config, result_label
+from loop.labels.interface import CONTROL, OBJECT, choice_result, config_labels, label_config, result_label
 
 LABEL_SETS = [
     ["billing", "delivery"],
@@ -88,7 +88,7 @@ def test_result_label_stringifies():
 
 
 def test_config_labels_round_trips_xml_special_characters():
-    from loop.services.labelstudio import config_labels, label_config
+    from loop.labels.interface import config_labels, label_config
 
     labels = ["a&b", 'say "hi"', "it's", "<tag>", "plain"]
     assert config_labels(label_config(labels)) == labels

@@ -125,7 +125,8 @@ def embedder():
 @pytest.fixture(scope="session")
 def planted(embedder, tmp_path_factory):
     """The planted dataset, its test file, their real embeddings, and the report on them."""
-    from loop.core.embeddings import EmbeddingCache, embed_texts
+    from loop.core.embeddings import embed_texts
+    from loop.services.vectors import EmbeddingCache
 
     items, test = build()
     cache = EmbeddingCache(tmp_path_factory.mktemp("emb") / "embeddings.sqlite")
@@ -445,7 +446,7 @@ def test_read_reference_errors(tmp_path, name, content, message):
 # -- real data: ../shared/data (exact checks need no embeddings) --------------------------------
 @pytest.mark.realdata
 def test_trec_duplicates_and_leakage():
-    from tests.conftest import shared_data
+    from tests.helpers import shared_data
 
     folder = shared_data("trec")
     train, test = read_records(folder / "train.jsonl"), read_records(folder / "test.jsonl")
@@ -482,7 +483,7 @@ def _text_counts(items, wanted_ids):
 
 @pytest.mark.realdata
 def test_banking77_leakage_after_normalisation():
-    from tests.conftest import shared_data
+    from tests.helpers import shared_data
 
     folder = shared_data("banking77")
     train, test = read_records(folder / "train.jsonl"), read_records(folder / "test.jsonl")
@@ -507,8 +508,9 @@ def test_trec_label_errors_and_near_duplicates_with_real_embeddings(embedder, tm
     seeds 0-3 (measured), among about 30 flagged; we ask for at least 10, ranked high."""
     from dataclasses import replace
 
-    from loop.core.embeddings import EmbeddingCache, embed_texts
-    from tests.conftest import shared_data
+    from loop.core.embeddings import embed_texts
+    from loop.services.vectors import EmbeddingCache
+    from tests.helpers import shared_data
 
     items = read_records(shared_data("trec") / "test.jsonl")
     X, _ = embed_texts([it.text for it in items], EmbeddingCache(tmp_path / "embeddings.sqlite"), embedder)

@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from loop.workflows.simulate import SimConfig, _answer, labels_to_reach, run_once, simulate
-from tests.conftest import REPO, shared_data
+from tests.helpers import REPO, shared_data
 
 
 def blobs(n_per_class: int, classes: int, seed: int, spread: float = 1.0):
@@ -64,7 +64,8 @@ def test_labels_to_reach():
 def test_margin_beats_random_on_a_slice_of_trec(tmp_path):
     folder = shared_data("trec")
     from loop.core.dataset import read_items
-    from loop.core.embeddings import EmbeddingCache, Embedder, embed_texts
+    from loop.core.embeddings import Embedder, embed_texts
+    from loop.services.vectors import EmbeddingCache
 
     pool = read_items(folder / "train.jsonl", label_field="label")[:1500]
     test = read_items(folder / "test.jsonl", label_field="label")

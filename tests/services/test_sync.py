@@ -7,27 +7,18 @@ from types import SimpleNamespace
 
 import pytest
 
-from loop.services.sync import AnnotationRejected
-from loop.workflows.rounds import sync_annotations
-from tests.test_trainer import FakeLabelStudio, stamp
+from loop.services.sync import AnnotationRejected, sync_annotations
+from tests.helpers import stamp
 
 P = 4
 
 
-class CountingLabelStudio(FakeLabelStudio):
-    def annotation_count(self, p):
-        return sum(len(t["annotations"]) for t in self.tasks.values())
-
-    def drop_task(self, task_id):  # deleting a task takes its annotations with it, and no stamp is left
-        del self.tasks[task_id]
-
-
 @pytest.fixture
-def ctx(redis_store):
+def ctx(redis_store, fake_ls):
     redis_store.save_project(P, {"labels": ["neg", "pos"]}, make_current=False)
     redis_store.add_items(P, {f"i{i}": {"task_id": 100 + i, "key": f"h{i}"} for i in range(5)})
     redis_store.add_annotator({"name": "alice", "ls_user_id": 5})
-    return SimpleNamespace(store=redis_store, ls=CountingLabelStudio())
+    return SimpleNamespace(store=redis_store, ls=fake_ls)
 
 
 def labels(store):
@@ -37,14 +28,14 @@ def labels(store):
 def test_first_sync_exports_then_only_changed_tasks_are_read(ctx):
     ctx.ls.annotate(100, 1, "neg", stamp(1))
     ctx.ls.annotate(101, 2, "pos", stamp(2))
-    assert sync_annotations(ctx, P) == {"added": 2, "updated": 0, "removed": 0}
+    assert sync_annotations(ctx.store, ctx.ls, P) == {"added": 2, "updated": 0, "removed": 0}
     assert ctx.ls.calls == [("export", None)] and ctx.store.synced_at(P) == stamp(2)
 
-    assert sync_annotations(ctx, P) == {"added": 0, "updated": 0, "removed": 0}  # idempotent
+    assert sync_annotations(ctx.store, ctx.ls, P) == {"added": 0, "updated": 0, "removed": 0}  # idempotent
     ctx.ls.annotate(101, 2, "neg", stamp(7))
     ctx.ls.annotate(102, 3, "pos", stamp(8))
     ctx.ls.delete(100, 1, stamp(9))
-    assert sync_annotations(ctx, P) == {"added": 1, "updated": 1, "removed": 1}
+    assert sync_annotations(ctx.store, ctx.ls, P) == {"added": 1, "updated": 1, "removed": 1}
     assert [c[0] for c in ctx.ls.calls] == ["export", "changed", "changed"]
     assert labels(ctx.store) == {"i1": "neg", "i2": "pos"}
 
@@ -52,18 +43,18 @@ def test_first_sync_exports_then_only_changed_tasks_are_read(ctx):
 def test_a_deleted_task_is_caught_by_the_count_and_the_export(ctx):
     ctx.ls.annotate(100, 1, "neg", stamp(1))
     ctx.ls.annotate(101, 2, "pos", stamp(2))
-    sync_annotations(ctx, P)
+    sync_annotations(ctx.store, ctx.ls, P)
     ctx.ls.drop_task(101)
-    assert sync_annotations(ctx, P) == {"added": 0, "updated": 0, "removed": 1}
+    assert sync_annotations(ctx.store, ctx.ls, P) == {"added": 0, "updated": 0, "removed": 1}
     assert [c[0] for c in ctx.ls.calls] == ["export", "changed", "export"]
     assert labels(ctx.store) == {"i0": "neg"}
 
 
 def test_an_unknown_label_fails_the_sync_with_nothing_written(ctx):
     ctx.ls.annotate(100, 1, "neg", stamp(1))
-    sync_annotations(ctx, P)
+    sync_annotations(ctx.store, ctx.ls, P)
     ctx.ls.annotate(101, 2, "pos", stamp(3))
     ctx.ls.annotate(102, 3, "maybe", stamp(4))
     with pytest.raises(AnnotationRejected, match="'maybe'"):
-        sync_annotations(ctx, P)
+        sync_annotations(ctx.store, ctx.ls, P)
     assert labels(ctx.store) == {"i0": "neg"} and ctx.store.synced_at(P) == stamp(1)

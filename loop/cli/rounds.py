@@ -1,0 +1,133 @@
+"""`loop next-round` and `loop status`: send out a round, and see where the project stands."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from loop.cli.output import JSON_OPTION, PROJECT_OPTION_HELP, console, context, csv_option, emit, handle_errors
+from loop.core.strategies import DEFAULT_STRATEGY, STRATEGIES
+from loop.labels.aggregation import METHODS
+
+
+def register(app: typer.Typer) -> None:
+    app.command("next-round")(next_round)
+    app.command()(status)
+
+
+def _fmt(v) -> str:
+    return "-" if v is None else f"{v:.2f}"
+
+
+def render_round(r: dict) -> None:
+    head = f"Round {r['id']}" + (" (resumed after an interruption)" if r.get("resumed") else "")
+    console.print(f"[bold]{head}[/]: {r['size']} items by {r['strategy']}, overlap {r['overlap']}, "
+                  f"model {r.get('model_version') or 'none yet'}, guidelines v{r.get('guideline_version') or '-'}")
+    if r.get("closed_previous"):
+        c = r["closed_previous"]
+        console.print(f"closed round {c['round']}" + (f"; {c['released']} unlabelled items back in the pool"
+                                                      if c["released"] else ""))
+        ag = c.get("agreement")
+        if ag:
+            console.print(f"round {c['round']} agreement: {_fmt(ag['percent'])} of pairs agree, alpha "
+                          f"{_fmt(ag['alpha'])}, mean kappa {_fmt(ag['mean_kappa'])} over {ag['items']} items; "
+                          f"{c['contested']} contested" + (" (`loop adjudicate --adjudicator NAME`)" if c["contested"] else ""))
+    table = Table("annotator", "items", "done", "view")
+    for a, given in r["assignments"].items():
+        table.add_row(a, str(len(given["items"])), str(given["done"]),
+                      f"Round {r['id']} · {a} (tab {(r.get('views') or {}).get(a, '-')})")
+    console.print(table)
+    if r.get("status") == "open":
+        console.print("Annotators open their tab in the project's Data Manager and label its items "
+                      "(--json lists each one's item and task ids).")
+
+
+@handle_errors
+def next_round(
+    size: int = typer.Option(50, help="How many new items to send out this round."),
+    annotators: str = typer.Option(..., help="Who labels this round, comma-separated: alice,bob,carol."),
+    overlap: int = typer.Option(2, help="How many of them label each item."),
+    strategy: str = typer.Option(DEFAULT_STRATEGY, help=f"Query strategy: {', '.join(STRATEGIES)}."),
+    budget: Optional[int] = typer.Option(None, help="Total labels you will pay for (kept for later rounds); rounds shrink to fit it."),
+    guideline_version: Optional[str] = typer.Option(
+        None, help="Train only on labels made under this guideline version, or `all` for every label. Kept "
+                   "for later rounds and the trainer (the project's training policy; `loop status` shows it)."),
+    aggregation: Optional[str] = typer.Option(
+        None, help=f"How several labels of an item become one: {', '.join(METHODS)}. Kept like --guideline-version."),
+    close_incomplete: bool = typer.Option(False, "--close-incomplete", help="Close the previous round even if annotators still owe items."),
+    project: Optional[int] = typer.Option(None, help=PROJECT_OPTION_HELP),
+    seed: Optional[int] = typer.Option(None, help="Random seed for cold start and random selection."),
+    as_json: bool = JSON_OPTION,
+):
+    """Sync labels, retrain, pick the most informative items and assign each to OVERLAP annotators.
+
+    With --json the round's `assignments` give each annotator's item ids and Label Studio task ids."""
+    from loop.workflows.rounds import next_round as run
+    from loop.workflows.training import parse_guideline_version
+
+    result = run(context(), project, size=size, annotators=csv_option(annotators), overlap=overlap,
+                 strategy=strategy, close_incomplete=close_incomplete, seed=seed, budget=budget,
+                 guideline_version=parse_guideline_version(guideline_version), aggregation=aggregation)
+    emit(result, as_json, render_round)
+
+
+def _render_status(s: dict, plot: str | None) -> None:
+    budget = f" of a budget of {s['budget']}" if s["budget"] else ""
+    console.print(f"[bold]Project {s['project_id']}[/]: {s['items']} items, {s['labels_spent']} labels spent{budget} "
+                  f"on {s['items_labelled']} items, {s['pool']} in the pool; model {s['model_version'] or 'none yet'}")
+    console.print(f"Models learn from {s['training_policy']['description']} ({s['training_items']} items).")
+    rounds = Table("round", "status", "strategy", "size", "overlap", "progress (done/assigned)", "started")
+    for r in s["rounds"]:
+        prog = ", ".join(f"{a} {v['done']}/{v['assigned']}" for a, v in sorted(r["progress"].items()))
+        started = datetime.fromtimestamp(r["created_at"]).strftime("%Y-%m-%d %H:%M") if r["created_at"] else "-"
+        rounds.add_row(str(r["id"]), r["status"], r["strategy"], str(r["size"]), str(r["overlap"]), prog, started)
+    console.print(rounds)
+    total = sum(s["class_balance"].values()) or 1
+    balance = Table("label", "items", "share")
+    for lab, n in s["class_balance"].items():
+        balance.add_row(lab, str(n), f"{n / total:.0%}")
+    console.print(balance)
+    if s["learning_curve"]:
+        curve = Table("round", "labelled items", "kappa vs previous", "dev accuracy", "dev macro-F1",
+                      title="learning curve")
+        fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
+        for c in s["learning_curve"]:
+            curve.add_row(str(c["round"]), str(c["n_labels"]), fmt(c.get("kappa")), fmt(c.get("dev_accuracy")),
+                          fmt(c.get("dev_macro_f1")))
+        console.print(curve)
+    if s["contested"]:
+        console.print(f"{s['contested']} contested items ({s['awaiting_adjudication']} with an adjudicator); "
+                      "`loop adjudicate --adjudicator NAME` sends them to someone who decides")
+    for warning in s["warnings"]:
+        console.print(f"[bold yellow]Warning[/]: {warning}")
+    stop = s["stop"]
+    console.print(("[bold green]Recommend stopping[/]: " if stop["recommend"] else "[bold]Keep labelling[/]: ")
+                  + stop["kappa"]["reason"] + (f"; {stop['dev_plateau']['reason']}" if stop["dev_plateau"] else ""))
+    if plot:
+        console.print(f"learning curve written to {plot}")
+
+
+@handle_errors
+def status(
+    round_id: Optional[int] = typer.Option(None, "--round", help="Show this round in detail: who got which item (ids and task ids) and who still owes what."),
+    project: Optional[int] = typer.Option(None, help=PROJECT_OPTION_HELP),
+    plot: Optional[str] = typer.Option(None, help="Also write the learning curve to this PNG file."),
+    as_json: bool = JSON_OPTION,
+):
+    """Rounds, progress per annotator, budget, class balance, the learning curve and whether to stop."""
+    from loop.workflows.status import plot_curve, round_status, status as get_status
+
+    if round_id is not None and plot:
+        raise typer.BadParameter("--plot draws the whole project's curve; drop --round for it", param_hint="--plot")
+    ctx = context()
+    p = ctx.project_id(project)
+    if round_id is not None:
+        emit(round_status(ctx, p, round_id), as_json, render_round)
+        return
+    s = get_status(ctx, p)
+    if plot:
+        plot_curve(s, plot)
+    emit(s, as_json, lambda s: _render_status(s, plot))

@@ -1,0 +1,122 @@
+"""`loop status`: where a project stands (rounds and who owes what, budget, balance, the learning
+curve and the stop advice), and one round in detail: who got which item."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from loop.core.assign import per_annotator, progress
+from loop.core.stopping import Plateau, StabilizingPredictions
+from loop.errors import ConfigError
+from loop.labels.adjudication import contested
+from loop.services.context import Context
+from loop.services.store import Store
+from loop.services.sync import sync_annotations
+from loop.workflows import training
+
+
+def round_detail(store: Store, p: int, n: int, annotations: dict[str, dict] | None = None) -> dict[str, Any]:
+    """Round n's record (without its per-item scores) and `assignments`: annotator -> the item ids
+    and Label Studio task ids they were given, in assignment order, with how many they have done
+    and the items they still owe."""
+    record = store.round(p, n)
+    if record is None:
+        known = ", ".join(map(str, store.round_numbers(p))) or "none yet"
+        raise ConfigError(f"round {n} does not exist (rounds: {known}); `loop status` lists them")
+    assignments = store.round_assignments(p, n)
+    items = store.items_by_id(p, assignments)
+    annotations = store.annotations(p) if annotations is None else annotations
+    done = progress(assignments, annotations.values())
+    record.pop("scores", None)
+    record["assignments"] = {
+        a: {"items": mine, "tasks": [items[i]["task_id"] for i in mine], "done": done[a]["done"],
+            "owed": done[a]["owed"]}
+        for a, mine in sorted(per_annotator(assignments).items())}
+    return record
+
+
+def status(ctx: Context, p: int, *, sync: bool = True) -> dict[str, Any]:
+    store = ctx.store
+    synced = sync_annotations(store, ctx.ls, p) if sync else None
+    project = store.project(p)
+    annotations = store.annotations(p)
+    labelled = [a for a in annotations.values() if a["label"] is not None]
+    labelled_items = {a["item_id"] for a in labelled}
+    policy = training.policy(store, p)
+    labels = policy.final_labels(annotations.values(), store.adjudication(p))
+    versions = Counter(a.get("guideline_version") for a in labelled)
+    warnings = []
+    if len(versions) > 1:
+        mix = ", ".join(f"v{v}: {n}" for v, n in sorted(versions.items(), key=lambda kv: str(kv[0])))
+        if policy.guideline_version is None:
+            warnings.append(f"the labels mix guideline versions ({mix}); train on one with "
+                            "`loop next-round --guideline-version V`, or re-label the old ones")
+        else:
+            warnings.append(f"the labels mix guideline versions ({mix}); models train on "
+                            f"v{policy.guideline_version} only (`--guideline-version all` for every label)")
+    queue = contested(annotations.values(), store.adjudication(p))
+    items = store.items(p)
+    assigned = store.assigned(p)
+    rounds = []
+    for record in store.rounds(p):
+        done = progress(store.round_assignments(p, record["id"]), annotations.values())
+        rounds.append({k: record.get(k) for k in ("id", "status", "strategy", "size", "overlap", "model_version",
+                                                  "guideline_version", "created_at")}
+                      | {"progress": {a: {"done": v["done"], "assigned": v["assigned"]} for a, v in done.items()}})
+    balance = Counter(labels.values())
+    curve = [{"round": r["id"], **(r.get("metrics") or {})} for r in store.rounds(p) if r.get("metrics")]
+    kappa_rule, plateau_rule = StabilizingPredictions(), Plateau()
+    stop = kappa_rule([c.get("kappa") for c in curve])
+    dev_stop = plateau_rule([c.get("dev_accuracy") for c in curve]) if project.get("dev") else None
+    return {
+        "project_id": p, "labels": project["labels"], "items": len(items),
+        "labels_spent": len(labelled), "items_labelled": len(labelled_items), "training_items": len(labels),
+        "budget": project.get("budget"),
+        "pool": sum(1 for i in items if i not in labelled_items and i not in assigned),
+        "class_balance": {lab: balance.get(lab, 0) for lab in project["labels"]},
+        "training_policy": {**policy.as_dict(), "description": policy.describe()},
+        "model_version": store.current_model_version(p), "guideline_version": project.get("guideline_version"),
+        "rounds": rounds, "synced": synced, "learning_curve": curve, "warnings": warnings,
+        "guideline_versions": {str(k): v for k, v in versions.items()},
+        "contested": len(queue), "awaiting_adjudication": sum(1 for q in queue if q["adjudicator"]),
+        "stop": {"recommend": stop.stop or bool(dev_stop and dev_stop.stop), "kappa": vars(stop),
+                 "dev_plateau": vars(dev_stop) if dev_stop else None,
+                 "rule": {"threshold": kappa_rule.threshold, "window": kappa_rule.window,
+                          "min_rounds": kappa_rule.min_rounds}},
+    }
+
+
+def round_status(ctx: Context, p: int, n: int, *, sync: bool = True) -> dict[str, Any]:
+    """`loop status --round N`: that round in detail, after a sync."""
+    synced = sync_annotations(ctx.store, ctx.ls, p) if sync else None
+    return {"project_id": p, **round_detail(ctx.store, p, n), "synced": synced}
+
+
+def plot_curve(status: dict[str, Any], path: str) -> None:
+    """The learning curve as a PNG: dev accuracy and macro-F1 (when a dev set exists) and the kappa series."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    curve = status["learning_curve"]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    x = [c["n_labels"] for c in curve]
+    if any(c.get("dev_accuracy") is not None for c in curve):
+        left.plot(x, [c.get("dev_accuracy") for c in curve], marker="o", label="dev accuracy")
+        left.plot(x, [c.get("dev_macro_f1") for c in curve], marker="s", label="dev macro-F1")
+        left.legend()
+    else:
+        left.text(0.5, 0.5, "no dev set\n(loop init --dev dev.jsonl)", ha="center", va="center")
+    left.set_xlabel("labelled items")
+    left.set_title("held-out score")
+    ks = [(c["n_labels"], c["kappa"]) for c in curve if c.get("kappa") is not None]
+    right.plot([k[0] for k in ks], [k[1] for k in ks], marker="o")
+    right.axhline(status["stop"]["rule"]["threshold"], color="grey", linestyle="--", linewidth=0.8)
+    right.set_xlabel("labelled items")
+    right.set_title("kappa vs previous model on the stop set")
+    fig.suptitle(f"project {status['project_id']}: {status['stop']['kappa']['reason']}", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,102 @@
+"""The one training path: the project's policy, its labels as a training matrix, a model published.
+
+`loop next-round` and the trainer (after each burst of annotations) both train through
+`training_set` and `publish`, and `loop status`, `loop validate` and `loop export` read the labels
+through `final_labels`, so they all apply the training policy recorded on the project
+(`labels.policy.TrainingPolicy`) and get vectors the same way (`services.vectors.ItemVectors`:
+an item whose vector this process lacks is embedded from its text; one with no text anywhere is
+an error, never silently dropped).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import numpy as np
+
+from loop.core import model as model_lib
+from loop.errors import ConfigError
+from loop.labels.policy import TrainingPolicy
+
+log = logging.getLogger("loop.training")
+
+KEEP = object()  # `set_policy`: leave this part of the policy as it is
+
+
+def policy(store, p: int) -> TrainingPolicy:
+    return TrainingPolicy.of(store.project(p))
+
+
+def set_policy(store, p: int, *, aggregation: str | None = None, guideline_version: Any = KEEP) -> TrainingPolicy:
+    """Record the project's training policy (None for `aggregation` and KEEP for
+    `guideline_version` keep what is recorded; guideline_version None means every version)."""
+    current = policy(store, p)
+    new = TrainingPolicy(aggregation=aggregation or current.aggregation,
+                         guideline_version=current.guideline_version if guideline_version is KEEP else guideline_version,
+                         adjudications=current.adjudications)
+    if new != current or "training_policy" not in (store.project(p) or {}):
+        store.save_project(p, {"training_policy": new.as_dict()}, make_current=False)
+    return new
+
+
+def parse_guideline_version(value: str | None) -> Any:
+    """The `--guideline-version` option: a version number, `all` (every version), or absent (KEEP)."""
+    if value is None:
+        return KEEP
+    if value.strip().lower() == "all":
+        return None
+    try:
+        version = int(value.lstrip("vV"))
+    except ValueError:
+        raise ConfigError(f"--guideline-version is {value!r}; give a version number (e.g. 2) or `all`") from None
+    if version < 1:
+        raise ConfigError(f"--guideline-version is {value!r}; versions start at 1")
+    return version
+
+
+def final_labels(store, p: int, annotations: Mapping[str, dict] | None = None) -> dict[str, str]:
+    """item -> the one label the project's models learn from, under its training policy."""
+    annotations = store.annotations(p) if annotations is None else annotations
+    return policy(store, p).final_labels(annotations.values(), store.adjudication(p))
+
+
+@dataclass(frozen=True)
+class TrainingSet:
+    item_ids: list[str]   # sorted
+    X: np.ndarray         # one row per item, in item_ids order
+    y: list[str]
+    policy: TrainingPolicy
+
+    @property
+    def trainable(self) -> bool:
+        """At least two classes: a classifier can be fitted."""
+        return len(set(self.y)) >= 2
+
+
+def training_set(store, vectors, p: int, annotations: Mapping[str, dict] | None = None) -> TrainingSet:
+    """The project's final labels (under its policy) as a matrix of item vectors and their labels."""
+    labels = final_labels(store, p, annotations)
+    ids = sorted(labels)
+    return TrainingSet(ids, vectors.matrix(p, ids), [labels[i] for i in ids], policy(store, p))
+
+
+def publish(store, p: int, classifier, *, n_labels: int, round: int | None = None) -> str:
+    """Store a fitted classifier under a new version and make it current (one transaction)."""
+    version = store.next_model_version(p)
+    store.save_model(p, model_lib.snapshot(classifier, version, n_labels=n_labels, round=round))
+    return version
+
+
+def retrain(store, vectors, p: int) -> str | None:
+    """Refit on the project's training set and publish it; None while fewer than two classes are labelled."""
+    start = time.perf_counter()
+    ts = training_set(store, vectors, p)
+    if not ts.trainable:
+        return None
+    version = publish(store, p, model_lib.train(ts.X, ts.y), n_labels=len(ts.y))
+    log.info("project %s: model %s from %d labels (%s) in %.2f s", p, version, len(ts.y), ts.policy.describe(),
+             time.perf_counter() - start)
+    return version

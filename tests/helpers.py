@@ -1,0 +1,56 @@
+"""Helpers shared by tests (and benchmarks): paths, the shared datasets, guideline files, and what
+tests do in Label Studio as an annotator would. Not a test module: nothing here is collected."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+def shared_data(name: str) -> Path:
+    path = SHARED_DATA / name
+    if not path.is_dir():
+        pytest.skip(f"../shared/data/{name} is absent (real-data test; runs where the shared datasets exist)")
+    return path
+
+
+def write_guideline(folder: Path, name: str, version: int, labels, body: str = "Body.", negatives=None) -> Path:
+    """A guideline file vN.md with front matter (labels as a list, or a dict of definitions)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    if isinstance(labels, dict):
+        label_yaml = "labels:\n" + "".join(f'  {k}: "{v}"\n' for k, v in labels.items())
+    else:
+        label_yaml = f"labels: [{', '.join(labels)}]\n"
+    neg = f"negatives: [{', '.join(negatives)}]\n" if negatives else ""
+    path = folder / name
+    path.write_text(f"---\nversion: {version}\n{label_yaml}{neg}---\n{body}\n", encoding="utf-8")
+    return path
+
+
+def stamp(second: int) -> str:
+    """A Label Studio `updated_at` timestamp, `second` seconds into a fixed minute."""
+    return f"2026-11-22T10:00:{second:02d}.000000Z"
+
+
+def login_token(url: str, email: str, password: str, timeout: float = 60.0) -> str:
+    """Log in to Label Studio through the web form as a person would, and return their API token."""
+    with httpx.Client(base_url=url.rstrip("/"), timeout=timeout, follow_redirects=False) as web:
+        web.get("/user/login/")
+        resp = web.post("/user/login/", data={"email": email, "password": password,
+                                              "csrfmiddlewaretoken": web.cookies.get("csrftoken", "")},
+                        headers={"Referer": url.rstrip("/") + "/user/login/"})
+        assert resp.status_code == 302, f"Label Studio refused the login of {email}"
+        return web.get("/api/current-user/token").json()["token"]
+
+
+def view_task_ids(ls, project_id: int, view_id: int) -> list[int]:
+    """The task ids a Data Manager tab holds, as Label Studio lists them."""
+    body = ls.http.get("/api/tasks", params={"project": project_id, "view": view_id, "page_size": 10000,
+                                             "fields": "task_only"}).json()
+    tasks = body.get("tasks", []) if isinstance(body, dict) else body
+    return sorted(int(t["id"]) for t in tasks)
