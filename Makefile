@@ -1,4 +1,5 @@
 # Two commands: `make demo` (install, start the stack, demo project, round 1) and `make test`.
+# Also: `make test-unit` (the fast tests alone, no Label Studio) and `make lint` (ruff).
 PYTHON ?= python3
 VENV := .venv
 LS_VENV := .venv-label-studio
@@ -6,7 +7,7 @@ LS_REQUIREMENT := label-studio==1.23.2
 # Label Studio lives in its own virtualenv so its pins never constrain loop's dependencies.
 export LOOP_LABEL_STUDIO_VENV := $(CURDIR)/$(LS_VENV)
 
-.PHONY: install demo test down clean
+.PHONY: install demo test test-unit lint down clean
 
 install: $(VENV)/.installed $(LS_VENV)/.installed
 
@@ -26,6 +27,12 @@ demo: install
 
 test: install
 	$(VENV)/bin/python -m pytest
+
+test-unit: $(VENV)/.installed
+	$(VENV)/bin/python -m pytest -m "not integration"
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
 
 down:
 	$(VENV)/bin/loop down

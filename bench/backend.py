@@ -627,7 +627,7 @@ def bench_submit(ctx, rows: list[dict], projects: dict[str, int], *, submits: in
                     times[name] += [submit(name) for _ in range(per_block)]
         stats = {name: ms_stats(t) for name, t in times.items()}
         base = stats["without"]
-        for name, st in stats.items():
+        for st in stats.values():
             st["delta_p50_ms"] = st["p50_ms"] - base["p50_ms"]
             st["delta_p99_ms"] = st["p99_ms"] - base["p99_ms"]
         out["modes"][mode] = stats
@@ -712,7 +712,8 @@ def bench_push(ctx, rows: list[dict], p: int, *, train_on: int, seed: int) -> di
 # -- reporting ------------------------------------------------------------------------------------------
 def md_table(head: list[str], rows: list[list[str]]) -> str:
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(head)]
-    fmt = lambda cells: "| " + " | ".join(c.rjust(w) for c, w in zip(cells, widths)) + " |"
+    def fmt(cells):
+        return "| " + " | ".join(c.rjust(w) for c, w in zip(cells, widths)) + " |"
     sep = "|" + "|".join("-" * (w + 1) + ":" for w in widths) + "|"
     return "\n".join([fmt(head), sep, *map(fmt, rows)])
 

@@ -15,9 +15,9 @@ from pathlib import Path
 
 from loop.core.dataset import read_items
 from loop.core.embeddings import Embedder, embed_texts
+from loop.core.stopping import StabilizingPredictions
 from loop.services.vectors import EmbeddingCache
 from loop.workflows.simulate import SimConfig, plot, simulate
-from loop.core.stopping import StabilizingPredictions
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"

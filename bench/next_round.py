@@ -48,7 +48,6 @@ from loop.core import model as model_lib
 from loop.core.embeddings import DIM, DTYPE
 from loop.core.strategies import STRATEGIES, select
 
-
 # Calibrated on all-MiniLM-L6-v2 embeddings of examples/support_tickets.jsonl (see `synthetic`).
 SPREAD = 1.9
 SHARED = 0.87
@@ -217,9 +216,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--classes", type=_ints, default=[20], help="numbers of classes, synthetic data only (default 20)")
     ap.add_argument("--strategy", default="margin", choices=sorted(STRATEGIES), help="query strategy (default margin)")
     ap.add_argument("--size", type=int, default=50, help="items picked per round (default 50)")
-    ap.add_argument("--repeats", type=int, default=5, help="timed runs per configuration, after one warm-up (default 5)")
+    ap.add_argument("--repeats", type=int, default=5,
+                    help="timed runs per configuration, after one warm-up (default 5)")
     ap.add_argument("--spread", type=float, default=SPREAD,
-                    help=f"synthetic: noise norm around each cluster centre; higher = harder problem (default {SPREAD})")
+                    help=f"synthetic: noise norm around each cluster centre; higher = harder problem "
+                         f"(default {SPREAD})")
     ap.add_argument("--shared", type=float, default=SHARED,
                     help=f"synthetic: weight of the direction all clusters share (default {SHARED})")
     ap.add_argument("--seed", type=int, default=0)

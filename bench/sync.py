@@ -45,11 +45,11 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.update({"LOOP_WORKSPACE": tempfile.mkdtemp(prefix="loop-bench-sync-"),
                        "LOOP_REDIS_PORT": str(free_port()), "LOOP_LABEL_STUDIO_PORT": str(free_port()),
                        "LOOP_ML_BACKEND_PORT": str(free_port()), "LOOP_LABEL_STUDIO_VENV": args.label_studio_venv})
+    from loop.labels.interface import choice_result
     from loop.services import stack
     from loop.services.context import Context
-    from loop.labels.interface import choice_result
-    from loop.services.sync import sync_annotations
     from loop.services.settings import load_settings
+    from loop.services.sync import sync_annotations
 
     settings = load_settings()
     stack.up(settings, log=lambda m: print(m, file=sys.stderr))

@@ -86,8 +86,8 @@ def bench_near(n: int, threshold: float, planted: int, block: int, seed: int) ->
 
 def bench_validator(data: Path, cache_path: Path | None, threshold: float, seed: int) -> dict:
     from loop.core.embeddings import Embedder, embed_texts
-    from loop.services.vectors import EmbeddingCache
     from loop.curation.validate import read_records, validate
+    from loop.services.vectors import EmbeddingCache
 
     train, test = read_records(data / "train.jsonl"), read_records(data / "test.jsonl")
     reference = json.loads((data / "label_distribution.json").read_text(encoding="utf-8"))["test"]
@@ -124,7 +124,8 @@ def bench_validator(data: Path, cache_path: Path | None, threshold: float, seed:
             "status": {name: c["status"] for name, c in checks.items()},
             "near_different_labels": checks["near_duplicates"].get("different_labels"),
             "leakage": {k: checks["leakage"].get(k) for k in ("exact_groups", "near_pairs", "conflicting")},
-            "reference": {k: checks["class_balance"]["reference"][k] for k in ("chi_square", "p_value", "kl_divergence")},
+            "reference": {k: checks["class_balance"]["reference"][k]
+                          for k in ("chi_square", "p_value", "kl_divergence")},
             "max_rss_mb": round(_rss_mb())}
 
 

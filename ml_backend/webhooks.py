@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from loop.services.sync import AnnotationRejected
 from loop.labels.interface import OBJECT
+from loop.services.sync import AnnotationRejected
 
 UPSERT = {"ANNOTATION_CREATED", "ANNOTATIONS_CREATED", "ANNOTATION_UPDATED"}
 DELETE = {"ANNOTATIONS_DELETED"}
@@ -70,7 +70,8 @@ def parse(payload: dict[str, Any], recorder_for, project_hint: Any = None) -> tu
         raise Refused(404, f"project {p} is not a loop project; run `loop init` for it first")
     event: dict[str, Any] = {"action": action, "upsert": [], "remove": []}
     if action in DELETE:
-        event["remove"] = [str(a["id"]) for a in _as_list(payload.get("annotations")) if isinstance(a, dict) and "id" in a]
+        event["remove"] = [str(a["id"]) for a in _as_list(payload.get("annotations"))
+                           if isinstance(a, dict) and "id" in a]
         if not event["remove"]:
             raise Refused(400, f"{action} without 'annotations' ids")
         return p, event

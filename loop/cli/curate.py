@@ -7,8 +7,17 @@ from typing import Any, Optional
 import typer
 from rich.table import Table
 
-from loop.cli.output import (JSON_OPTION, PROJECT_OPTION_HELP, console, context, csv_option, emit, err_console,
-                             handle_errors, progress_bars)
+from loop.cli.output import (
+    JSON_OPTION,
+    PROJECT_OPTION_HELP,
+    console,
+    context,
+    csv_option,
+    emit,
+    err_console,
+    handle_errors,
+    progress_bars,
+)
 from loop.curation.validate import MIN_CHARS, MINORITY_FRACTION, NEAR_THRESHOLD
 
 # Exit code when the data has a release blocker (1 stays "the command failed").

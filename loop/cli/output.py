@@ -15,6 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from loop.errors import LoopError
 
+
 def context():
     """The services a command needs, from the settings (built lazily: a bad option fails first)."""
     from loop.services.context import Context

@@ -118,7 +118,8 @@ def status(
     as_json: bool = JSON_OPTION,
 ):
     """Rounds, progress per annotator, budget, class balance, the learning curve and whether to stop."""
-    from loop.workflows.status import plot_curve, round_status, status as get_status
+    from loop.workflows.status import plot_curve, round_status
+    from loop.workflows.status import status as get_status
 
     if round_id is not None and plot:
         raise typer.BadParameter("--plot draws the whole project's curve; drop --round for it", param_hint="--plot")

@@ -48,7 +48,8 @@ def simulate(
 ):
     """Replay the loop on labelled data with simulated annotators, to pick a strategy and a budget before paying."""
     from loop.errors import ConfigError
-    from loop.workflows.simulate import SimConfig, plot as plot_result, simulate_files
+    from loop.workflows.simulate import SimConfig, simulate_files
+    from loop.workflows.simulate import plot as plot_result
 
     try:
         errors = [float(e) for e in csv_option(annotator_error)]

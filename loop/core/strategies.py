@@ -168,7 +168,8 @@ def cold_start(X: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
 
 
 STRATEGIES: dict[str, Strategy] = {
-    "margin-diverse": _diverse(margin_measure, "Smallest top-2 margin (modAL), one pick per k-means cluster of candidates."),
+    "margin-diverse": _diverse(margin_measure,
+                               "Smallest top-2 margin (modAL), one pick per k-means cluster of candidates."),
     "margin": _plain(margin_measure, "Smallest top-2 margin (modAL.uncertainty.classifier_margin)."),
     "least-confidence": _plain(least_confidence_measure, "Lowest top probability (modAL.uncertainty)."),
     "entropy": _plain(entropy_measure, "Highest predictive entropy (modAL.uncertainty)."),

@@ -15,8 +15,8 @@ from typing import Any
 
 import yaml
 
-from loop.labels.agreement import agreement_records, agreement_report, full_report
 from loop.errors import DataError
+from loop.labels.agreement import agreement_records, agreement_report, full_report
 
 MIN_ITEMS = 20  # agreement resting on fewer items than this is flagged (as `loop agreement` does)
 COLUMN_DOCS = {

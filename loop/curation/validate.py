@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from loop.core.dataset import Item, _rows, check_unique, existing_file, row_fields
-from loop.errors import ConfigError, DataError
 from loop.core.neighbours import near_pairs
+from loop.errors import ConfigError, DataError
 
 NEAR_THRESHOLD = 0.95      # default cosine threshold for near-duplicates and near leakage
 MINORITY_FRACTION = 0.1    # a class under this fraction of the largest class is flagged
@@ -312,7 +312,8 @@ def check_leakage(items: Sequence[Item], keep: Sequence[int], test: Sequence[Ite
     near = []
     if embeddings is None or test_embeddings is None:
         fields["near_status"] = "skipped"
-        fields["near_reason"] = "no embeddings for " + ("the training items" if embeddings is None else "the test items")
+        missing = "the training items" if embeddings is None else "the test items"
+        fields["near_reason"] = f"no embeddings for {missing}"
     else:
         keep, test_keep = list(keep), list(test_keep)
         for a, b, sim in near_pairs(embeddings[keep], threshold, test_embeddings[test_keep], progress=progress):

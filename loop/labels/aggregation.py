@@ -17,8 +17,8 @@ Pure functions: no I/O (reading and writing label files is `labels.label_files`)
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -168,7 +168,7 @@ def dawid_skene(records: Iterable[Mapping] | Grouped, *, adjudicated: Mapping | 
 
     pair = obs_a * n_cls + obs_l  # (annotator, given label) cell of each observation
     converged, it = False, 0
-    for it in range(1, max_iter + 1):
+    for it in range(1, max_iter + 1):  # noqa: B007  (`it` is reported: how many rounds EM took)
         # M-step
         priors = (post.sum(axis=0) + smoothing / n_cls) / (n_items + smoothing)
         soft = np.stack([np.bincount(pair, weights=post[obs_i, c], minlength=n_ann * n_cls)

@@ -14,8 +14,8 @@ edited file and records a changelog line in `CHANGELOG.md` next to the versions.
 from __future__ import annotations
 
 import hashlib
-from datetime import date
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 
 import yaml

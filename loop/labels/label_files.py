@@ -12,8 +12,8 @@ import csv
 import json
 import math
 import os
-from pathlib import Path
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from loop.core.dataset import FORMATS, _rows, existing_file

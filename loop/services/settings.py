@@ -22,7 +22,8 @@ def _setting(default: Any, env: str, help: str) -> Any:
 @dataclass(frozen=True)
 class Settings:
     workspace: str = _setting(".loop", "LOOP_WORKSPACE",
-                              "Folder holding the embedded Redis, Label Studio data, logs, PIDs and the embedding cache.")
+                              "Folder holding the embedded Redis, Label Studio data, logs, PIDs and the "
+                              "embedding cache.")
     redis_url: str = _setting("", "REDIS_URL",
                               "Redis to use instead of the embedded one, e.g. redis://host:6379/0.")
     redis_port: int = _setting(6390, "LOOP_REDIS_PORT", "Port of the embedded Redis on 127.0.0.1.")
@@ -34,9 +35,11 @@ class Settings:
     label_studio_password: str = _setting("", "LABEL_STUDIO_PASSWORD",
                                           "Admin password; empty: generated once and kept in the workspace.")
     label_studio_token: str = _setting("", "LABEL_STUDIO_USER_TOKEN",
-                                       "API token (legacy token) of the admin; empty: generated once and kept in the workspace.")
+                                       "API token (legacy token) of the admin; empty: generated once and kept "
+                                       "in the workspace.")
     label_studio_venv: str = _setting("", "LOOP_LABEL_STUDIO_VENV",
-                                      "Virtualenv holding the Label Studio server; empty: <workspace>/label-studio-venv, created on first `loop up`.")
+                                      "Virtualenv holding the Label Studio server; empty: "
+                                      "<workspace>/label-studio-venv, created on first `loop up`.")
     label_studio_requirement: str = _setting("label-studio==1.23.2", "LOOP_LABEL_STUDIO_REQUIREMENT",
                                              "What `loop up` installs into that virtualenv.")
     ml_backend_port: int = _setting(9090, "LOOP_ML_BACKEND_PORT", "Port of the ML backend on 127.0.0.1.")

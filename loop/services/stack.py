@@ -23,7 +23,7 @@ import httpx
 from loop.errors import ConfigError, ServiceUnavailable
 from loop.services.settings import Settings
 from loop.services.store import Store
-from loop.services.workspace import Workspace, credentials, redis_url
+from loop.services.workspace import Credentials, Workspace, credentials, redis_url
 
 SERVICES = ("redis", "label-studio", "ml-backend", "trainer")
 
@@ -232,8 +232,8 @@ def up(settings: Settings, log: Callable[[str], None] = print) -> list[ServiceSt
             continue
         if status.running:
             # Started by an earlier `up` that was interrupted: wait for it rather than start twice.
-            _wait(service, lambda: _status(ws, service).healthy, status.pid or 0, settings.startup_timeout,
-                  ws.log_file(service))
+            _wait(service, lambda service=service: _status(ws, service).healthy, status.pid or 0,
+                  settings.startup_timeout, ws.log_file(service))
             log(f"{service} ready (pid {status.pid})")
             continue
         port = _port(settings, service)

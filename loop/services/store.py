@@ -9,17 +9,18 @@ Key names (one separator, ':'; `{p}` is the loop project id, which is the Label 
     loop:annotators                           hash        annotator name -> JSON {name, email, ls_user_id, created_at}
     loop:project:{p}                          hash        project record (JSON values): labels, text_field,
                                                           training_policy, ...
-    loop:project:{p}:items                    hash        item id -> JSON {task_id, key}   (key: content hash of the text)
+    loop:project:{p}:items                    hash        item id -> JSON {task_id, key} (key: the text's content hash)
     loop:project:{p}:texts                    hash        item id -> the item's text (so any process can embed it)
     loop:project:{p}:tasks                    hash        Label Studio task id -> item id
-    loop:project:{p}:annotations              hash        annotation id -> JSON {item_id, task_id, annotator, label, ...}
+    loop:project:{p}:annotations              hash        annotation id -> JSON {item_id, task_id, annotator, label,
+                                                          guideline_version, ...}
     loop:project:{p}:assigned                 hash        item id -> round number (an item is assigned at most once)
     loop:project:{p}:adjudication             hash        contested item id -> JSON {adjudicator, assigned_at}
     loop:project:{p}:rounds                   sorted set  round numbers (score = number)
     loop:project:{p}:round:{n}                hash        round record (JSON values): status, strategy, size, ...
     loop:project:{p}:round:{n}:assignments    hash        item id -> JSON [annotator, ...]
     loop:project:{p}:models                   sorted set  model versions (score = creation time)
-    loop:project:{p}:model:{version}          hash        fitted classifier: coef/intercept as bytes with dtype and shape
+    loop:project:{p}:model:{version}          hash        fitted classifier: coef/intercept as bytes, dtype, shape
     loop:project:{p}:model:current            string      the newest model version
     loop:project:{p}:model:seq                counter     last model version number handed out
     loop:project:{p}:events                   stream      webhook events from Label Studio, for the trainer

@@ -19,10 +19,28 @@ import numpy as np
 from loop.core.dataset import Item, read_items, text_key
 from loop.core.embeddings import embed_texts
 from loop.curation.datacard import card_facts, render_card
-from loop.curation.export import (EXTENSIONS, FORMATS, HF_FOLDER, HF_HINT, _write_text, check_test_size,
-                                  curated_rows, split_by_cluster, write_hf, write_rows)
-from loop.curation.validate import (MIN_CHARS, MINORITY_FRACTION, NEAR_THRESHOLD, PROGRESS_STEPS,
-                                    duplicate_clusters, read_records, read_reference, validate)
+from loop.curation.export import (
+    EXTENSIONS,
+    FORMATS,
+    HF_FOLDER,
+    HF_HINT,
+    _write_text,
+    check_test_size,
+    curated_rows,
+    split_by_cluster,
+    write_hf,
+    write_rows,
+)
+from loop.curation.validate import (
+    MIN_CHARS,
+    MINORITY_FRACTION,
+    NEAR_THRESHOLD,
+    PROGRESS_STEPS,
+    duplicate_clusters,
+    read_records,
+    read_reference,
+    validate,
+)
 from loop.errors import ConfigError, DataError, LoopError, NotInitialised
 from loop.labels.guidelines import current, get
 from loop.workflows import training

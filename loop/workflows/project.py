@@ -8,12 +8,13 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Sequence
 
-from loop.services.context import Context
 from loop.core.dataset import read_items, text_key
 from loop.core.embeddings import cache_key, embed_texts
 from loop.errors import ConfigError, DataError, LabelStudioError
-from loop.labels.guidelines import current as current_guideline, get as get_guideline
+from loop.labels.guidelines import current as current_guideline
+from loop.labels.guidelines import get as get_guideline
 from loop.labels.interface import config_labels, label_config
+from loop.services.context import Context
 from loop.workflows.progress import Progress, no_progress
 
 WEBHOOK_ACTIONS = ("ANNOTATION_CREATED", "ANNOTATIONS_CREATED", "ANNOTATION_UPDATED", "ANNOTATIONS_DELETED")
@@ -74,7 +75,8 @@ def init_project(ctx: Context, data: str | Path, *, text_field: str = "text", la
     advance = progress("embedding", len(items))
     _, n_embedded = embed_texts([i.text for i in items], ctx.cache, ctx.embedder, progress=advance)
     if dev_items:
-        embed_texts([i.text for i in dev_items], ctx.cache, ctx.embedder, progress=progress("embedding dev set", len(dev_items)))
+        embed_texts([i.text for i in dev_items], ctx.cache, ctx.embedder,
+                    progress=progress("embedding dev set", len(dev_items)))
 
     source = str(data.resolve())
     if project_id is None:
@@ -131,7 +133,8 @@ def init_project(ctx: Context, data: str | Path, *, text_field: str = "text", la
         ls.ensure_webhook(project_id, f"{url}/webhook", WEBHOOK_ACTIONS, auth=auth)
     return {"project_id": project_id, "linked": linked, "items": len(items), "imported": len(todo),
             "embedded": n_embedded, "labels": label_set, "ml_backend": backend,
-            "guideline_version": record["guideline_version"], "dev_items": len(dev_items), "url": f"{ctx.settings.ls_url}/projects/{project_id}"}
+            "guideline_version": record["guideline_version"], "dev_items": len(dev_items),
+            "url": f"{ctx.settings.ls_url}/projects/{project_id}"}
 
 
 def apply_guideline(ctx: Context, p: int, version: int | None = None) -> dict[str, Any]:

@@ -34,8 +34,8 @@ def set_policy(store, p: int, *, aggregation: str | None = None, guideline_versi
     """Record the project's training policy (None for `aggregation` and KEEP for
     `guideline_version` keep what is recorded; guideline_version None means every version)."""
     current = policy(store, p)
-    new = TrainingPolicy(aggregation=aggregation or current.aggregation,
-                         guideline_version=current.guideline_version if guideline_version is KEEP else guideline_version,
+    version = current.guideline_version if guideline_version is KEEP else guideline_version
+    new = TrainingPolicy(aggregation=aggregation or current.aggregation, guideline_version=version,
                          adjudications=current.adjudications)
     if new != current or "training_policy" not in (store.project(p) or {}):
         store.save_project(p, {"training_policy": new.as_dict()}, make_current=False)

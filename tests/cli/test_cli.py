@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
 from dataclasses import fields
-from pathlib import Path
-
-import re
 
 import pytest
 import typer
@@ -34,11 +32,32 @@ COMMANDS = list(walk(ROOT))
 IDS = [" ".join(p) or "loop" for p, _ in COMMANDS]
 
 
-def test_the_tree_has_the_documented_commands():
-    names = {" ".join(p) for p, _ in COMMANDS}
-    assert len(COMMANDS) >= 10
-    assert {"up", "down", "ps", "init", "next-round", "status", "annotators", "annotators add",
-            "annotators list"} <= names
+DOCUMENTED = {"", "up", "down", "ps", "demo", "init", "annotators", "annotators add", "annotators list",
+              "next-round", "status", "predictions", "predictions push", "predictions prune", "adjudicate",
+              "agreement", "aggregate", "guidelines", "guidelines show", "guidelines bump", "simulate",
+              "validate", "export"}
+
+
+def test_the_tree_has_exactly_the_documented_commands():
+    assert {" ".join(p) for p, _ in COMMANDS} == DOCUMENTED
+
+
+def test_every_command_is_in_the_readme():
+    readme = (REPO / "README.md").read_text()
+    for name in sorted(DOCUMENTED - {""}):
+        assert f"loop {name}" in readme, name
+
+
+def option_default(path: str, option: str):
+    cmd = dict(COMMANDS)[tuple(path.split())]
+    return next(p.default for p in cmd.params if p.name == option)
+
+
+@pytest.mark.parametrize("path", ["agreement", "aggregate"])
+def test_aggregation_defaults_to_the_one_default_method(path):
+    from loop.labels.aggregation import DEFAULT_METHOD
+
+    assert option_default(path, "method") == DEFAULT_METHOD
 
 
 @pytest.mark.parametrize("path, cmd", COMMANDS, ids=IDS)

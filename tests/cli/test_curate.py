@@ -65,7 +65,8 @@ def test_clean_data_exits_0_and_the_table_names_every_check(workspace):
 
 def test_leakage_into_a_test_file(workspace):
     train = write(workspace / "train.jsonl", ROWS[:6])
-    test = write(workspace / "test.jsonl", [{"id": "t1", "text": "I WAS CHARGED TWICE FOR MY ORDER", "label": "billing"},
+    test = write(workspace / "test.jsonl", [{"id": "t1", "text": "I WAS CHARGED TWICE FOR MY ORDER",
+                                             "label": "billing"},
                                             {"id": "t2", "text": "How do I close my account?", "label": "account"}])
     result = run("validate", str(train), "--test", str(test), "--no-label-errors", "--json")
     leak = json.loads(result.stdout)["checks"]["leakage"]

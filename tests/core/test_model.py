@@ -92,3 +92,14 @@ def test_confidence_is_the_probability_of_the_predicted_class(n_classes):
     assert conf.shape == (len(X),)
     assert np.array_equal(conf, proba[np.arange(len(X)), [column[c] for c in predicted]])
     assert np.all(conf >= 1.0 / n_classes - 1e-12) and np.all(conf <= 1.0)
+
+
+@pytest.mark.parametrize("n_classes", [2, 4])
+def test_predict_gives_the_predicted_label_and_its_confidence(n_classes):
+    X, y = data(n_classes)
+    clf = model_lib.train(X, y)
+    guesses = model_lib.predict(clf, X)
+    assert [label for label, _ in guesses] == [str(c) for c in clf.predict(X)]
+    assert np.allclose([score for _, score in guesses], model_lib.confidence(clf.predict_proba(X)))
+    assert all(isinstance(label, str) and isinstance(score, float) for label, score in guesses)
+    assert model_lib.predict(clf, X[:0]) == []

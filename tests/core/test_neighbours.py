@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from loop.errors import ConfigError
 from loop.core.neighbours import TOLERANCE, near_pairs
+from loop.errors import ConfigError
 
 
 def unit(rng: np.random.Generator, n: int, dim: int = 16) -> np.ndarray:

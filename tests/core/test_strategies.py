@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from sklearn.linear_model import LogisticRegression
 
-from loop.errors import ConfigError, EmptyPool
 from loop.core.strategies import STRATEGIES, cold_start, get_strategy, select
+from loop.errors import ConfigError, EmptyPool
 
 COLD = "cold-start"  # stands for select(..., classifier=None)
 

@@ -7,7 +7,6 @@ serving the tasks' texts).
 
 from __future__ import annotations
 
-import csv
 import json
 import sys
 from collections import Counter
@@ -20,9 +19,17 @@ from loop.curation.export import COLUMNS, curated_rows, split_by_cluster, write_
 from loop.errors import ConfigError, DataError
 from loop.workflows.curate import export_project
 from loop.workflows.training import final_labels
-from tests.curation.sample_project import (CONTRA, EXPECTED_DECIDED, ITEMS, JUDGE, LABELS, LABELS_OF, P,
-                                           build_project, make_ctx, read_back)
+from tests.curation.sample_project import (
+    EXPECTED_DECIDED,
+    ITEMS,
+    LABELS_OF,
+    P,
+    build_project,
+    make_ctx,
+    read_back,
+)
 from tests.helpers import shared_data
+
 
 def as_csv(row: dict) -> dict:
     """What a row looks like read back from CSV: strings, None as "", annotations as JSON."""

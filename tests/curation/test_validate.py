@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 from loop.core.dataset import Item
-from loop.errors import ConfigError, DataError
 from loop.curation.validate import (
     DEFAULT_NEGATIVES,
     MIN_CHARS,
@@ -21,6 +20,7 @@ from loop.curation.validate import (
     read_reference,
     validate,
 )
+from loop.errors import ConfigError, DataError
 
 LABELS = ["account", "billing", "refund", "shipping", "out_of_scope"]
 
@@ -211,7 +211,8 @@ def test_unlabelled_rows_neither_contradict_nor_count():
     report = validate(items, labels=["x", "y"])
     c = report["checks"]
     assert c["contradictions"]["count"] == 0
-    assert c["exact_duplicates"]["groups"] == [{"text": "same text", "label": "x", "ids": ["a", "b"], "verbatim": False}]
+    assert c["exact_duplicates"]["groups"] == [
+        {"text": "same text", "label": "x", "ids": ["a", "b"], "verbatim": False}]
     assert c["class_balance"]["unlabelled"] == 1 and report["n_labelled"] == 2
 
 

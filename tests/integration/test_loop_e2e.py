@@ -12,13 +12,13 @@ import pytest
 from label_studio_sdk import LabelStudio
 from typer.testing import CliRunner
 
-from loop.core import model as model_lib
 from loop.cli.main import app
-from loop.services.context import Context
+from loop.core import model as model_lib
 from loop.core.dataset import read_items
 from loop.core.embeddings import embed_texts
-from loop.labels.interface import choice_result
 from loop.core.strategies import DEFAULT_STRATEGY
+from loop.labels.interface import choice_result
+from loop.services.context import Context
 from tests.helpers import REPO, login_token, view_task_ids
 
 pytestmark = pytest.mark.integration
@@ -116,6 +116,13 @@ def test_round1_assigns_items_to_overlap_annotators(flow):
     for item in assignments:
         assert ctx.ls.sdk.tasks.get(task_of[item]).overlap == OVERLAP
     assert set(ctx.store.assigned(p)) == set(assignments)
+    # --json says who got which item, by item id and Label Studio task id (for scripts that notify or audit)
+    for name, given in r1["assignments"].items():
+        assert given["items"] == [i for i, people in assignments.items() if name in people]
+        assert given["tasks"] == [task_of[i] for i in given["items"]]
+        assert view_task_ids(ctx.ls, p, r1["views"][name]) == sorted(given["tasks"])
+    past = cli("status", "--round", "1")
+    assert past["assignments"] == r1["assignments"] and past["id"] == 1 and "scores" not in past
 
 
 def test_round2_waits_for_owed_labels_then_learns(flow):
@@ -182,7 +189,8 @@ def test_backend_serves_the_current_model(flow):
     current = ctx.store.current_model_version(p)
     assert httpx.post(f"{url}/setup", json={"project": p}, timeout=30).status_code == 401  # login required
     auth = ctx.settings.backend_auth
-    assert httpx.post(f"{url}/setup", json={"project": f"{p}.123"}, auth=auth, timeout=30).json()["model_version"] == current
+    setup = httpx.post(f"{url}/setup", json={"project": f"{p}.123"}, auth=auth, timeout=30)
+    assert setup.json()["model_version"] == current
     task = {"id": 1, "data": {"text": "I was charged twice for my order"}}
     body = httpx.post(f"{url}/predict", json={"tasks": [task], "project": f"{p}.123"}, auth=auth, timeout=30).json()
     (result,) = body["results"]
@@ -360,6 +368,30 @@ def test_guideline_bump_stamps_new_labels_with_the_new_version(flow, tmp_path):
     assert stamps == {2}
     assert any("mix guideline versions" in w for w in status["warnings"])
     assert {a["guideline_version"] for a in ctx.store.annotations(p).values()} == {1, 2}  # old stamps kept
+
+
+def test_the_trainer_keeps_to_the_guideline_version_next_round_trained_on(flow):
+    """`next-round --guideline-version 2` records the policy; the trainer's next retrain (after a
+    webhook) trains on the v2 labels only instead of on every label."""
+    from loop.workflows.training import set_policy
+
+    ctx, p = flow["ctx"], flow["p"]
+    settle(ctx, p)
+    cli("next-round", "--annotators", "alice,bob", "--overlap", "1", "--size", "2", "--close-incomplete",
+        "--budget", "100000", "--guideline-version", "2")
+    status = cli("status")
+    assert status["training_policy"]["guideline_version"] == 2 and status["training_items"] == 1
+    before = ctx.store.current_model_version(p)
+    items = ctx.store.items(p)
+    item = [i for i in sorted(items) if i not in ctx.store.assigned(p)
+            and i not in {a["item_id"] for a in ctx.store.annotations(p).values()}][0]
+    label_as(flow, "alice", PEOPLE["alice"], items[item]["task_id"], "delivery")  # a second v2 label, a second class
+    deadline = time.monotonic() + 60
+    while ctx.store.current_model_version(p) == before and time.monotonic() < deadline:
+        time.sleep(0.5)
+    settle(ctx, p)
+    assert ctx.store.load_model(p).n_labels == 2  # not the 30-odd labels of every version
+    set_policy(ctx.store, p, guideline_version=None)  # back to every label for the tests that follow
 
 
 def test_state_survives_a_restart_of_every_process(flow):

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from loop.labels.aggregation import DEFAULT_METHOD, aggregate, annotator_reliability, dawid_skene
 from loop.errors import ConfigError, DataError
+from loop.labels.aggregation import DEFAULT_METHOD, aggregate, annotator_reliability, dawid_skene
 
 
 def rec(item, annotator, label, t=None):

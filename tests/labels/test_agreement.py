@@ -7,9 +7,15 @@ import math
 
 import pytest
 
-from loop.labels.agreement import (agreement_report, fleiss_kappa, krippendorff_alpha, label_confusions,
-                            pairwise_kappa, percent_agreement)
 from loop.errors import DataError
+from loop.labels.agreement import (
+    agreement_report,
+    fleiss_kappa,
+    krippendorff_alpha,
+    label_confusions,
+    pairwise_kappa,
+    percent_agreement,
+)
 
 
 def recs(table: dict[str, dict[str, str | None]]) -> list[dict]:

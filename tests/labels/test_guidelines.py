@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from loop.errors import DataError
 from loop.labels.guidelines import current, load_all, parse
-from tests.helpers import REPO, write_guideline as write
+from tests.helpers import REPO
+from tests.helpers import write_guideline as write
 
 REPO_GUIDELINES = REPO / "guidelines"
 

@@ -1,9 +1,10 @@
-"""The pure label-config helpers: a config lists our labels; a result yields the chosen one."""
+"""The labelling interface: a config lists our labels; a result yields the chosen one; a prediction row."""
 
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
+import numpy as np
 import pytest
 
 from loop.labels.interface import CONTROL, OBJECT, choice_result, config_labels, label_config, result_label
@@ -92,3 +93,12 @@ def test_config_labels_round_trips_xml_special_characters():
 
     labels = ["a&b", 'say "hi"', "it's", "<tag>", "plain"]
     assert config_labels(label_config(labels)) == labels
+
+
+def test_prediction_row_is_what_label_studio_imports():
+    from loop.labels.interface import prediction_row
+
+    row = prediction_row("billing", np.float64(0.8125), "v3")
+    assert row == {"result": choice_result("billing"), "score": 0.8125, "model_version": "v3"}
+    assert type(row["score"]) is float and result_label(row["result"]) == "billing"
+    assert prediction_row("billing", 0.5, "v3", task=np.int64(12))["task"] == 12

@@ -9,8 +9,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from loop.labels.aggregation import aggregate
 from loop.errors import DataError
+from loop.labels.aggregation import aggregate
 from loop.labels.label_files import read_label_file, write_aggregate
 
 

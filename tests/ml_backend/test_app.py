@@ -11,9 +11,9 @@ from sklearn.linear_model import LogisticRegression
 
 from loop.core import model as model_lib
 from loop.core.embeddings import DIM
-from loop.services.vectors import EmbeddingCache
 from loop.labels.interface import CONTROL, OBJECT, result_label
 from loop.services.store import Store
+from loop.services.vectors import EmbeddingCache
 from ml_backend.app import create_app
 
 P = 7

@@ -131,7 +131,8 @@ def test_payload_less_events_make_the_trainer_pull_only_what_changed(redis_store
     assert redis_store.synced_at(P) == stamp(9)
 
 
-def test_a_pulled_annotation_with_an_unknown_label_is_dead_lettered_once_and_the_rest_recorded(redis_store, tmp_path, fake_ls):
+def test_a_pulled_annotation_with_an_unknown_label_is_dead_lettered_once_and_the_rest_recorded(
+        redis_store, tmp_path, fake_ls):
     cache = EmbeddingCache(tmp_path / "c.sqlite")
     setup_project(redis_store, cache)
     redis_store.add_annotator({"name": "alice", "ls_user_id": 5})
@@ -189,3 +190,54 @@ def test_a_pull_never_undoes_a_newer_write_of_the_full_sync(redis_store, tmp_pat
     pull_changes(redis_store, old_read, P)
     stored = redis_store.annotations(P)
     assert set(stored) == {"1", "2"} and stored["1"]["label"] == "pos"
+
+
+def test_the_trainer_applies_the_training_policy_next_round_recorded(redis_store, tmp_path):
+    """`next-round --guideline-version 2` records the policy; the trainer's retrain keeps to it
+    instead of training on every label and replacing that model."""
+    from loop.workflows.training import set_policy
+
+    cache = EmbeddingCache(tmp_path / "c.sqlite")
+    setup_project(redis_store, cache)
+    for n in range(8):  # v1 labels on i0..i7, of both classes
+        event = label_event(n, f"i{n}", "pos" if n % 2 else "neg")
+        event["upsert"][0]["guideline_version"] = 1
+        redis_store.append_event(P, event)
+    for n in (8, 9, 10, 11):  # v2 labels on i8..i11
+        event = label_event(n, f"i{n}", "pos" if n % 2 else "neg")
+        event["upsert"][0]["guideline_version"] = 2
+        redis_store.append_event(P, event)
+    set_policy(redis_store, P, guideline_version=2)
+    trainer = Trainer(redis_store, vectors_of(redis_store, cache), coalesce_s=0.01, block_ms=100)
+    assert trainer.step() == {P: "v1"}
+    assert redis_store.load_model(P).n_labels == 4  # the v2 labels only, not all 12
+    set_policy(redis_store, P, guideline_version=None)  # `--guideline-version all`
+    redis_store.append_event(P, label_event(12, "i0", "neg"))
+    trainer.step()
+    assert redis_store.load_model(P).n_labels == 12
+
+
+def test_a_trainer_with_an_empty_cache_of_its_own_embeds_from_the_texts_in_redis(redis_store, tmp_path):
+    """As in docker-compose: the CLI embedded into the host's cache, the trainer has its own, empty."""
+    from loop.core.dataset import text_key
+    from loop.core.embeddings import Embedder
+    from loop.core.model import restore
+
+    texts = {"b1": "I was charged twice for the same order", "b2": "Please refund the extra payment",
+             "b3": "Why is there a fee on my bill?", "d1": "My parcel never arrived",
+             "d2": "The courier left the box at the wrong house", "d3": "Where is my delivery? It is a week late"}
+    redis_store.save_project(P, {"labels": ["billing", "delivery"]}, make_current=False)
+    redis_store.add_items(P, {i: {"task_id": 200 + n, "key": text_key(t)} for n, (i, t) in enumerate(texts.items())},
+                          texts=texts)
+    for n, item in enumerate(texts):
+        redis_store.append_event(P, {"action": "ANNOTATION_CREATED", "remove": [], "upsert": [
+            {"id": str(n), "item_id": item, "annotator": "alice", "label": "billing" if item[0] == "b" else "delivery",
+             "created_at": f"2026-01-01T00:00:{n:02d}"}]})
+    cache = EmbeddingCache(tmp_path / "trainer-own" / "embeddings.sqlite")
+    assert len(cache) == 0
+    trainer = Trainer(redis_store, ItemVectors(redis_store, cache, Embedder()), coalesce_s=0.01, block_ms=100)
+    assert trainer.step() == {P: "v1"}
+    assert len(cache) == len(texts)  # embedded once, kept for the next retrain
+    clf = restore(redis_store.load_model(P))
+    probe = ItemVectors(redis_store, cache, NoEmbedder()).matrix(P, sorted(texts))
+    assert list(clf.predict(probe)) == ["billing"] * 3 + ["delivery"] * 3

@@ -7,8 +7,8 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 
 from loop.core import model as model_lib
-from loop.errors import LoopError, ServiceUnavailable
 from loop.core.model import ModelSnapshot
+from loop.errors import LoopError, ServiceUnavailable
 from loop.services.store import Keys, Store, _snapshot_from, _snapshot_mapping
 
 P = 3
@@ -50,7 +50,8 @@ def test_every_key_method_is_pinned():
     methods = {name for name in vars(Keys) if not name.startswith("_")}
     assert methods == {"current_project", "annotators", "project", "items", "tasks", "annotations", "assigned",
                        "rounds", "round", "round_assignments", "models", "model", "current_model", "events",
-                       "projects", "deadletter", "trainer_heartbeat", "model_seq", "adjudication", "ls_synced_at", "texts"}
+                       "projects", "deadletter", "trainer_heartbeat", "model_seq", "adjudication", "ls_synced_at",
+                       "texts"}
 
 
 def test_keys_written_are_the_documented_ones(redis_store):

@@ -1,0 +1,55 @@
+"""A round in detail (who got which item, by item and task id) and the training policy in status."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+
+from loop.errors import ConfigError
+from loop.workflows.status import round_detail, round_status, status
+from loop.workflows.training import set_policy
+from tests.helpers import stamp
+
+P = 8
+
+
+@pytest.fixture
+def ctx(redis_store, fake_ls):
+    store = redis_store
+    store.save_project(P, {"labels": ["neg", "pos"]}, make_current=False)
+    store.add_items(P, {f"i{i}": {"task_id": 100 + i, "key": f"h{i}"} for i in range(6)})
+    store.add_annotator({"name": "alice", "ls_user_id": 5})
+    store.add_annotator({"name": "bob", "ls_user_id": 6})
+    store.plan_round(P, {"id": 1, "size": 3, "overlap": 2, "scores": {"i0": ["pos", 0.6]}},
+                     {"i0": ["alice", "bob"], "i2": ["alice", "bob"], "i4": ["alice", "bob"]})
+    return SimpleNamespace(store=store, ls=fake_ls)
+
+
+def test_round_detail_lists_each_annotators_items_and_tasks(ctx):
+    detail = round_detail(ctx.store, P, 1)
+    assert "scores" not in detail and detail["id"] == 1
+    assert detail["assignments"] == {
+        "alice": {"items": ["i0", "i2", "i4"], "tasks": [100, 102, 104], "done": 0, "owed": ["i0", "i2", "i4"]},
+        "bob": {"items": ["i0", "i2", "i4"], "tasks": [100, 102, 104], "done": 0, "owed": ["i0", "i2", "i4"]}}
+
+
+def test_round_status_syncs_first_and_shows_who_still_owes(ctx):
+    ctx.ls.annotate(102, 1, "pos", stamp(1), user=5)  # alice labels i2
+    detail = round_status(ctx, P, 1)
+    assert detail["synced"]["added"] == 1
+    assert detail["assignments"]["alice"]["done"] == 1 and detail["assignments"]["alice"]["owed"] == ["i0", "i4"]
+    assert detail["assignments"]["bob"]["done"] == 0
+
+
+def test_an_unknown_round_says_which_exist(ctx):
+    with pytest.raises(ConfigError, match=r"round 4 does not exist \(rounds: 1\)"):
+        round_detail(ctx.store, P, 4)
+
+
+def test_status_shows_the_training_policy(ctx):
+    ctx.ls.annotate(100, 1, "pos", stamp(1), user=5)
+    set_policy(ctx.store, P, guideline_version=3)
+    s = status(ctx, P)
+    assert s["training_policy"]["guideline_version"] == 3 and "guideline v3" in s["training_policy"]["description"]
+    assert s["items_labelled"] == 1 and s["training_items"] == 0  # the label was stamped with no version
