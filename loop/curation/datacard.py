@@ -197,6 +197,7 @@ def card_facts(store, p: int, *, status: Mapping, validation: Mapping, splits: M
                    "budget": status.get("budget"), "contested": status.get("contested", 0),
                    "awaiting_adjudication": status.get("awaiting_adjudication", 0),
                    "model_version": status.get("model_version")},
+        "training_policy": dict(status.get("training_policy") or {}),
         "counts": {
             "rows": len(rows), "splits": {name: len(part) for name, part in splits.items()}, "clusters": n_clusters,
             "decided_by": dict(Counter(r["decided_by"] for r in rows).most_common()),
@@ -311,7 +312,9 @@ def render_card(facts: Mapping[str, Any]) -> str:
             (f"- {st['labels_spent']} labels spent on {st['items_labelled']} of {st['items']} imported items "
              f"({st['pool']} still in the pool); "
             f"{facts['annotators']['count']} annotators; {len(facts['selection']['rounds'])} rounds"),
-            f"- How each label was decided: {decided}",
+            f"- How each label was decided: {decided}"
+            + (f" (labels: {facts['training_policy']['description']})"
+               if facts.get("training_policy", {}).get("description") else ""),
             (f"- Split by duplicate cluster ({_num(counts['clusters'])} clusters: identical normalised inputs and "
             f"near-duplicates at cosine >= {settings['near_threshold']}), test size {settings.get('test_size')}, "
             f"seed {settings.get('seed')}"),

@@ -130,7 +130,8 @@ def split_by_cluster(rows: Sequence[dict], clusters: Sequence[int], *, test_size
     Stratified by label with scikit-learn's StratifiedGroupKFold (shuffled with `seed`): the test
     split is one fold of k = round(1 / test_size) (above 0.5, all folds but one), so its share
     comes in steps of 1/k, and a class with fewer clusters than folds cannot be in every fold.
-    With fewer clusters than folds, GroupShuffleSplit draws `test_size` of the clusters instead.
+    With fewer clusters than folds, or when no class has as many items as there are folds (which
+    StratifiedGroupKFold refuses), GroupShuffleSplit draws `test_size` of the clusters instead.
     Both are reproducible for a seed.
     """
     test_size = check_test_size(test_size)
@@ -146,7 +147,7 @@ def split_by_cluster(rows: Sequence[dict], clusters: Sequence[int], *, test_size
     index = list(range(len(rows)))
     small = test_size <= 0.5
     k = max(2, round(1 / (test_size if small else 1 - test_size)))
-    if k <= n_groups:
+    if k <= n_groups and max(Counter(labels).values()) >= k:
         folds = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
         with warnings.catch_warnings():  # "the least populated class has only n members": expected on small sets
             warnings.filterwarnings("ignore", message="The least populated class", category=UserWarning)

@@ -10,6 +10,7 @@ import yaml
 
 from loop.curation.datacard import _demote, card_facts, render_card, size_category
 from loop.labels.agreement import agreement_report
+from loop.labels.policy import TrainingPolicy
 from loop.workflows.agreement import project_records
 from loop.workflows.curate import export_project
 from loop.workflows.status import status
@@ -63,6 +64,7 @@ def test_the_card_holds_the_measured_figures(exported, ctx, redis_store):
     assert f"{len(every)} labelled items ({len(rows['train'])} train, {len(rows['test'])} test)" in card
     decided = Counter(r["decided_by"] for r in every)
     assert all(f"{how} {n}" in card for how, n in decided.items()) and decided["adjudicated"] == 1
+    assert f"(labels: {TrainingPolicy.of(redis_store.project(P)).describe()})" in card  # the training policy
     # agreement, overall, per round and per guideline version, as `loop agreement` computes it
     for where, name in (({}, "all labels"), ({"round_id": 1}, "1"), ({"round_id": 2}, "2"),
                         ({"guideline_version": 1}, "v1"), ({"guideline_version": 2}, "v2")):

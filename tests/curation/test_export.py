@@ -144,6 +144,13 @@ def test_split_with_fewer_clusters_than_folds_draws_a_share_of_the_clusters():
     assert len(test) == 3 and len({int(r["id"]) // 3 for r in test}) == 1 and len(train) == 9
 
 
+def test_split_when_every_class_has_fewer_items_than_folds():
+    """StratifiedGroupKFold refuses when no class has k members; the split draws clusters instead."""
+    rows = [{"id": str(i), "label": "abcd"[i % 4]} for i in range(8)]  # 2 per class, 8 clusters, 5 folds
+    train, test = split_by_cluster(rows, list(range(8)), test_size=0.2, seed=0)
+    assert len(test) == 2 and len(train) == 6 and not {r["id"] for r in test} & {r["id"] for r in train}
+
+
 def test_split_stratifies_small_classes_as_far_as_they_go():
     rows = [{"id": str(i), "label": "rare" if i < 3 else "common"} for i in range(30)]
     for seed in range(5):
@@ -261,6 +268,19 @@ def test_export_project_writes_splits_card_curve_and_report(ctx, project, tmp_pa
     assert report["checks"]["exact_duplicates"]["count"] >= 1
     assert any({p["a"], p["b"]} == {"it02", "it08"} for p in report["checks"]["near_duplicates"]["pairs"])
     assert (out / "learning_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_export_holds_what_the_models_learn_from_under_the_training_policy(ctx, project, tmp_path):
+    from loop.workflows.training import set_policy
+
+    set_policy(ctx.store, P, guideline_version=2)
+    export_project(ctx, P, tmp_path / "out", with_annotations=True)
+    rows = {r["id"]: r for n in ("train", "test") for r in read_back(tmp_path / "out" / f"{n}.jsonl", "jsonl")}
+    assert {i: r["label"] for i, r in rows.items()} == final_labels(ctx.store, P)
+    assert "it01" not in rows and "it13" in rows  # it01 was labelled under v1 only
+    assert {r["guideline_version"] for r in rows.values()} == {2}
+    card = (tmp_path / "out" / "README.md").read_text()
+    assert "labels made under guideline v2" in card
 
 
 def test_no_duplicate_cluster_straddles_the_split_for_any_seed(ctx, project, tmp_path):
