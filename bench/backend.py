@@ -204,7 +204,7 @@ def build_project(store, cache, p: int, n_labels: int, n_unlabelled: int, seed: 
 
 def webhook_payload(proj: dict[str, Any], index: int, annotation_id: int, label: str,
                     action: str = "ANNOTATION_CREATED") -> bytes:
-    """A webhook as Label Studio sends it (the shape tests/test_ml_backend.py uses) for item `index`."""
+    """A webhook as Label Studio sends it (the shape tests/ml_backend/test_app.py uses) for item `index`."""
     from loop.labels.interface import choice_result
 
     item = proj["ids"][index]
@@ -877,7 +877,7 @@ def main(argv: list[str] | None = None) -> int:
                 p_push = init(ctx, write_jsonl(tmp / f"tickets-{args.push_tasks}.jsonl", rows[:args.push_tasks]),
                               "bench: bulk push", connect_backend=True)
             if "submit" in args.sections:
-                from loop.workflows.project import WEBHOOK_ACTIONS
+                from loop.labels.interface import LABEL_CHANGES
 
                 projects = {"without": init(ctx, small, "bench: without ML backend", connect_backend=False),
                             "null webhook": init(ctx, small, "bench: webhook to a null receiver", connect_backend=False),
@@ -887,9 +887,9 @@ def main(argv: list[str] | None = None) -> int:
                 with null_webhook_receiver() as null_url:
                     # loop's webhooks carry no payload; the "null webhook" project gets one back, to
                     # show what Label Studio's payload costs a submit by itself.
-                    hook = ctx.ls.ensure_webhook(projects["null webhook"], null_url, WEBHOOK_ACTIONS)
+                    hook = ctx.ls.ensure_webhook(projects["null webhook"], null_url, LABEL_CHANGES)
                     ctx.ls._http("turn the payload on", "PATCH", f"/api/webhooks/{hook}/", json={"send_payload": True})
-                    ctx.ls.ensure_webhook(projects["null webhook, no payload"], null_url, WEBHOOK_ACTIONS)
+                    ctx.ls.ensure_webhook(projects["null webhook, no payload"], null_url, LABEL_CHANGES)
                     log("4. annotator submit")
                     res["submit"] = bench_submit(ctx, rows[:300], projects, submits=args.submits, warmup=5,
                                                  blocks=2)

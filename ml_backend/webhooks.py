@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from loop.labels.interface import OBJECT
+from loop.labels.interface import LABEL_CHANGES, OBJECT
 from loop.services.sync import AnnotationRejected
 
-UPSERT = {"ANNOTATION_CREATED", "ANNOTATIONS_CREATED", "ANNOTATION_UPDATED"}
 DELETE = {"ANNOTATIONS_DELETED"}
+UPSERT = set(LABEL_CHANGES) - DELETE
 TRAIN = {"START_TRAINING"}
 
 

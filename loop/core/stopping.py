@@ -14,6 +14,8 @@ from typing import Sequence
 import numpy as np
 from sklearn.metrics import cohen_kappa_score
 
+STOP_SET_SIZE = 1000  # random unlabelled items whose predictions successive models are compared on
+
 
 def prediction_kappa(previous: Sequence, current: Sequence) -> float:
     """Cohen's kappa between two models' predictions on the same stop set."""

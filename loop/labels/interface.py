@@ -11,6 +11,9 @@ from xml.sax.saxutils import quoteattr
 
 CONTROL = "label"   # the <Choices> name in the label config
 OBJECT = "text"     # the <Text> name; tasks carry their text under data.text
+# Label Studio's webhook actions that change a label: `loop init` subscribes to these, the ML
+# backend turns them into trainer events.
+LABEL_CHANGES = ("ANNOTATION_CREATED", "ANNOTATIONS_CREATED", "ANNOTATION_UPDATED", "ANNOTATIONS_DELETED")
 
 
 def label_config(labels: Sequence[str]) -> str:

@@ -10,15 +10,13 @@ from typing import Any, Sequence
 
 from loop.core.dataset import read_items, text_key
 from loop.core.embeddings import cache_key, embed_texts
+from loop.core.stopping import STOP_SET_SIZE
 from loop.errors import ConfigError, DataError, LabelStudioError
 from loop.labels.guidelines import current as current_guideline
 from loop.labels.guidelines import get as get_guideline
-from loop.labels.interface import config_labels, label_config
+from loop.labels.interface import LABEL_CHANGES, config_labels, label_config
 from loop.services.context import Context
 from loop.workflows.progress import Progress, no_progress
-
-WEBHOOK_ACTIONS = ("ANNOTATION_CREATED", "ANNOTATIONS_CREATED", "ANNOTATION_UPDATED", "ANNOTATIONS_DELETED")
-STOP_SET_SIZE = 1000
 
 
 def resolve_labels(labels: Sequence[str] | None, guidelines_dir: str | Path | None,
@@ -130,7 +128,7 @@ def init_project(ctx: Context, data: str | Path, *, text_field: str = "text", la
         url = ctx.settings.backend_url
         auth = ctx.settings.backend_auth
         backend = ls.connect_ml_backend(project_id, url, auth=auth)
-        ls.ensure_webhook(project_id, f"{url}/webhook", WEBHOOK_ACTIONS, auth=auth)
+        ls.ensure_webhook(project_id, f"{url}/webhook", LABEL_CHANGES, auth=auth)
     return {"project_id": project_id, "linked": linked, "items": len(items), "imported": len(todo),
             "embedded": n_embedded, "labels": label_set, "ml_backend": backend,
             "guideline_version": record["guideline_version"], "dev_items": len(dev_items),

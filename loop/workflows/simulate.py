@@ -21,13 +21,11 @@ from loop.core.assign import assign
 from loop.core.dataset import read_items
 from loop.core.embeddings import embed_texts
 from loop.core.learning import choose_batch, measure_round
-from loop.core.stopping import StabilizingPredictions
+from loop.core.stopping import STOP_SET_SIZE, StabilizingPredictions
 from loop.core.strategies import get_strategy
 from loop.errors import ConfigError, DataError
 from loop.labels.aggregation import DEFAULT_METHOD, aggregate
 from loop.workflows.progress import Progress, no_progress
-
-STOP_SET_SIZE = 1000
 
 
 @dataclass(frozen=True)
