@@ -69,6 +69,19 @@ class Models:
         return cached
 
 
+def no_predictions(n_tasks: int) -> list[list]:
+    """The /predict answer for n tasks without a model: an empty list of predictions per task.
+
+    Label Studio 1.23 (label_studio/ml/models.py, `MLBackend._get_predictions_from_ml_backend`)
+    logs "ML backend returns an incorrect response, results field must be a list with at least
+    one item" for `"results": []`; with one entry per task it zips tasks and entries, wraps a dict
+    entry in a list and stores each dict of that list as a prediction, so an empty list stores
+    nothing and logs nothing. (`{"result": []}` per task would store an empty prediction on every
+    task.) Label Studio never asks for zero tasks, so n = 0 gets `[]`.
+    """
+    return [[] for _ in range(n_tasks)]
+
+
 def _authorized(header: str | None, auth: tuple[str, str]) -> bool:
     if not header or not header.startswith("Basic "):
         return False
@@ -138,7 +151,7 @@ def create_app(store: Store, cache: VectorCache, embedder: Embedder,
         version, clf = models.current(p)
         counters["predict_requests"] += 1
         if clf is None or not texts:
-            return {"results": [], "model_version": version or "none"}
+            return {"results": no_predictions(len(texts)), "model_version": version or "none"}
         # Embedding is CPU work: off the event loop, so /webhook and /health stay instant meanwhile.
         guesses = await run_in_threadpool(lambda: model_lib.predict(clf, embed_texts(texts, cache, embedder)[0]))
         counters["tasks_predicted"] += len(texts)
@@ -153,7 +166,7 @@ def create_app(store: Store, cache: VectorCache, embedder: Embedder,
             # Redis reads off the event loop, so /predict never waits behind a webhook.
             parsed = await run_in_threadpool(webhooks.parse, data, lambda p, tasks, anns: Recorder.load(
                 store, p, task_ids=tasks, annotation_ids=anns) if store.project(p) else None,
-                request.query_params.get("project"))
+                request.query_params.get("project"), request.query_params.get("ls_project"))
         except (BadRequest, webhooks.Refused) as exc:
             status = exc.status
             reason = exc.message if isinstance(exc, BadRequest) else exc.reason

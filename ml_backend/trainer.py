@@ -35,9 +35,13 @@ log = logging.getLogger("loop.trainer")
 
 class Trainer:
     def __init__(self, store: Store, vectors: ItemVectors, *, ls=None, consumer: str = "trainer-1",
-                 coalesce_s: float = 0.3, block_ms: int = 1000):
+                 coalesce_s: float = 0.3, block_ms: int = 1000, min_interval_s: float = 0.0):
+        """`min_interval_s`: at least this long between two retrains; events arriving meanwhile
+        join the next one (one model version for a stretch of submits, not one per submit)."""
         self.store, self.vectors, self.ls = store, vectors, ls
         self.consumer, self.coalesce_s, self.block_ms = consumer, coalesce_s, block_ms
+        self.min_interval_s = min_interval_s
+        self._last_retrain = float("-inf")
         self.stopping = threading.Event()
         self._rejected: set[tuple[str, str]] = set()  # dead-lettered once, not at every pull
 
@@ -48,11 +52,17 @@ class Trainer:
             self.store.dead_letter(reason, {"project": p, "annotation": annotation})
             log.warning("project %s: %s", p, reason)
 
-    def pull(self, p: int) -> dict[str, int]:
-        """Mirror the annotations Label Studio changed since the last pull into the label store."""
+    def pull(self, p: int, ls_projects: set[int] | None = None) -> dict[str, int]:
+        """Mirror the annotations Label Studio changed since the last pull into the label store: in
+        the Label Studio projects the events name, or (None) in all of project p's."""
         if self.ls is None:
             raise RuntimeError("payload-less webhook events need a Label Studio client (Trainer(ls=...))")
-        return pull_changes(self.store, self.ls, p, on_reject=lambda ann, why: self._reject(p, ann, why))
+        reject = lambda ann, why: self._reject(p, ann, why)  # noqa: E731
+        if ls_projects is None:
+            return pull_changes(self.store, self.ls, p, on_reject=reject)
+        for lp in sorted(ls_projects):
+            pull_changes(self.store, self.ls, p, on_reject=reject, ls_project=lp)
+        return {}
 
     def step(self, pending: bool = False) -> dict[int, str | None]:
         """Handle one burst of events; returns project -> new model version (None: no model yet)."""
@@ -60,19 +70,21 @@ class Trainer:
         batch = self.store.read_events(self.consumer, block_ms=self.block_ms, pending=pending)
         if not batch:
             return {}
-        if not pending:  # coalesce: a burst of annotations is one retrain
-            time.sleep(self.coalesce_s)
+        if not pending:  # coalesce: a burst of annotations is one retrain, and retrains keep their distance
+            time.sleep(max(self.coalesce_s, self._last_retrain + self.min_interval_s - time.monotonic()))
             for p, more in self.store.read_events(self.consumer, block_ms=1, count=100_000).items():
                 batch.setdefault(p, []).extend(more)
         published = {}
         for p, events in batch.items():
             upsert = {r["id"]: r for _, e in events for r in e.get("upsert", [])}
             remove = {i for _, e in events for i in e.get("remove", [])}
-            if any(e.get("sync") for _, e in events):
-                self.pull(p)
+            syncs = [e for _, e in events if e.get("sync")]
+            if syncs:  # an event without `ls_project` (an older webhook URL) reads every project
+                self.pull(p, None if any("ls_project" not in e for e in syncs) else {e["ls_project"] for e in syncs})
             self.store.upsert_annotations(p, {k: v for k, v in upsert.items() if k not in remove}, remove)
             published[p] = self.retrain(p)
             self.store.ack_events(p, [event_id for event_id, _ in events])
+        self._last_retrain = time.monotonic()
         return published
 
     def retrain(self, p: int) -> str | None:
@@ -100,7 +112,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     ctx = Context(load_settings())
-    trainer = Trainer(ctx.store, ctx.vectors, ls=ctx.ls, consumer=args.consumer)
+    trainer = Trainer(ctx.store, ctx.vectors, ls=ctx.ls, consumer=args.consumer,
+                      min_interval_s=ctx.settings.trainer_min_interval)
 
     def stop(*_: Any) -> None:
         trainer.stopping.set()

@@ -36,11 +36,14 @@ def _as_list(value: Any) -> list:
     return value if isinstance(value, list) else [value] if value is not None else []
 
 
-def parse(payload: dict[str, Any], recorder_for, project_hint: Any = None) -> tuple[int, dict[str, Any]] | None:
+def parse(payload: dict[str, Any], recorder_for, project_hint: Any = None,
+          ls_project_hint: Any = None) -> tuple[int, dict[str, Any]] | None:
     """(project id, event) for the trainer, or None for an action the trainer does not need.
 
     `recorder_for(p, task_ids, annotation_ids)` gives the project's Recorder for those rows, or None
-    if loop does not know the project. `project_hint` is the webhook URL's `?project=` value.
+    if loop does not know the project. `project_hint` is the webhook URL's `?project=` value (the
+    loop project), `ls_project_hint` its `?ls_project=` (the Label Studio project the change was
+    made in: the main project or an annotator's queue).
 
     Two shapes arrive. The webhooks loop sets up carry no payload, only the action (a payload makes
     Label Studio count the whole project inside the annotator's request); the project comes from
@@ -60,8 +63,12 @@ def parse(payload: dict[str, Any], recorder_for, project_hint: Any = None) -> tu
         p = project_id(project_hint)
         if recorder_for(p, [], []) is None:
             raise Refused(404, f"project {p} is not a loop project; run `loop init` for it first")
-        return p, {"action": action, "sync": True, "upsert": [], "remove": []}
-    p = project_id(payload.get("project"))
+        event = {"action": action, "sync": True, "upsert": [], "remove": []}
+        if ls_project_hint is not None:
+            event["ls_project"] = project_id(ls_project_hint)
+        return p, event
+    ls_project = project_id(payload.get("project"))
+    p = project_id(project_hint) if project_hint is not None else ls_project
     annotations = _as_list(payload.get("annotation"))
     tasks = {t.get("id"): t for t in _as_list(payload.get("task")) if isinstance(t, dict)}
     ann_ids = [a["id"] for a in annotations if isinstance(a, dict) and "id" in a]
@@ -88,7 +95,7 @@ def parse(payload: dict[str, Any], recorder_for, project_hint: Any = None) -> tu
         if not isinstance((task.get("data") or {}).get(OBJECT), str):
             raise Refused(422, f"task {task_id} has no data.{OBJECT}; loop's tasks carry their text there")
         try:
-            rec = recorder.record(ann, task_id)
+            rec = recorder.record(ann, task_id, ls_project=ls_project)
         except AnnotationRejected as exc:
             raise Refused(422, str(exc)) from None
         if rec is not None:

@@ -17,6 +17,7 @@ METHOD_HELP = ", ".join(METHODS)
 
 def register(app: typer.Typer) -> None:
     app.command()(adjudicate)
+    app.command()(accept)
     app.command()(agreement)
     app.command("aggregate")(aggregate)
 
@@ -35,9 +36,9 @@ def adjudicate(
     r = assign(ctx, ctx.project_id(project), adjudicator, limit=limit)
 
     def render(r):
+        where = f"their queue {r['url']}" if r["url"] else "their queue"
         console.print(f"{len(r['assigned'])} contested items sent to {r['adjudicator']}; "
-                      f"{r['open_for_adjudicator']} now wait in their tab \"Adjudication · {r['adjudicator']}\" "
-                      f"({r['contested']} contested in all).")
+                      f"{r['open_for_adjudicator']} now wait in {where} ({r['contested']} contested in all).")
         if r["skipped_own_items"]:
             console.print(f"{len(r['skipped_own_items'])} items were left out: {r['adjudicator']} labelled them.")
         table = Table("item", "labels", "top share", "adjudicator", title="contested queue (worst first)")
@@ -47,6 +48,23 @@ def adjudicate(
         console.print(table)
 
     emit(r, as_json, render)
+
+
+@handle_errors
+def accept(
+    annotation_ids: Optional[list[str]] = typer.Argument(None, help="Annotation ids to accept (`loop status --json` lists them under labels_outside)."),
+    every: bool = typer.Option(False, "--all", help="Accept every label left out of training."),
+    project: Optional[int] = typer.Option(None, help=PROJECT_OPTION_HELP),
+    as_json: bool = JSON_OPTION,
+):
+    """Take labels into training that were left out because their author was not sent the item
+    (an item outside their queue, or someone else's queue)."""
+    from loop.workflows.adjudicate import accept as run
+
+    ctx = context()
+    r = run(ctx, ctx.project_id(project), list(annotation_ids or []), every=every)
+    emit(r, as_json, lambda r: console.print(
+        f"{len(r['accepted'])} labels accepted into training; {r['still_outside']} are still left out."))
 
 
 def _render_agreement(r: dict) -> None:

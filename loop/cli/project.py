@@ -24,6 +24,7 @@ def init(
     project_id: Optional[int] = typer.Option(None, help="Link an existing Label Studio project instead of creating one."),
     title: Optional[str] = typer.Option(None, help="Title of the new Label Studio project."),
     dev: Optional[str] = typer.Option(None, help="A labelled dev set (same format) to track held-out accuracy and macro-F1 per round."),
+    assisted: Optional[bool] = typer.Option(None, "--assisted/--independent", help="Show annotators the model's answer pre-ticked (one annotator per item only), or not (the default: independent labels)."),
     as_json: bool = JSON_OPTION,
 ):
     """Create (or link) a Label Studio project from a dataset, embed every item once, connect the ML backend."""
@@ -33,7 +34,7 @@ def init(
     with progress_bars(not as_json) as bars:
         result = init_project(ctx, data, text_field=text_field, label_field=label_field, id_field=id_field,
                               labels=csv_option(labels) or None, guidelines_dir=guidelines, project_id=project_id,
-                              title=title, dev=dev, progress=bars)
+                              title=title, dev=dev, assisted=assisted, progress=bars)
     emit(result, as_json, lambda r: console.print(
         f"Project {r['project_id']} {'linked' if r['linked'] else 'created'}: {r['items']} items "
         f"({r['imported']} imported, {r['embedded']} newly embedded), labels {', '.join(r['labels'])}.\n"

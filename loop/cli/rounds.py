@@ -35,14 +35,13 @@ def render_round(r: dict) -> None:
             console.print(f"round {c['round']} agreement: {_fmt(ag['percent'])} of pairs agree, alpha "
                           f"{_fmt(ag['alpha'])}, mean kappa {_fmt(ag['mean_kappa'])} over {ag['items']} items; "
                           f"{c['contested']} contested" + (" (`loop adjudicate --adjudicator NAME`)" if c["contested"] else ""))
-    table = Table("annotator", "items", "done", "view")
+    table = Table("annotator", "items", "done", "their queue in Label Studio")
     for a, given in r["assignments"].items():
-        table.add_row(a, str(len(given["items"])), str(given["done"]),
-                      f"Round {r['id']} · {a} (tab {(r.get('views') or {}).get(a, '-')})")
+        table.add_row(a, str(len(given["items"])), str(given["done"]), (r.get("queues") or {}).get(a, {}).get("url", "-"))
     console.print(table)
     if r.get("status") == "open":
-        console.print("Annotators open their tab in the project's Data Manager and label its items "
-                      "(--json lists each one's item and task ids).")
+        console.print("Each annotator opens their queue (a Label Studio project of their own) and clicks "
+                      "\"Label All Tasks\" (--json lists each one's item and task ids).")
 
 
 @handle_errors

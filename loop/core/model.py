@@ -7,6 +7,7 @@ calibrated well enough for uncertainty sampling.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import dataclass
 from typing import Sequence
@@ -31,6 +32,7 @@ class ModelSnapshot:
     n_labels: int
     created_at: float
     round: int | None = None
+    training_digest: str | None = None  # what it was trained on (`training_digest`): a retrain on the same is skipped
 
 
 def new_classifier(seed: int = 0) -> LogisticRegression:
@@ -47,10 +49,21 @@ def train(X: np.ndarray, y: Sequence[str], seed: int = 0) -> LogisticRegression:
         return new_classifier(seed).fit(X, np.asarray(y))
 
 
-def snapshot(clf: LogisticRegression, version: str, *, n_labels: int, round: int | None = None) -> ModelSnapshot:
+def snapshot(clf: LogisticRegression, version: str, *, n_labels: int, round: int | None = None,
+             training_digest: str | None = None) -> ModelSnapshot:
     check_is_fitted(clf)
     return ModelSnapshot(version=version, classes=[str(c) for c in clf.classes_], coef=clf.coef_,
-                         intercept=clf.intercept_, n_labels=n_labels, created_at=time.time(), round=round)
+                         intercept=clf.intercept_, n_labels=n_labels, created_at=time.time(), round=round,
+                         training_digest=training_digest)
+
+
+def training_digest(item_ids: Sequence[str], labels: Sequence[str], settings: str = "") -> str:
+    """A fingerprint of a training set (items, their labels, and how they were chosen): equal
+    digests train equal models, so the trainer publishes a new version only when it changed."""
+    h = hashlib.sha256(settings.encode())
+    for item, label in zip(item_ids, labels):
+        h.update(f"\x00{item}\x01{label}".encode())
+    return h.hexdigest()[:16]
 
 
 def restore(snap: ModelSnapshot) -> LogisticRegression:

@@ -23,13 +23,25 @@ COLUMN_DOCS = {
     "id": "item id (from the data file, or a content hash of the text)",
     "text": "the input text, as annotators saw it",
     "label": "the aggregated label (what the loop trains on)",
-    "decided_by": "unanimous, majority, tie-break (equal votes; Dawid-Skene picks), model-weighted or adjudicated",
-    "confidence": "share of votes for the label (1.0 when adjudicated)",
+    "decided_by": ("single (one annotator's label, checked by nobody), unanimous (two or more labels, all alike), "
+                   "majority, tie-break (as many votes for another label), model-weighted (Dawid-Skene's "
+                   "posterior) or adjudicated"),
+    "confidence": "share of votes for the label (model-weighted: Dawid-Skene's posterior; 1.0 when adjudicated)",
     "n_labels": "number of annotators who labelled the item (an adjudicator's ruling not counted)",
     "guideline_version": "guideline version of the labels that decided the item",
     "round": "the round that selected the item (empty: labelled outside the rounds)",
     "annotations": "every raw label: annotator, label, guideline_version, created_at, adjudicator",
 }
+
+
+def _count(n: Any, one: str, many: str) -> str:
+    """`n` and the words that agree with it: _count(1, "item was", "items were") is "1 item was"."""
+    return f"{n} {one if n == 1 else many}"
+
+
+# The tie-break each aggregation method applies (`labels.aggregation.aggregate`).
+TIE_BREAKS = {"majority-ds": "Dawid-Skene's estimate of annotator reliability picked one",
+              "majority": "the earliest label was kept"}
 
 
 def size_category(n: int) -> str:
@@ -84,12 +96,14 @@ def _limitations(f: dict[str, Any]) -> list[str]:
         out.append(f"Contradictions allowed: {contra['count']} input(s) appear with different labels "
                    f"({contra.get('rows', '?')} rows) after normalisation; this export was made with "
                    "--allow-contradictions, so a model trained on it sees conflicting targets.")
-    single = counts["n_labels"].get("0", 0) + counts["n_labels"].get("1", 0)
+    single = counts["decided_by"].get("single", 0)
     if single:
-        out.append(f"{single} of {counts['rows']} items have a single label: nobody checked them.")
-    if counts["decided_by"].get("tie-break"):
-        out.append(f"{counts['decided_by']['tie-break']} items had equally many votes for two labels; "
-                   "Dawid-Skene's estimate of annotator reliability picked one.")
+        has = "has a single label: nobody checked it" if single == 1 else "have a single label: nobody checked them"
+        out.append(f"{single} of {_count(counts['rows'], 'item', 'items')} {has}.")
+    ties = counts["decided_by"].get("tie-break", 0)
+    if ties:
+        how = TIE_BREAKS.get((f.get("training_policy") or {}).get("aggregation"), TIE_BREAKS["majority-ds"])
+        out.append(f"{_count(ties, 'item', 'items')} had equally many votes for two or more labels; {how}.")
     versions = counts["guideline_versions"]
     if len(versions) > 1:
         mix = ", ".join(f"v{v}: {n}" for v, n in versions.items())
@@ -102,7 +116,8 @@ def _limitations(f: dict[str, Any]) -> list[str]:
         out.append(f"The guideline file {g.get('file')} changed since it was applied (hash {g['hash']} recorded, "
                    f"{g['current_hash']} now); the text below is the current file.")
     if counts["outside_rounds"]:
-        out.append(f"{counts['outside_rounds']} items were labelled outside the loop's rounds (no round).")
+        out.append(f"{_count(counts['outside_rounds'], 'item was', 'items were')} labelled outside the loop's "
+                   "rounds (no round).")
     if not f["project"]["dev_set"]:
         out.append("No labelled dev set: the learning curve shows only how much successive models agree, "
                    "not held-out accuracy.")
@@ -111,28 +126,31 @@ def _limitations(f: dict[str, Any]) -> list[str]:
                    "change the model.")
     ann = f["annotators"]["count"]
     if ann < 2:
-        out.append(f"{ann} annotator(s): agreement between annotators cannot be measured.")
+        out.append(f"{_count(ann, 'annotator', 'annotators')}: agreement between annotators cannot be measured.")
     overall = f["agreement"]["overall"]
     if overall and overall["pairable_items"] < MIN_ITEMS:
-        out.append(f"Agreement rests on {overall['pairable_items']} items with two or more labels "
+        out.append(f"Agreement rests on {_count(overall['pairable_items'], 'item', 'items')} with two or more labels "
                    f"(fewer than {MIN_ITEMS}): treat the figures as rough.")
-    if f["status"]["contested"]:
-        out.append(f"{f['status']['contested']} contested items were never adjudicated; their label is the vote.")
-    for name, say in (("leakage", "inputs shared with the test file given to the validator"),
-                      ("near_duplicates", "near-duplicate pairs (cosine >= {threshold})"),
-                      ("exact_duplicates", "groups of exact duplicates (same input and label)"),
-                      ("invalid_labels", "rows with a label outside the label set"),
-                      ("empty_inputs", "empty or near-empty inputs"),
-                      ("label_errors", ("items whose label a cross-validated classifier strongly contradicts "
-                                       "(listed in validation.json for review)"))):
+    contested = f["status"]["contested"]
+    if contested:
+        out.append(f"{_count(contested, 'contested item was', 'contested items were')} never adjudicated; "
+                   f"{'its label is' if contested == 1 else 'their label is'} the vote.")
+    for name, one, many, rest in (
+            ("leakage", "input", "inputs", " shared with the test file given to the validator"),
+            ("near_duplicates", "near-duplicate pair", "near-duplicate pairs", " (cosine >= {threshold})"),
+            ("exact_duplicates", "group", "groups", " of exact duplicates (same input and label)"),
+            ("invalid_labels", "row", "rows", " with a label outside the label set"),
+            ("empty_inputs", "empty or near-empty input", "empty or near-empty inputs", ""),
+            ("label_errors", "item", "items", " whose label a cross-validated classifier strongly contradicts "
+                                              "(listed in validation.json for review)")):
         check = checks.get(name) or {}
         if check.get("status") == "found":
-            text = say.format(threshold=check.get("threshold", val["settings"].get("near_threshold")))
+            text = rest.format(threshold=check.get("threshold", val["settings"].get("near_threshold")))
             extra = ""
             if name == "near_duplicates":
                 differ = sum(1 for pr in check.get("pairs") or [] if not pr.get("same_label"))
                 extra = f", {differ} of them with different labels" if differ else ""
-            out.append(f"{check['count']} {text}{extra}.")
+            out.append(f"{_count(check['count'], one, many)}{text}{extra}.")
     balance = checks.get("class_balance") or {}
     if balance.get("minority"):
         out.append(f"Minority classes (under {val['settings'].get('minority_fraction')} of the largest): "
@@ -308,10 +326,12 @@ def render_card(facts: Mapping[str, Any]) -> str:
     out += ["## Summary", "",
             f"Text classification data labelled with loop (active learning on Label Studio), project {proj['id']}"
             + (f", from `{proj['source']}`" if proj["source"] else "") + ".", "",
-            f"- {counts['rows']} labelled items ({splits}); {len(proj['labels'])} labels: {', '.join(proj['labels'])}",
-            (f"- {st['labels_spent']} labels spent on {st['items_labelled']} of {st['items']} imported items "
-             f"({st['pool']} still in the pool); "
-            f"{facts['annotators']['count']} annotators; {len(facts['selection']['rounds'])} rounds"),
+            (f"- {_count(counts['rows'], 'labelled item', 'labelled items')} ({splits}); "
+             f"{_count(len(proj['labels']), 'label', 'labels')}: {', '.join(proj['labels'])}"),
+            (f"- {_count(st['labels_spent'], 'label', 'labels')} spent on {st['items_labelled']} of "
+             f"{_count(st['items'], 'imported item', 'imported items')} ({st['pool']} still in the pool); "
+             f"{_count(facts['annotators']['count'], 'annotator', 'annotators')}; "
+             f"{_count(len(facts['selection']['rounds']), 'round', 'rounds')}"),
             f"- How each label was decided: {decided}"
             + (f" (labels: {facts['training_policy']['description']})"
                if facts.get("training_policy", {}).get("description") else ""),
@@ -344,7 +364,7 @@ def render_card(facts: Mapping[str, Any]) -> str:
         out += [f"- {w}" for w in agr["overall"]["warnings"]] + [""]
 
     ann = facts["annotators"]
-    out += ["## Annotators", "", (f"{ann['count']} annotators. Agreement with the consensus "
+    out += ["## Annotators", "", (f"{_count(ann['count'], 'annotator', 'annotators')}. Agreement with the consensus "
             f"({ann['consensus_method']} vote) flatters everyone a little, since their own label is part of it; "
             "estimated accuracy comes from a Dawid-Skene fit."), "",
             _table(["annotator", "items", "agreement with consensus", "estimated accuracy"],
@@ -352,7 +372,7 @@ def render_card(facts: Mapping[str, Any]) -> str:
                     for a, v in ann["reliability"].items()]), ""]
     if ann["adjudicators"]:
         who = ", ".join(f"{a} ({n} assigned)" for a, n in ann["adjudicators"].items())
-        out += [f"Adjudicators: {who}; {ann['adjudicated']} items decided by adjudication.", ""]
+        out += [f"Adjudicators: {who}; {_count(ann['adjudicated'], 'item', 'items')} decided by adjudication.", ""]
 
     sel = facts["selection"]
     out += ["## Selection", "", _table(

@@ -7,6 +7,11 @@
   rounds, the trainer, simulate, `loop aggregate` and `loop agreement`), with adjudicated labels
   taking precedence; `annotator_reliability` scores each annotator.
 
+What decided an item (`decided_by`, one of DECIDED_BY): "single" (one annotator's label: nothing
+to agree or disagree with), "unanimous" (two or more labels, all the same), "majority",
+"tie-break", "model-weighted" (dawid-skene, when some label differs from the decision) or
+"adjudicated".
+
 A label record is a dict with at least "item_id", "annotator" and "label" (a non-empty string),
 and optionally "created_at" (ISO time; orders the labels). An annotator counts once per item:
 when one annotator labelled an item twice, their latest label is kept.
@@ -26,6 +31,7 @@ import numpy as np
 from loop.errors import ConfigError, DataError
 
 METHODS = ("majority", "dawid-skene", "majority-ds")
+DECIDED_BY = ("single", "unanimous", "majority", "tie-break", "model-weighted", "adjudicated")
 # The most accurate on the weather_sentiment benchmark at 2-10 labels per item (docs/benchmarks.md).
 DEFAULT_METHOD = "majority-ds"
 
@@ -204,7 +210,9 @@ def _vote(labs: list[str]) -> tuple[str, float, str]:
     counts = Counter(labs)
     label = majority_vote(labs)
     top = counts[label]
-    if len(counts) == 1:
+    if len(labs) == 1:
+        how = "single"
+    elif len(counts) == 1:
         how = "unanimous"
     elif sum(1 for v in counts.values() if v == top) > 1:
         how = "tie-break"
@@ -225,9 +233,14 @@ def aggregate(records: Iterable[Mapping], method: str = DEFAULT_METHOD,
       when every label agrees with it, else "model-weighted".
     - "majority-ds": the majority vote, but a tie goes to the tied label with the highest
       Dawid-Skene posterior instead of the earliest one; confidence and decided_by as "majority".
+      With two annotators every disagreement is a tie, so Dawid-Skene decides every split: by the
+      annotators' estimated confusions and the class priors, not by what the item says.
 
-    An adjudicated item's label is final (confidence 1.0, decided_by "adjudicated"), also for
-    items nobody labelled (n_labels 0). n_labels counts annotators, one label each.
+    With every method, an item decided by its one label is decided_by "single", not "unanimous":
+    one label agrees with nothing (under "dawid-skene", a lone label the model overrules is
+    "model-weighted"). An adjudicated item's label is final (confidence 1.0, decided_by
+    "adjudicated"), also for items nobody labelled (n_labels 0). n_labels counts annotators, one
+    label each.
     """
     if method not in METHODS:
         raise ConfigError(f"unknown aggregation method {method!r}; use one of: {', '.join(METHODS)}")
@@ -260,7 +273,9 @@ def aggregate(records: Iterable[Mapping], method: str = DEFAULT_METHOD,
             tied = [model.classes[c] for c in np.flatnonzero(row >= best - 1e-12)]
             # An exact tie of posteriors (symmetric data) falls back to the vote's tie-break.
             label = tied[0] if len(tied) == 1 else next((lab for lab in labs if lab in tied), tied[0])
-            how = "unanimous" if all(lab == label for lab in labs) else "model-weighted"
+            # One label the model keeps is "single"; one it overrules is "model-weighted".
+            how = ("model-weighted" if any(lab != label for lab in labs)
+                   else "single" if len(labs) == 1 else "unanimous")
             out[item] = {"label": label, "confidence": best, "decided_by": how, "n_labels": len(labs)}
     for item, lab in adjudicated.items():
         out[item] = {"label": lab, "confidence": 1.0, "decided_by": "adjudicated",

@@ -8,7 +8,8 @@
     body in markdown
 
 The newest version in the folder is the one in force. `bump` writes the next version from an
-edited file and records a changelog line in `CHANGELOG.md` next to the versions.
+edited file and records a changelog line in `CHANGELOG.md` next to the versions. `to_html` (and
+`Guideline.html`) renders a body for Label Studio's instructions, which show HTML, not markdown.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from datetime import date
 from pathlib import Path
 
 import yaml
+from markdown_it import MarkdownIt
 
 from loop.errors import DataError
 
@@ -34,6 +36,23 @@ class Guideline:
     @property
     def content_hash(self) -> str:
         return hashlib.sha256(self.path.read_bytes()).hexdigest()[:12]
+
+    @property
+    def html(self) -> str:
+        """The body as HTML: what Label Studio's `expert_instruction` should hold (see `to_html`)."""
+        return to_html(self.body)
+
+
+def to_html(markdown_text: str) -> str:
+    """Markdown to HTML for Label Studio's instructions (a project's `expert_instruction`).
+
+    CommonMark plus tables and strikethrough (markdown-it-py, MIT). Raw HTML in the markdown is
+    escaped and shown as text, never passed through: Label Studio's own cleaning of
+    `expert_instruction` (bleach with `label_studio/constants.py`'s SAFE_HTML_TAGS) lets
+    `<script>` and `<iframe>` through, and every annotator's browser runs what the instructions
+    hold. markdown-it also refuses javascript:, vbscript: and file: links (they stay text).
+    """
+    return MarkdownIt("commonmark", {"html": False}).enable(["table", "strikethrough"]).render(markdown_text)
 
 
 def parse(path: Path) -> Guideline:

@@ -19,7 +19,8 @@ from loop.errors import LabelStudioError, ServiceUnavailable
 from loop.labels.interface import OBJECT, label_config
 
 IMPORT_BATCH = 1000
-CHANGED_TASK_FIELDS = "id,updated_at,annotations,result,completed_by,was_cancelled,created_at"
+CHANGED_TASK_FIELDS = ("id,updated_at,annotations,result,completed_by,updated_by,was_cancelled,created_at,"
+                       "parent_prediction")
 
 
 class LabelStudioClient:
@@ -59,12 +60,26 @@ class LabelStudioClient:
         return self._http("check the API token", "GET", "/api/current-user/whoami")
 
     # -- projects and tasks -----------------------------------------------------------------
-    def create_project(self, title: str, labels: Sequence[str], description: str = "") -> int:
+    def create_project(self, title: str, labels: Sequence[str], description: str = "", *,
+                       suggestions: bool = False, sampling: str = "Uncertainty sampling") -> int:
+        """A text-classification project. `suggestions` pre-ticks the model's answer for annotators
+        (Label Studio's "use predictions to prelabel"): off unless a team wants assisted labelling."""
         project = self._call("create the project", self.sdk.projects.create, title=title,
                              label_config=label_config(labels), expert_instruction=description,
-                             show_instruction=bool(description), sampling="Uncertainty sampling",
-                             show_collab_predictions=True, maximum_annotations=1)
+                             show_instruction=bool(description), sampling=sampling,
+                             show_collab_predictions=suggestions, maximum_annotations=1)
         return int(project.id)
+
+    def find_project(self, title: str) -> int | None:
+        """The id of the project with exactly this title (the newest if several), or None."""
+        page, found = 1, []
+        while True:
+            body = self._http("list projects", "GET", "/api/projects/", params={"page": page, "page_size": 100})
+            results = body.get("results", []) if isinstance(body, dict) else body
+            found += [int(p["id"]) for p in results if p.get("title") == title]
+            if not isinstance(body, dict) or not body.get("next"):
+                return max(found, default=None)
+            page += 1
 
     def project(self, project_id: int) -> dict[str, Any]:
         return self._http(f"read project {project_id} (does it exist?)", "GET", f"/api/projects/{project_id}")
@@ -123,6 +138,15 @@ class LabelStudioClient:
         return [{"id": int(t["id"]), "updated_at": t.get("updated_at"), "annotations": t.get("annotations") or []}
                 for tasks in self._task_pages("list changed tasks", params, page_size) for t in tasks]
 
+    def newest_task_stamp(self, project_id: int) -> str | None:
+        """The newest `updated_at` among the project's tasks (None when it has none): where a read
+        that found no labels can start the next one from."""
+        params = {"project": project_id, "fields": "task_only", "include": "id,updated_at", "page": 1, "page_size": 1,
+                  "query": json.dumps({"ordering": ["-tasks:updated_at"]})}
+        body = self._http("find the newest task", "GET", "/api/tasks", params=params)
+        tasks = body.get("tasks", []) if isinstance(body, dict) else body
+        return tasks[0].get("updated_at") if tasks else None
+
     def import_tasks(self, project_id: int, rows: Sequence[dict[str, Any]], progress=None) -> list[int]:
         """Import task data rows; returns the new task ids in row order."""
         ids: list[int] = []
@@ -146,11 +170,19 @@ class LabelStudioClient:
     def views(self, project_id: int) -> list[dict[str, Any]]:
         return self._http("list views", "GET", "/api/dm/views/", params={"project": project_id})
 
-    def ensure_view(self, project_id: int, title: str, task_ids: Sequence[int]) -> int:
-        """A Data Manager tab holding exactly these tasks; reuses a tab of that title (idempotent)."""
-        data = {"title": title, "filters": {"conjunction": "or", "items": [
-            {"filter": "filter:tasks:id", "operator": "equal", "type": "Number", "value": int(t)}
-            for t in task_ids]}}
+    def ensure_view(self, project_id: int, title: str, task_ids: Sequence[int] | None = None,
+                    hidden_columns: dict[str, list[str]] | None = None) -> int:
+        """A Data Manager tab holding exactly these tasks (every task when None); reuses a tab of
+        that title (idempotent). `hidden_columns` ({"explore": [...], "labeling": [...]}): Label
+        Studio fills a tab's columns (Completed, Annotated by, ...) only when the tab lists which
+        columns it hides."""
+        data: dict[str, Any] = {"title": title}
+        if task_ids is not None:
+            data["filters"] = {"conjunction": "or", "items": [
+                {"filter": "filter:tasks:id", "operator": "equal", "type": "Number", "value": int(t)}
+                for t in task_ids]}
+        if hidden_columns is not None:
+            data["hiddenColumns"] = hidden_columns
         for view in self.views(project_id):
             if (view.get("data") or {}).get("title") == title:
                 self._http("update a view", "PATCH", f"/api/dm/views/{view['id']}/",
@@ -218,14 +250,18 @@ class LabelStudioClient:
         return int(backend["id"])
 
     def ensure_webhook(self, project_id: int, url: str, actions: Sequence[str],
-                       auth: tuple[str, str] | None = None) -> int:
+                       auth: tuple[str, str] | None = None, loop_project: int | None = None) -> int:
+        """Label Studio project `project_id` calls `url` on `actions`, naming in the URL the loop
+        project (`loop_project`, default the same id: an annotator's queue belongs to a loop project
+        with another id) and the Label Studio project the change happened in."""
         headers = {}
         if auth:
             headers["Authorization"] = "Basic " + base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
         # No payload: with one, Label Studio serialises the project with all its counts inside the
         # annotator's submit (+19 to +30 ms at 300 tasks in most runs, growing with the project).
         # The trainer reads the changed tasks itself; the URL names the project.
-        body = {"project": project_id, "url": f"{url}?project={project_id}", "send_payload": False,
+        query = f"project={loop_project or project_id}&ls_project={project_id}"
+        body = {"project": project_id, "url": f"{url}?{query}", "send_payload": False,
                 "send_for_all_actions": False, "actions": list(actions), "is_active": True, "headers": headers}
         for hook in self._http("list webhooks", "GET", "/api/webhooks/", params={"project": project_id}):
             if (hook.get("url") or "").split("?")[0] == url:

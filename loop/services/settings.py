@@ -51,6 +51,9 @@ class Settings:
     startup_timeout: float = _setting(300.0, "LOOP_STARTUP_TIMEOUT",
                                       "Seconds `loop up` waits for each service to become ready.")
     request_timeout: float = _setting(60.0, "LOOP_REQUEST_TIMEOUT", "Seconds to wait for one Label Studio request.")
+    trainer_min_interval: float = _setting(5.0, "LOOP_TRAINER_MIN_INTERVAL",
+                                           "Seconds the trainer leaves between two retrains; annotations made "
+                                           "meanwhile join the next one.")
 
     @property
     def workspace_path(self) -> Path:

@@ -150,7 +150,45 @@ def ensure_label_studio_installed(ws: Workspace, log: Callable[[str], None]) -> 
     return exe
 
 
+# Everything Label Studio 1.23 sends out of the machine on its own, switched off. Label Studio reads
+# each setting with `get_env(NAME)` (label_studio/core/utils/params.py), which tries
+# LABEL_STUDIO_NAME, then HEARTEX_NAME, then NAME: the prefixed name wins over whatever the shell
+# that ran `loop up` exports. Paths below are under label_studio/.
+TELEMETRY_OFF = {
+    # Server-side Sentry: core/settings/label_studio.py defaults SENTRY_DSN to HumanSignal's DSN
+    # (o227124.ingest.sentry.io) and calls core/utils/sentry.py `init_sentry`, which starts
+    # sentry_sdk only `if settings.SENTRY_DSN`: an empty DSN leaves it uninitialised.
+    "LABEL_STUDIO_SENTRY_DSN": "",
+    # Browser-side Sentry: core/settings/label_studio.py defaults FRONTEND_SENTRY_DSN to another
+    # HumanSignal DSN; templates/base.html loads browser.sentry-cdn.com's bundle only
+    # `{% if settings.FRONTEND_SENTRY_DSN %}` and hands the page `sentry_dsn: null` otherwise,
+    # and the app bundle (web/dist/apps/labelstudio/main.js) starts Sentry only with a DSN.
+    "LABEL_STUDIO_FRONTEND_SENTRY_DSN": "",
+    # Usage analytics, core/settings/base.py `COLLECT_ANALYTICS` (default true): the server's
+    # ContextLogMiddleware posting every request's context to tele.labelstud.io
+    # (core/utils/contextlog.py `dont_send`), Google Analytics' gtag on the login and signup pages
+    # (users/templates/users/*user_base.html) and the pages' /__lsa events
+    # (templates/base.html `collect_analytics`).
+    "LABEL_STUDIO_COLLECT_ANALYTICS": "false",
+    # The PyPI version check, core/settings/base.py `LATEST_VERSION_CHECK` (default true):
+    # core/utils/common.py `check_for_the_latest_version` asks pypi.org at import time.
+    "LABEL_STUDIO_LATEST_VERSION_CHECK": "false",
+    # LaunchDarkly feature flags, core/settings/label_studio.py `FEATURE_FLAGS_OFFLINE` (default
+    # true): core/feature_flags/base.py connects to LaunchDarkly's servers only when it is false
+    # and no feature_flags.json is packaged; kept true whatever the shell says.
+    "LABEL_STUDIO_FEATURE_FLAGS_OFFLINE": "true",
+}
+
+
 def label_studio_env(ws: Workspace, creds: Credentials) -> dict[str, str]:
+    """The environment Label Studio is started with (on top of the caller's): its data folder, the
+    admin login, what loop needs switched on, and every phone-home switched off (TELEMETRY_OFF).
+
+    One request still leaves the machine and has no switch in 1.23: the login page and the app
+    fetch /heidi-tips, which Label Studio's server proxies to raw.githubusercontent.com
+    (core/views.py `heidi_tips`, users/templates/users/new-ui/user_tips.html): a plain GET of a
+    tips file, carrying no data about the installation; it fails quietly when offline.
+    """
     return {
         "LABEL_STUDIO_BASE_DATA_DIR": str(ws.label_studio_dir),
         "LABEL_STUDIO_USERNAME": creds.username,
@@ -160,9 +198,7 @@ def label_studio_env(ws: Workspace, creds: Credentials) -> dict[str, str]:
         # Label Studio must reach the ML backend and webhooks on localhost.
         "USE_DEFAULT_BANNED_SUBNETS": "false",
         "LABEL_STUDIO_DISABLE_SIGNUP_WITHOUT_LINK": "true",
-        "LATEST_VERSION_CHECK": "false",
-        "LABEL_STUDIO_LATEST_VERSION_CHECK": "false",
-        "COLLECT_ANALYTICS": "false",
+        **TELEMETRY_OFF,
         # Label Studio's own faster prediction import (off by default in 1.23): 3,000 predictions
         # showed in 3.6 s with it against 4.7-7.7 s without (docs/benchmarks.md, "ML backend").
         "fflag_fix_back_4620_memory_efficient_predictions_import_08012025_short": "true",

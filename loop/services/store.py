@@ -11,7 +11,8 @@ Key names (one separator, ':'; `{p}` is the loop project id, which is the Label 
                                                           training_policy, ...
     loop:project:{p}:items                    hash        item id -> JSON {task_id, key} (key: the text's content hash)
     loop:project:{p}:texts                    hash        item id -> the item's text (so any process can embed it)
-    loop:project:{p}:tasks                    hash        Label Studio task id -> item id
+    loop:project:{p}:tasks                    hash        Label Studio task id -> item id (main project and queues:
+                                                          task ids are unique across Label Studio)
     loop:project:{p}:annotations              hash        annotation id -> JSON {item_id, task_id, annotator, label,
                                                           guideline_version, ...}
     loop:project:{p}:assigned                 hash        item id -> round number (an item is assigned at most once)
@@ -25,8 +26,15 @@ Key names (one separator, ':'; `{p}` is the loop project id, which is the Label 
     loop:project:{p}:model:seq                counter     last model version number handed out
     loop:project:{p}:events                   stream      webhook events from Label Studio, for the trainer
                                                           (consumer group "trainer")
-    loop:project:{p}:ls_synced_at             string      Label Studio `updated_at` of the newest task read (trainer
-                                                          or sync); later reads ask only for tasks changed after it
+    loop:project:{p}:ls_synced_at             string      Label Studio `updated_at` of the newest task of the main
+                                                          project read (trainer or sync); later reads ask only for
+                                                          tasks changed after it
+    loop:project:{p}:queues                   hash        annotator -> JSON {ls_project, created_at}: their queue, a
+                                                          Label Studio project holding only the items sent to them
+    loop:project:{p}:queue:{name}             hash        item id -> task id of the item in that annotator's queue
+    loop:project:{p}:queue_synced_at          hash        queue's Label Studio project id -> its `updated_at` mark
+    loop:project:{p}:accepted                 set         annotation ids an operator accepted into training although
+                                                          their author was not assigned the item
 
 Every value that is not an array is JSON (never pickle), so any process or language can read it.
 A round is written in two steps that survive a crash: `plan_round` records the round as
@@ -136,6 +144,22 @@ class Keys:
     def ls_synced_at(p: int) -> str:
         return f"{Keys.project(p)}:ls_synced_at"
 
+    @staticmethod
+    def queues(p: int) -> str:
+        return f"{Keys.project(p)}:queues"
+
+    @staticmethod
+    def queue(p: int, annotator: str) -> str:
+        return f"{Keys.project(p)}:queue:{annotator}"
+
+    @staticmethod
+    def queue_synced_at(p: int) -> str:
+        return f"{Keys.project(p)}:queue_synced_at"
+
+    @staticmethod
+    def accepted(p: int) -> str:
+        return f"{Keys.project(p)}:accepted"
+
 
 def _dumps(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"))
@@ -153,7 +177,8 @@ def _snapshot_mapping(snap: ModelSnapshot) -> dict[str, Any]:
         "intercept": np.ascontiguousarray(snap.intercept, dtype="<f8").tobytes(),
         "dtype": "<f8",
         "meta": _dumps({"version": snap.version, "classes": snap.classes, "n_labels": snap.n_labels,
-                        "created_at": snap.created_at, "round": snap.round}),
+                        "created_at": snap.created_at, "round": snap.round,
+                        "training_digest": snap.training_digest}),
     }
 
 
@@ -163,7 +188,7 @@ def _snapshot_from(raw: dict[bytes, bytes]) -> ModelSnapshot:
     shape = tuple(json.loads(raw[b"coef_shape"]))
     return ModelSnapshot(
         version=meta["version"], classes=meta["classes"], n_labels=meta["n_labels"],
-        created_at=meta["created_at"], round=meta.get("round"),
+        created_at=meta["created_at"], round=meta.get("round"), training_digest=meta.get("training_digest"),
         coef=np.frombuffer(raw[b"coef"], dtype=dtype).reshape(shape),
         intercept=np.frombuffer(raw[b"intercept"], dtype=dtype),
     )
@@ -274,8 +299,11 @@ class Store:
         return _loads_hash(self.r.hgetall(Keys.annotators()))
 
     # -- annotations ------------------------------------------------------------------------
-    def replace_annotations(self, p: int, annotations: dict[str, dict[str, Any]]) -> dict[str, int]:
-        """Make the stored annotations equal `annotations` (the full set read from Label Studio).
+    def replace_annotations(self, p: int, annotations: dict[str, dict[str, Any]],
+                            ls_project: int | None = None) -> dict[str, int]:
+        """Make the stored annotations equal `annotations` (the full set read from Label Studio), or
+        with `ls_project`, those read from that one Label Studio project (the main one or a queue;
+        a record without `ls_project` belongs to the main project, p).
 
         Idempotent: running it twice with the same input changes nothing the second time.
         Returns counts of added, updated and removed annotations.
@@ -285,7 +313,8 @@ class Store:
         fresh = {str(k): _dumps(v) for k, v in annotations.items()}
         added = [k for k in fresh if k not in stored]
         updated = [k for k in fresh if k in stored and stored[k] != fresh[k]]
-        removed = [k for k in stored if k not in fresh]
+        removed = [k for k in stored if k not in fresh
+                   and (ls_project is None or (json.loads(stored[k]).get("ls_project") or p) == ls_project)]
         pipe = self.r.pipeline(transaction=True)
         if added or updated:
             pipe.hset(key, mapping={k: fresh[k] for k in added + updated})
@@ -297,8 +326,11 @@ class Store:
     def annotations(self, p: int) -> dict[str, dict[str, Any]]:
         return _loads_hash(self.r.hgetall(Keys.annotations(p)))
 
-    def annotation_count(self, p: int) -> int:
-        return self.r.hlen(Keys.annotations(p))
+    def annotation_count(self, p: int, ls_project: int | None = None) -> int:
+        """Stored annotations of project p, or of one of its Label Studio projects."""
+        if ls_project is None:
+            return self.r.hlen(Keys.annotations(p))
+        return sum(1 for a in self.annotations(p).values() if (a.get("ls_project") or p) == ls_project)
 
     def annotations_by_id(self, p: int, ids) -> dict[str, dict[str, Any]]:
         ids = [str(i) for i in ids]
@@ -462,12 +494,48 @@ class Store:
         if ids:
             self.r.xack(Keys.events(p), self.GROUP, *ids)
 
-    def synced_at(self, p: int) -> str | None:
-        raw = self.r.get(Keys.ls_synced_at(p))
+    def synced_at(self, p: int, ls_project: int | None = None) -> str | None:
+        """The mark of the last read of project p's main Label Studio project, or of one of its queues."""
+        if ls_project is None or ls_project == p:
+            raw = self.r.get(Keys.ls_synced_at(p))
+        else:
+            raw = self.r.hget(Keys.queue_synced_at(p), str(ls_project))
         return raw.decode() if raw is not None else None
 
-    def set_synced_at(self, p: int, stamp: str) -> None:
-        self.r.set(Keys.ls_synced_at(p), stamp)
+    def set_synced_at(self, p: int, stamp: str, ls_project: int | None = None) -> None:
+        if ls_project is None or ls_project == p:
+            self.r.set(Keys.ls_synced_at(p), stamp)
+        else:
+            self.r.hset(Keys.queue_synced_at(p), str(ls_project), stamp)
+
+    # -- annotators' queues -----------------------------------------------------------------
+    def add_queue(self, p: int, annotator: str, ls_project: int) -> None:
+        self.r.hset(Keys.queues(p), annotator, _dumps({"ls_project": int(ls_project), "created_at": time.time()}))
+
+    def queues(self, p: int) -> dict[str, dict[str, Any]]:
+        """annotator -> {ls_project, created_at}."""
+        return _loads_hash(self.r.hgetall(Keys.queues(p)))
+
+    def add_queue_tasks(self, p: int, annotator: str, tasks: dict[str, int]) -> None:
+        """Items put in an annotator's queue: item id -> the queue's task id (also in the task map)."""
+        if not tasks:
+            return
+        pipe = self.r.pipeline(transaction=True)
+        pipe.hset(Keys.queue(p, annotator), mapping={i: int(t) for i, t in tasks.items()})
+        pipe.hset(Keys.tasks(p), mapping={str(t): i for i, t in tasks.items()})
+        pipe.execute()
+
+    def queue_tasks(self, p: int, annotator: str) -> dict[str, int]:
+        """item id -> task id in the annotator's queue."""
+        return {k.decode(): int(v) for k, v in self.r.hgetall(Keys.queue(p, annotator)).items()}
+
+    # -- labels accepted from outside their author's assignment ------------------------------
+    def accept(self, p: int, annotation_ids: Iterable[str]) -> int:
+        ids = [str(i) for i in annotation_ids]
+        return int(self.r.sadd(Keys.accepted(p), *ids)) if ids else 0
+
+    def accepted(self, p: int) -> set[str]:
+        return {v.decode() for v in self.r.smembers(Keys.accepted(p))}
 
     def heartbeat(self) -> None:
         self.r.set(Keys.trainer_heartbeat(), time.time())

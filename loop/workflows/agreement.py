@@ -14,18 +14,20 @@ from loop.labels.label_files import read_label_file, write_aggregate
 from loop.services.context import Context
 from loop.services.store import Store
 from loop.services.sync import sync_annotations
+from loop.workflows.training import labels_that_count
 
 
 def project_records(store: Store, p: int, *, round_id: int | None = None,
                     guideline_version: int | None = None) -> list[dict[str, Any]]:
-    """The project's label records that agreement counts (`labels.agreement.agreement_records`)."""
+    """The project's label records that agreement counts (`labels.agreement.agreement_records`):
+    only labels that count (`workflows.training.labels_that_count`)."""
     items = None
     if round_id is not None:
         if store.round(p, round_id) is None:
             raise ConfigError(f"round {round_id} does not exist; `loop status` lists the rounds")
         items = store.round_assignments(p, round_id)
-    return agreement_records(store.annotations(p).values(), store.adjudication(p), items=items,
-                             guideline_version=guideline_version)
+    counted, _ = labels_that_count(store, p)
+    return agreement_records(counted, store.adjudication(p), items=items, guideline_version=guideline_version)
 
 
 def project_agreement(ctx: Context, p: int, *, round_id: int | None = None, guideline_version: int | None = None,

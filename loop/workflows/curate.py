@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
-from loop.core.dataset import Item, read_items, text_key
+from loop.core.dataset import Item
 from loop.core.embeddings import embed_texts
 from loop.curation.datacard import card_facts, render_card
 from loop.curation.export import (
@@ -41,11 +41,12 @@ from loop.curation.validate import (
     read_reference,
     validate,
 )
-from loop.errors import ConfigError, DataError, LoopError, NotInitialised
+from loop.errors import ConfigError, DataError, NotInitialised
 from loop.labels.guidelines import current, get
 from loop.workflows import training
 from loop.workflows.progress import Progress, no_progress
 from loop.workflows.status import plot_curve, status
+from loop.workflows.texts import project_texts
 
 
 def _embed(ctx, items: Sequence[Item], what: str, progress: Progress) -> np.ndarray:
@@ -101,7 +102,7 @@ def project_items(ctx, p: int) -> tuple[list[Item], list[dict[str, Any]], str]:
     where the texts came from."""
     store = ctx.store
     project = store.project(p)
-    annotations = list(store.annotations(p).values())
+    annotations, _ = training.labels_that_count(store, p)
     labelled = {a["item_id"] for a in annotations if a.get("label") is not None}
     if not labelled:
         raise DataError(f"project {p} has no labels yet; nothing to validate (`loop status` shows the rounds)")
@@ -125,46 +126,6 @@ def validate_project(ctx, p: int, *, test: str | Path | None = None, text_field:
                   label_errors=label_errors, progress=progress)
     return {"project_id": p, "source": f"project {p}", "text_source": source,
             "test_source": str(test) if test else None, **report}
-
-
-def project_texts(ctx, p: int, project: Mapping, item_ids: Iterable[str]) -> tuple[dict[str, str], str]:
-    """item id -> text for `item_ids`, and where the texts came from ("redis", "source" or "label-studio").
-
-    The texts `loop init` kept in Redis first, then the project's data file (re-read with its text
-    and id fields), keeping only texts whose content hash is the one stored at `loop init` (an
-    edited file must not relabel other texts); when the file is gone, changed, or lacks items, the
-    texts of the Label Studio tasks.
-    """
-    needed = set(item_ids)
-    keys = {i: v.get("key") for i, v in ctx.store.items(p).items()}
-    texts = {i: t for i, t in ctx.store.item_texts(p, sorted(needed)).items() if keys.get(i) == text_key(t)}
-    if len(texts) == len(needed):
-        return texts, "redis"
-    why = "the project record names no data file"
-    source = project.get("source")
-    if source:
-        try:
-            for it in read_items(source, text_field=project.get("text_field") or "text",
-                                 id_field=project.get("id_field")):
-                if it.id in needed and keys.get(it.id) in (None, text_key(it.text)):
-                    texts[it.id] = it.text
-            why = f"{source} lacks them or their text changed since `loop init`"
-        except DataError as exc:
-            why = str(exc)
-    missing = needed - set(texts)
-    if not missing:
-        return texts, "source"
-    try:
-        from_ls = ctx.ls.task_texts(p)
-    except LoopError as exc:
-        raise DataError(f"{len(missing)} labelled items have no text ({why}), and Label Studio could not "
-                        f"supply them: {exc}") from None
-    texts.update({i: from_ls[i] for i in missing if i in from_ls})
-    still = sorted(needed - set(texts))
-    if still:
-        raise DataError(f"{len(still)} labelled items (e.g. {still[0]!r}) have no text in the data file ({why}) "
-                        "nor in Label Studio's tasks; restore the data file the project was created from")
-    return texts, "label-studio"
 
 
 def guideline_negatives(project: Mapping) -> list[str] | None:
@@ -203,7 +164,7 @@ def export_project(ctx, p: int, out_dir: str | Path, *, fmt: str = "jsonl", test
     project = store.project(p)
     if project is None:
         raise NotInitialised(f"project {p} is unknown; `loop init DATA` creates one")
-    annotations = list(store.annotations(p).values())
+    annotations, _ = training.labels_that_count(store, p)
     labelled = {a["item_id"] for a in annotations if a.get("label") is not None}
     if not labelled:
         raise DataError(f"project {p} has no labels yet; nothing to export (`loop status` shows the rounds)")

@@ -2,19 +2,21 @@
 
 Label Studio's own "retrieve predictions" action asks the ML backend task by task; pushing them
 in bulk through the import API is one request per thousand tasks. Label Studio's Data Manager
-averages the score column over every prediction of a task, so predictions of old model versions
-are pruned to keep it meaningful.
+averages the score column over every prediction of a task, so a task keeps one prediction: the
+current model's replaces older ones (`replace_predictions`, used by rounds and pushes alike), and
+`prune` removes the rest.
 """
 
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, Sequence
 
 from loop.core import model as model_lib
 from loop.errors import LoopError
 from loop.labels.interface import prediction_row
 from loop.services.context import Context
+from loop.workflows.training import labels_that_count
 
 PUSH_BATCH = 1000
 
@@ -29,17 +31,38 @@ def push(ctx: Context, p: int, *, include_labelled: bool = False) -> dict[str, A
                         "(or let the trainer publish one)")
     clf = model_lib.restore(snap)
     items = store.items(p)
-    labelled = {a["item_id"] for a in store.annotations(p).values() if a["label"] is not None}
-    have = {pr["task"] for pr in ls.predictions(p) if pr.get("model_version") == snap.version}
+    counted, _ = labels_that_count(store, p)
+    labelled = {a["item_id"] for a in counted if a["label"] is not None}
+    existing = ls.predictions(p)
+    have = {pr["task"] for pr in existing if pr.get("model_version") == snap.version}
     todo = [i for i in sorted(items) if (include_labelled or i not in labelled) and items[i]["task_id"] not in have]
+    guesses = []
     for start_row in range(0, len(todo), PUSH_BATCH):
         chunk = todo[start_row:start_row + PUSH_BATCH]
-        guesses = model_lib.predict(clf, ctx.vectors.matrix(p, chunk))
-        ls.import_predictions(p, [prediction_row(label, score, snap.version, task=items[i]["task_id"])
-                                  for i, (label, score) in zip(chunk, guesses)])
-    ls.update_project(p, model_version=snap.version)
-    return {"model_version": snap.version, "pushed": len(todo), "already_there": len(have),
-            "seconds": round(time.perf_counter() - start, 2)}
+        guesses += [(items[i]["task_id"], label, score)
+                    for i, (label, score) in zip(chunk, model_lib.predict(clf, ctx.vectors.matrix(p, chunk)))]
+    done = replace_predictions(ctx, p, guesses, snap.version, existing=existing)
+    return {"model_version": snap.version, "pushed": done["imported"], "already_there": len(have),
+            "replaced": done["replaced"], "seconds": round(time.perf_counter() - start, 2)}
+
+
+def replace_predictions(ctx: Context, ls_project: int, guesses: Sequence[tuple[int, str, float]], version: str, *,
+                        existing: list[dict] | None = None) -> dict[str, int]:
+    """Give each task in `guesses` ((task id, label, score)) `version`'s prediction, a thousand per
+    request, and delete its predictions of other versions: one current prediction per task.
+    `existing`: the project's predictions, when the caller has listed them already."""
+    ls = ctx.ls
+    existing = ls.predictions(ls_project) if existing is None else existing
+    have = {pr["task"] for pr in existing if pr.get("model_version") == version}
+    rows = [prediction_row(label, score, version, task=task) for task, label, score in guesses if task not in have]
+    for start_row in range(0, len(rows), PUSH_BATCH):
+        ls.import_predictions(ls_project, rows[start_row:start_row + PUSH_BATCH])
+    tasks = {task for task, _, _ in guesses}
+    stale = [pr["id"] for pr in existing if pr["task"] in tasks and pr.get("model_version") != version]
+    for pid in stale:
+        ls.delete_prediction(pid)
+    ls.update_project(ls_project, model_version=version)
+    return {"imported": len(rows), "replaced": len(stale)}
 
 
 def prune(ctx: Context, p: int) -> dict[str, Any]:

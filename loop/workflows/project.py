@@ -17,6 +17,7 @@ from loop.labels.guidelines import get as get_guideline
 from loop.labels.interface import LABEL_CHANGES, config_labels, label_config
 from loop.services.context import Context
 from loop.workflows.progress import Progress, no_progress
+from loop.workflows.queues import queue_projects
 
 
 def resolve_labels(labels: Sequence[str] | None, guidelines_dir: str | Path | None,
@@ -44,8 +45,11 @@ def init_project(ctx: Context, data: str | Path, *, text_field: str = "text", la
                  id_field: str | None = None, labels: Sequence[str] | None = None,
                  guidelines_dir: str | Path | None = None, project_id: int | None = None,
                  title: str | None = None, dev: str | Path | None = None, connect_backend: bool = True,
-                 progress: Progress = no_progress) -> dict[str, Any]:
+                 assisted: bool | None = None, progress: Progress = no_progress) -> dict[str, Any]:
     """Create (or link) a Label Studio project, import the items and embed them once.
+
+    `assisted`: annotators see the model's answer pre-ticked (for one annotator per item; rounds
+    with a larger overlap are refused); None keeps what the project has (off for a new one).
 
     Safe to re-run: items already imported are skipped and cached embeddings are reused.
     """
@@ -82,7 +86,7 @@ def init_project(ctx: Context, data: str | Path, *, text_field: str = "text", la
         record = store.project(previous) if previous is not None else None
         if record and record.get("source") == source and not title:
             project_id = previous  # re-running `loop init` on the same file resumes that project
-    description = guideline.body if guideline else ""
+    description = guideline.html if guideline else ""
     if project_id is None:
         project_id = ls.create_project(title or f"loop: {data.stem}", label_set, description)
         linked = False
@@ -94,6 +98,10 @@ def init_project(ctx: Context, data: str | Path, *, text_field: str = "text", la
                                    "in a <Choices name=\"label\"> control; create a new project instead")
         linked = True
     existing = store.project(project_id) or {}
+    assisted = bool(existing.get("assisted")) if assisted is None else assisted
+    # Annotators' labels must be their own: no pre-ticked answer unless assisted (also on a linked
+    # project, or one an earlier version of loop created with pre-labelling on).
+    ls.update_project(project_id, show_collab_predictions=assisted)
     record = {
         "id": project_id, "labels": label_set, "text_field": text_field, "label_field": label_field,
         "id_field": id_field,
@@ -101,6 +109,7 @@ def init_project(ctx: Context, data: str | Path, *, text_field: str = "text", la
         "guideline_version": guideline.version if guideline else None,
         "guideline_hash": guideline.content_hash if guideline else None,
         "guidelines_dir": str(Path(guidelines_dir).resolve()) if guidelines_dir else None,
+        "assisted": assisted,
     }
     if dev_items:
         record["dev"] = {"source": str(Path(dev).resolve()), "keys": [cache_key(i.text) for i in dev_items],
@@ -131,7 +140,7 @@ def init_project(ctx: Context, data: str | Path, *, text_field: str = "text", la
         ls.ensure_webhook(project_id, f"{url}/webhook", LABEL_CHANGES, auth=auth)
     return {"project_id": project_id, "linked": linked, "items": len(items), "imported": len(todo),
             "embedded": n_embedded, "labels": label_set, "ml_backend": backend,
-            "guideline_version": record["guideline_version"], "dev_items": len(dev_items),
+            "guideline_version": record["guideline_version"], "dev_items": len(dev_items), "assisted": assisted,
             "url": f"{ctx.settings.ls_url}/projects/{project_id}"}
 
 
@@ -145,7 +154,10 @@ def apply_guideline(ctx: Context, p: int, version: int | None = None) -> dict[st
     g = get_guideline(folder, version)
     labels = list(g.labels)
     # Label Studio refuses a config that drops a label already used in annotations: its message says which.
-    ctx.ls.update_project(p, label_config=label_config(labels), expert_instruction=g.body, show_instruction=True)
+    # The annotators' queues are projects too: the same config and instructions.
+    for ls_project in [p, *queue_projects(ctx.store, p).values()]:
+        ctx.ls.update_project(ls_project, label_config=label_config(labels), expert_instruction=g.html,
+                              show_instruction=True)
     ctx.store.save_project(p, {"labels": labels, "guideline_version": g.version, "guideline_hash": g.content_hash},
                            make_current=False)
     return {"project_id": p, "guideline_version": g.version, "guideline_hash": g.content_hash, "labels": labels,

@@ -19,33 +19,42 @@ from loop.core.strategies import DEFAULT_STRATEGY, get_strategy
 from loop.errors import ConfigError, EmptyPool, LoopError, RoundIncomplete
 from loop.labels.adjudication import contested
 from loop.labels.agreement import agreement_report
-from loop.labels.interface import prediction_row
 from loop.labels.policy import TrainingPolicy
 from loop.services.context import Context
 from loop.services.store import Store
 from loop.services.sync import sync_annotations
 from loop.workflows import training
+from loop.workflows.predictions import replace_predictions
+from loop.workflows.queues import enqueue
 from loop.workflows.status import round_detail
 
 
-def _close_previous(store: Store, p: int, annotations: dict[str, dict], close_incomplete: bool) -> dict | None:
+def _close_previous(store: Store, p: int, counted: list[dict], close_incomplete: bool) -> dict | None:
+    """Close the open round (refusing while annotators owe items, unless `close_incomplete`) and
+    record what it gave: agreement, contested items, and items with fewer labels than its overlap
+    (a skip counts as done for the annotator, but is no label)."""
     for record in reversed(store.rounds(p)):
         if record["status"] != "open":
             continue
         n = record["id"]
         assignments = store.round_assignments(p, n)
-        owing = {a: v for a, v in progress(assignments, annotations.values()).items() if v["owed"]}
+        owing = {a: v for a, v in progress(assignments, counted).items() if v["owed"]}
         if owing and not close_incomplete:
             who = ", ".join(f"{a} owes {len(v['owed'])} of {v['assigned']}" for a, v in sorted(owing.items()))
             raise RoundIncomplete(f"round {n} is not finished: {who}; wait for them, or pass --close-incomplete "
                                   "to close it (items nobody labelled go back to the pool)")
-        labelled = {a["item_id"] for a in annotations.values()}
+        labelled = {a["item_id"] for a in counted}
         release = [i for i in assignments if i not in labelled]
         store.close_round(p, n, release=release)
-        round_labels = [a for a in annotations.values() if a["item_id"] in assignments and a["label"] is not None]
+        round_labels = [a for a in counted if a["item_id"] in assignments and a["label"] is not None]
         report = agreement_report(round_labels) if round_labels else None
+        given = {}
+        for a in round_labels:
+            given.setdefault(a["item_id"], set()).add(a["annotator"])
+        short = sorted(i for i in assignments if i not in release and len(given.get(i, ())) < record["overlap"])
         summary = {
             "round": n, "released": len(release), "owed": {a: len(v["owed"]) for a, v in owing.items()},
+            "short": len(short), "short_items": short,
             "contested": len(contested(round_labels, store.adjudication(p))),
             "agreement": None if report is None else {
                 "percent": report["percent_agreement"]["value"], "alpha": report["krippendorff_alpha"]["value"],
@@ -80,6 +89,9 @@ def next_round(ctx: Context, project: int | None, *, size: int, annotators: Sequ
         raise ConfigError(f"--budget is {budget}; it must be a positive number of labels")
     store = ctx.store
     p = ctx.project_id(project)
+    if store.project(p).get("assisted") and overlap > 1:
+        raise ConfigError(f"project {p} shows annotators the model's answer (assisted labelling), so its labels "
+                          f"are not independent: use --overlap 1, or a project set up without --assisted")
     known = store.annotators()
     unknown = [a for a in annotators if a not in known]
     if unknown:
@@ -96,10 +108,11 @@ def next_round(ctx: Context, project: int | None, *, size: int, annotators: Sequ
         return {**round_detail(store, p, record["id"]), "resumed": True, "synced": synced}
 
     annotations = store.annotations(p)
-    closed = _close_previous(store, p, annotations, close_incomplete)
+    counted, _ = training.labels_that_count(store, p, annotations)
+    closed = _close_previous(store, p, counted, close_incomplete)
 
     project = store.project(p)
-    spent = sum(1 for a in annotations.values() if a["label"] is not None)
+    spent = sum(1 for a in counted if a["label"] is not None)
     if project.get("budget") is not None:
         room = (project["budget"] - spent) // overlap
         if room < 1:
@@ -107,7 +120,7 @@ def next_round(ctx: Context, project: int | None, *, size: int, annotators: Sequ
                             "--budget N, or stop here: `loop status` shows the learning curve")
         size = min(size, room)
     items = store.items(p)
-    labelled_any = {a["item_id"] for a in annotations.values() if a["label"] is not None}
+    labelled_any = {a["item_id"] for a in counted if a["label"] is not None}
     assigned = store.assigned(p)
     pool = [i for i in sorted(items) if i not in labelled_any and i not in assigned]
     if not pool:
@@ -123,7 +136,8 @@ def next_round(ctx: Context, project: int | None, *, size: int, annotators: Sequ
         # trained on nearly the same labels and would make every round look stable.
         earlier = [r["model_version"] for r in store.rounds(p) if r.get("model_version")]
         previous = store.load_model(p, earlier[-1]) if earlier else None
-        version = training.publish(store, p, classifier, n_labels=len(train.y), round=n)
+        version = training.publish(store, p, classifier, n_labels=len(train.y), round=n,
+                                   training_digest=train.digest)
         dev = project.get("dev") or {}
         metrics = measure_round(
             classifier, model_lib.restore(previous) if previous else None,
@@ -139,7 +153,7 @@ def next_round(ctx: Context, project: int | None, *, size: int, annotators: Sequ
         "items_per_annotator": {a: len(v) for a, v in per_annotator(assignments).items()},
         "model_version": version, "guideline_version": project.get("guideline_version"),
         "labels_so_far": len(train.y), "labels_spent": spent, "training_policy": policy.as_dict(),
-        "pool_before": len(pool), "scores": scores, "views": {}, "closed_previous": closed, "metrics": metrics,
+        "pool_before": len(pool), "scores": scores, "queues": {}, "closed_previous": closed, "metrics": metrics,
     }
     store.plan_round(p, record, assignments)
     _publish(ctx, p, record, assignments)
@@ -161,17 +175,22 @@ def _dev_matrix(ctx: Context, dev: dict) -> np.ndarray | None:
 
 
 def _publish(ctx: Context, p: int, record: dict[str, Any], assignments: dict[str, list[str]]) -> None:
-    """Label Studio side of a planned round (each step idempotent), then mark the round open."""
-    store, ls = ctx.store, ctx.ls
+    """Label Studio side of a planned round (each step idempotent), then mark the round open: each
+    annotator's items go to their queue; the model's scores go to the main project (for operators),
+    and to the queues only in an assisted project."""
+    store = ctx.store
     n = record["id"]
-    task_of = {i: v["task_id"] for i, v in store.items(p).items()}
-    ls.set_overlap((task_of[i] for i in assignments), record["overlap"])
-    views = {a: ls.ensure_view(p, f"Round {n} · {a}", [task_of[i] for i in items])
-             for a, items in per_annotator(assignments).items()}
-    version = record.get("model_version")
-    if version and record.get("scores"):
-        have = {pr["task"] for pr in ls.predictions(p) if pr.get("model_version") == version}
-        ls.import_predictions(p, [prediction_row(label, score, version, task=task_of[i])
-                                  for i, (label, score) in record["scores"].items() if task_of[i] not in have])
-        ls.update_project(p, model_version=version)
-    store.update_round(p, n, views=views, status="open", opened_at=time.time())
+    mine = per_annotator(assignments)
+    queues = {a: enqueue(ctx, p, a, items, round=n) for a, items in mine.items()}
+    version, scores = record.get("model_version"), record.get("scores") or {}
+    if version and scores:
+        task_of = store.items_by_id(p, scores)
+        replace_predictions(ctx, p, [(task_of[i]["task_id"], label, score) for i, (label, score) in scores.items()],
+                            version)
+        if store.project(p).get("assisted"):
+            for a, q in queues.items():
+                in_queue = dict(zip(mine[a], q["tasks"]))
+                replace_predictions(ctx, q["ls_project"], [(in_queue[i], label, score) for i, (label, score)
+                                                           in scores.items() if i in in_queue], version)
+    store.update_round(p, n, queues={a: {k: q[k] for k in ("ls_project", "url")} for a, q in queues.items()},
+                       status="open", opened_at=time.time())

@@ -10,6 +10,7 @@ from loop.core.assign import per_annotator, progress
 from loop.core.stopping import Plateau, StabilizingPredictions
 from loop.errors import ConfigError
 from loop.labels.adjudication import contested
+from loop.labels.attribution import changed_after_close
 from loop.services.context import Context
 from loop.services.store import Store
 from loop.services.sync import sync_annotations
@@ -18,21 +19,25 @@ from loop.workflows import training
 
 def round_detail(store: Store, p: int, n: int, annotations: dict[str, dict] | None = None) -> dict[str, Any]:
     """Round n's record (without its per-item scores) and `assignments`: annotator -> the item ids
-    and Label Studio task ids they were given, in assignment order, with how many they have done
-    and the items they still owe."""
+    they were given in assignment order, the Label Studio task ids of those items in their queue
+    (`queue`, its project id; None before the round is published) and in the main project
+    (`main_tasks`), how many they have done and the items they still owe."""
     record = store.round(p, n)
     if record is None:
         known = ", ".join(map(str, store.round_numbers(p))) or "none yet"
         raise ConfigError(f"round {n} does not exist (rounds: {known}); `loop status` lists them")
     assignments = store.round_assignments(p, n)
     items = store.items_by_id(p, assignments)
-    annotations = store.annotations(p) if annotations is None else annotations
-    done = progress(assignments, annotations.values())
+    counted, _ = training.labels_that_count(store, p, annotations)
+    done = progress(assignments, counted)
     record.pop("scores", None)
-    record["assignments"] = {
-        a: {"items": mine, "tasks": [items[i]["task_id"] for i in mine], "done": done[a]["done"],
-            "owed": done[a]["owed"]}
-        for a, mine in sorted(per_annotator(assignments).items())}
+    queues = store.queues(p)
+    record["assignments"] = {}
+    for a, mine in sorted(per_annotator(assignments).items()):
+        in_queue = store.queue_tasks(p, a)
+        record["assignments"][a] = {
+            "items": mine, "queue": (queues.get(a) or {}).get("ls_project"), "tasks": [in_queue.get(i) for i in mine],
+            "main_tasks": [items[i]["task_id"] for i in mine], "done": done[a]["done"], "owed": done[a]["owed"]}
     return record
 
 
@@ -41,10 +46,11 @@ def status(ctx: Context, p: int, *, sync: bool = True) -> dict[str, Any]:
     synced = sync_annotations(store, ctx.ls, p) if sync else None
     project = store.project(p)
     annotations = store.annotations(p)
-    labelled = [a for a in annotations.values() if a["label"] is not None]
+    counted, outside = training.labels_that_count(store, p, annotations)
+    labelled = [a for a in counted if a["label"] is not None]
     labelled_items = {a["item_id"] for a in labelled}
     policy = training.policy(store, p)
-    labels = policy.final_labels(annotations.values(), store.adjudication(p))
+    labels = policy.final_labels(counted, store.adjudication(p))
     versions = Counter(a.get("guideline_version") for a in labelled)
     warnings = []
     if len(versions) > 1:
@@ -55,12 +61,25 @@ def status(ctx: Context, p: int, *, sync: bool = True) -> dict[str, Any]:
         else:
             warnings.append(f"the labels mix guideline versions ({mix}); models train on "
                             f"v{policy.guideline_version} only (`--guideline-version all` for every label)")
-    queue = contested(annotations.values(), store.adjudication(p))
+    if outside:
+        warnings.append(f"{len(outside)} labels are left out of training: their author was not sent the item "
+                        "(`loop status --json` lists them under labels_outside; `loop accept ID` takes one in)")
+    edited = [{k: a.get(k) for k in ("id", "item_id", "annotator", "created_by", "label")}
+              for a in annotations.values() if a.get("edited_by_other")]
+    if edited:
+        warnings.append(f"{len(edited)} labels were changed by someone other than their author; each counts as "
+                        "the editor's (labels_edited_by_other)")
+    queue = contested(counted, store.adjudication(p))
     items = store.items(p)
     assigned = store.assigned(p)
+    closed_at = {r["id"]: r["closed_at"] for r in store.rounds(p) if r.get("closed_at")}
+    late = changed_after_close(counted, assigned, closed_at)
+    if late:
+        warnings.append(f"{len(late)} labels were made or changed after their round closed, so that round's "
+                        "agreement was measured without them (labels_changed_after_close)")
     rounds = []
     for record in store.rounds(p):
-        done = progress(store.round_assignments(p, record["id"]), annotations.values())
+        done = progress(store.round_assignments(p, record["id"]), counted)
         rounds.append({k: record.get(k) for k in ("id", "status", "strategy", "size", "overlap", "model_version",
                                                   "guideline_version", "created_at")}
                       | {"progress": {a: {"done": v["done"], "assigned": v["assigned"]} for a, v in done.items()}})
@@ -80,6 +99,9 @@ def status(ctx: Context, p: int, *, sync: bool = True) -> dict[str, Any]:
         "rounds": rounds, "synced": synced, "learning_curve": curve, "warnings": warnings,
         "guideline_versions": {str(k): v for k, v in versions.items()},
         "contested": len(queue), "awaiting_adjudication": sum(1 for q in queue if q["adjudicator"]),
+        "queues": {name: q["ls_project"] for name, q in store.queues(p).items()},
+        "labels_outside": outside, "labels_edited_by_other": edited, "labels_changed_after_close": late,
+        "labels_with_suggestion": sum(1 for a in labelled if a.get("suggested")),
         "stop": {"recommend": stop.stop or bool(dev_stop and dev_stop.stop), "kappa": vars(stop),
                  "dev_plateau": vars(dev_stop) if dev_stop else None,
                  "rule": {"threshold": kappa_rule.threshold, "window": kappa_rule.window,
@@ -112,7 +134,12 @@ def plot_curve(status: dict[str, Any], path: str) -> None:
     left.set_xlabel("labelled items")
     left.set_title("held-out score")
     ks = [(c["n_labels"], c["kappa"]) for c in curve if c.get("kappa") is not None]
-    right.plot([k[0] for k in ks], [k[1] for k in ks], marker="o")
+    if ks:
+        right.plot([k[0] for k in ks], [k[1] for k in ks], marker="o")
+    else:  # kappa compares two rounds' models: nothing to draw before the second
+        right.text(0.5, 0.5, "kappa needs two rounds with a model\n(drawn after round 2)", ha="center", va="center")
+        right.set_xticks([])
+        right.set_yticks([])
     right.axhline(status["stop"]["rule"]["threshold"], color="grey", linestyle="--", linewidth=0.8)
     right.set_xlabel("labelled items")
     right.set_title("kappa vs previous model on the stop set")

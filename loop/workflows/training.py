@@ -19,6 +19,7 @@ import numpy as np
 
 from loop.core import model as model_lib
 from loop.errors import ConfigError
+from loop.labels.attribution import assigned_to, split
 from loop.labels.policy import TrainingPolicy
 
 log = logging.getLogger("loop.training")
@@ -57,10 +58,23 @@ def parse_guideline_version(value: str | None) -> Any:
     return version
 
 
+def sent_to(store, p: int) -> dict[str, set[str]]:
+    """item -> everyone it was sent to (by any round, or as its adjudicator)."""
+    return assigned_to((store.round_assignments(p, n) for n in store.round_numbers(p)), store.adjudication(p))
+
+
+def labels_that_count(store, p: int, annotations: Mapping[str, dict] | None = None) -> tuple[list, list]:
+    """(records that count, records left out with the reason): a label counts when its author was
+    sent the item, in their own queue, or an operator accepted it (`labels.attribution`). Training,
+    agreement, the contested queue, the budget and the pool all count the first list only."""
+    annotations = store.annotations(p) if annotations is None else annotations
+    return split(annotations.values(), sent_to(store, p), store.accepted(p))
+
+
 def final_labels(store, p: int, annotations: Mapping[str, dict] | None = None) -> dict[str, str]:
     """item -> the one label the project's models learn from, under its training policy."""
-    annotations = store.annotations(p) if annotations is None else annotations
-    return policy(store, p).final_labels(annotations.values(), store.adjudication(p))
+    counted, _ = labels_that_count(store, p, annotations)
+    return policy(store, p).final_labels(counted, store.adjudication(p))
 
 
 @dataclass(frozen=True)
@@ -75,6 +89,10 @@ class TrainingSet:
         """At least two classes: a classifier can be fitted."""
         return len(set(self.y)) >= 2
 
+    @property
+    def digest(self) -> str:
+        return model_lib.training_digest(self.item_ids, self.y, repr(sorted(self.policy.as_dict().items())))
+
 
 def training_set(store, vectors, p: int, annotations: Mapping[str, dict] | None = None) -> TrainingSet:
     """The project's final labels (under its policy) as a matrix of item vectors and their labels."""
@@ -83,20 +101,28 @@ def training_set(store, vectors, p: int, annotations: Mapping[str, dict] | None 
     return TrainingSet(ids, vectors.matrix(p, ids), [labels[i] for i in ids], policy(store, p))
 
 
-def publish(store, p: int, classifier, *, n_labels: int, round: int | None = None) -> str:
+def publish(store, p: int, classifier, *, n_labels: int, round: int | None = None,
+            training_digest: str | None = None) -> str:
     """Store a fitted classifier under a new version and make it current (one transaction)."""
     version = store.next_model_version(p)
-    store.save_model(p, model_lib.snapshot(classifier, version, n_labels=n_labels, round=round))
+    store.save_model(p, model_lib.snapshot(classifier, version, n_labels=n_labels, round=round,
+                                           training_digest=training_digest))
     return version
 
 
 def retrain(store, vectors, p: int) -> str | None:
-    """Refit on the project's training set and publish it; None while fewer than two classes are labelled."""
+    """Refit on the project's training set and publish it; None (nothing published) while fewer
+    than two classes are labelled, or when the training set is the one the current model learnt
+    (a skip, an edit back and forth, an event for labels that do not count)."""
     start = time.perf_counter()
     ts = training_set(store, vectors, p)
     if not ts.trainable:
         return None
-    version = publish(store, p, model_lib.train(ts.X, ts.y), n_labels=len(ts.y))
+    current = store.load_model(p)
+    if current is not None and current.training_digest == ts.digest:
+        log.info("project %s: training set unchanged since model %s; nothing to publish", p, current.version)
+        return None
+    version = publish(store, p, model_lib.train(ts.X, ts.y), n_labels=len(ts.y), training_digest=ts.digest)
     log.info("project %s: model %s from %d labels (%s) in %.2f s", p, version, len(ts.y), ts.policy.describe(),
              time.perf_counter() - start)
     return version

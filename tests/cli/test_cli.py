@@ -33,7 +33,7 @@ IDS = [" ".join(p) or "loop" for p, _ in COMMANDS]
 
 
 DOCUMENTED = {"", "up", "down", "ps", "demo", "init", "annotators", "annotators add", "annotators list",
-              "next-round", "status", "predictions", "predictions push", "predictions prune", "adjudicate",
+              "next-round", "status", "predictions", "predictions push", "predictions prune", "adjudicate", "accept",
               "agreement", "aggregate", "guidelines", "guidelines show", "guidelines bump", "simulate",
               "validate", "export"}
 

@@ -29,7 +29,8 @@ def ctx(redis_store, fake_ls):
     redis_store.add_annotator({"name": "alice", "ls_user_id": 5})
     redis_store.plan_round(P, {"id": 1, "size": 2, "overlap": 1, "strategy": "cold-start", "created_at": 0},
                            {"i0": ["alice"], "i1": ["alice"]})
-    redis_store.update_round(P, 1, status="open", views={"alice": 3})
+    redis_store.update_round(P, 1, status="open", queues={"alice": {"ls_project": 30,
+                                                                      "url": "http://ls.test/projects/30/data"}})
     fake_ls.annotate(100, 1, "pos", stamp(1), user=5)
     return SimpleNamespace(store=redis_store, ls=fake_ls)
 
@@ -38,7 +39,7 @@ def test_a_round_shows_each_annotators_items_done_and_tab(ctx, screen):
     rounds_cli.render_round(round_detail(ctx.store, P, 1))
     text = screen.export_text()
     assert "Round 1: 2 items by cold-start, overlap 1" in text
-    assert "alice" in text and "Round 1 · alice (tab 3)" in text
+    assert "alice" in text and "http://ls.test/projects/30/data" in text
 
 
 def test_status_says_which_labels_the_models_learn_from(ctx, screen):

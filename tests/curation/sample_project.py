@@ -82,8 +82,9 @@ LABELS_OF = {
     "it26": [("ann", "billing")],
 }
 JUDGE = ("it04", "technical")
+OUTSIDE_ROUNDS = ("it25", "it26")  # labelled though no round sent them: they count once accepted
 EXPECTED_DECIDED = {"it01": "unanimous", "it02": "majority", "it03": "tie-break", "it04": "adjudicated",
-                    "it12": "majority", "it15": "majority", "it21": "tie-break", "it25": "unanimous"}
+                    "it12": "majority", "it15": "majority", "it21": "tie-break", "it25": "single"}
 
 GUIDE_V1 = "# Support tickets v1\n\nLabel what the customer needs done.\n"
 GUIDE_V2 = ("# Support tickets v2\n\nLabel what the customer needs done.\n\n## Two-factor codes\n\n"
@@ -147,6 +148,8 @@ def build_project(store, tmp_path: Path, *, contradiction: bool = False) -> dict
                             "guideline_version": 2, "guideline_hash": "h2"}
     store.replace_annotations(P, annotations)
     store.add_adjudication(P, {JUDGE[0]: {"adjudicator": "judge", "assigned_at": 0}})
+    # it25 and it26 were labelled outside the rounds; an operator accepted those labels (`loop accept`)
+    store.accept(P, [aid for aid, a in annotations.items() if a["item_id"] in OUTSIDE_ROUNDS])
     return {"texts": texts, "source": source, "guidelines": guides, "annotations": annotations}
 
 

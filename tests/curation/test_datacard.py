@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 
 import pytest
 import yaml
 
-from loop.curation.datacard import _demote, card_facts, render_card, size_category
+from loop.curation.datacard import COLUMN_DOCS, _demote, _limitations, card_facts, render_card, size_category
 from loop.labels.agreement import agreement_report
 from loop.labels.policy import TrainingPolicy
 from loop.workflows.agreement import project_records
@@ -64,6 +65,8 @@ def test_the_card_holds_the_measured_figures(exported, ctx, redis_store):
     assert f"{len(every)} labelled items ({len(rows['train'])} train, {len(rows['test'])} test)" in card
     decided = Counter(r["decided_by"] for r in every)
     assert all(f"{how} {n}" in card for how, n in decided.items()) and decided["adjudicated"] == 1
+    assert decided["single"] == 2 and decided["unanimous"] == 18  # it25, it26: one label each, not unanimous
+    assert f"| decided_by | {COLUMN_DOCS['decided_by']} |" in card and "single (one annotator's label" in card
     assert f"(labels: {TrainingPolicy.of(redis_store.project(P)).describe()})" in card  # the training policy
     # agreement, overall, per round and per guideline version, as `loop agreement` computes it
     for where, name in (({}, "all labels"), ({"round_id": 1}, "1"), ({"round_id": 2}, "2"),
@@ -95,8 +98,8 @@ def test_the_card_holds_the_measured_figures(exported, ctx, redis_store):
 
 def test_known_limitations_come_from_the_facts(exported):
     limits = exported["card"].split("## Known limitations", 1)[1]
-    assert "2 of 26 items have a single label" in limits  # it25, it26
-    assert "2 items had equally many votes" in limits  # it03, it21
+    assert "2 of 26 items have a single label: nobody checked them" in limits  # it25, it26
+    assert "2 items had equally many votes" in limits and "Dawid-Skene" in limits  # it03, it21 (majority-ds)
     assert "Labels come from 2 guideline versions (v1: 11, v2: 15)" in limits
     assert "2 items were labelled outside the loop's rounds" in limits
     assert "No labelled dev set" in limits and "did not recommend stopping" in limits
@@ -156,3 +159,41 @@ def test_a_project_without_guidelines_says_so(redis_store, tmp_path, embedder, f
     card = (tmp_path / "out" / "README.md").read_text(encoding="utf-8")
     assert "set up without versioned guidelines" in card.split("## Known limitations", 1)[1]
     assert "### Support tickets v2" not in card
+
+
+# Any count of one followed, within three words, by a plural noun ("1 items", "1 contested items").
+PLURAL_AFTER_ONE = re.compile(r"(?<![\d.])1 ([a-z-]+ ){0,3}(items|rows|inputs|pairs|groups|annotators|rounds|"
+                              r"labels|were|have)\b")
+
+
+def test_counts_of_one_are_singular_and_more_are_plural(ctx, project, exported, redis_store):
+    facts = card_facts(redis_store, P, status=status(ctx, P, sync=False), validation=exported["report"],
+                       splits=exported["rows"], data_files={"train": "train.jsonl", "test": "test.jsonl"})
+    facts["counts"] |= {"rows": 1, "outside_rounds": 1, "decided_by": {"single": 1, "tie-break": 1}}
+    facts["status"] |= {"contested": 1, "labels_spent": 1, "items": 1}
+    facts["annotators"] |= {"count": 1, "adjudicated": 1}
+    facts["agreement"]["overall"]["pairable_items"] = 1
+    facts["selection"]["rounds"] = facts["selection"]["rounds"][:1]
+    facts["training_policy"]["aggregation"] = "majority"
+    facts["validation"]["checks"]["label_errors"] = {"status": "found", "severity": "review", "count": 1}
+    facts["validation"]["checks"]["near_duplicates"] = {"status": "found", "severity": "warning", "count": 1,
+                                                        "threshold": 0.95, "pairs": [{"same_label": False}]}
+    facts["limitations"] = _limitations(facts)
+    card = render_card(facts)
+    limits = card.split("## Known limitations", 1)[1]
+    for said in ("1 of 1 item has a single label: nobody checked it.",
+                 "1 item had equally many votes for two or more labels; the earliest label was kept.",
+                 "1 item was labelled outside the loop's rounds", "1 contested item was never adjudicated; its label",
+                 "1 annotator: agreement", "Agreement rests on 1 item with two or more labels",
+                 "1 item whose label a cross-validated classifier", "1 near-duplicate pair (cosine >= 0.95), 1 of"):
+        assert said in limits, said
+    assert "- 1 labelled item (" in card and "1 label spent on" in card and "1 annotator; 1 round" in card
+    assert "1 annotator. Agreement with the consensus" in card and "1 item decided by adjudication" in card
+    assert PLURAL_AFTER_ONE.search(card) is None, PLURAL_AFTER_ONE.search(card).group(0)
+    # and the plural still reads as a plural
+    facts["counts"] |= {"rows": 26, "outside_rounds": 2, "decided_by": {"single": 2, "tie-break": 3}}
+    facts["status"]["contested"] = 2
+    limits = "\n".join(_limitations(facts))
+    assert "2 of 26 items have a single label: nobody checked them." in limits and "3 items had equally" in limits
+    assert "2 items were labelled outside" in limits
+    assert "2 contested items were never adjudicated; their label is the vote" in limits

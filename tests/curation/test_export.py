@@ -23,6 +23,7 @@ from tests.curation.sample_project import (
     EXPECTED_DECIDED,
     ITEMS,
     LABELS_OF,
+    OUTSIDE_ROUNDS,
     P,
     build_project,
     make_ctx,
@@ -53,7 +54,8 @@ def test_rows_one_per_labelled_item_with_how_it_was_decided(redis_store, project
     assert list(by_id) == sorted(LABELS_OF)  # it27 (only a skip) and it28 (unlabelled) make no row
     assert all(list(r) == list(COLUMNS) for r in rows)
     assert {i: by_id[i]["decided_by"] for i in EXPECTED_DECIDED} == EXPECTED_DECIDED
-    assert all(r["decided_by"] == "unanimous" for i, r in by_id.items() if i not in EXPECTED_DECIDED)
+    assert all(r["decided_by"] == ("unanimous" if r["n_labels"] > 1 else "single")
+               for i, r in by_id.items() if i not in EXPECTED_DECIDED)
     # the labels are exactly the ones training uses
     assert {i: r["label"] for i, r in by_id.items()} == final_labels(store, P)
     assert by_id["it04"] | {"text": None} == {
@@ -283,6 +285,19 @@ def test_the_export_holds_what_the_models_learn_from_under_the_training_policy(c
     assert "labels made under guideline v2" in card
 
 
+def test_labels_nobody_was_sent_stay_out_until_an_operator_accepts_them(ctx, project, tmp_path):
+    from loop.services.store import Keys
+
+    ctx.store.r.delete(Keys.accepted(P))  # undo the sample's acceptance of it25 and it26
+    export_project(ctx, P, tmp_path / "out")
+    rows = {r["id"] for n in ("train", "test") for r in read_back(tmp_path / "out" / f"{n}.jsonl", "jsonl")}
+    assert rows == set(LABELS_OF) - set(OUTSIDE_ROUNDS)
+    ctx.store.accept(P, [aid for aid, a in project["annotations"].items() if a["item_id"] in OUTSIDE_ROUNDS])
+    export_project(ctx, P, tmp_path / "again")
+    rows = {r["id"] for n in ("train", "test") for r in read_back(tmp_path / "again" / f"{n}.jsonl", "jsonl")}
+    assert rows == set(LABELS_OF)
+
+
 def test_no_duplicate_cluster_straddles_the_split_for_any_seed(ctx, project, tmp_path):
     for seed in range(4):
         out = tmp_path / f"out{seed}"
@@ -387,6 +402,7 @@ def test_trec_duplicates_never_straddle_and_its_conflict_is_refused(redis_store,
     redis_store.add_items(P, {r["id"]: {"task_id": n, "key": text_key(r["text"])} for n, r in enumerate(keep)})
     redis_store.replace_annotations(P, {r["id"]: {"id": r["id"], "item_id": r["id"], "annotator": "gold",
                                                   "label": r["label"], "created_at": "2026-01-01"} for r in keep})
+    redis_store.accept(P, [r["id"] for r in keep])  # gold labels, taken in by the operator
     ctx = make_ctx(redis_store, tmp_path, embedder, fake_ls, {})
     with pytest.raises(DataError, match="what are the twin cities \\?"):  # train DESC vs test LOC
         export_project(ctx, P, tmp_path / "out")

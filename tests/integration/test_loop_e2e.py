@@ -19,7 +19,7 @@ from loop.core.embeddings import embed_texts
 from loop.core.strategies import DEFAULT_STRATEGY
 from loop.labels.interface import choice_result
 from loop.services.context import Context
-from tests.helpers import REPO, login_token, view_task_ids
+from tests.helpers import REPO, login_token
 
 pytestmark = pytest.mark.integration
 
@@ -58,25 +58,42 @@ def flow(stack_env, tmp_path_factory):
             "guidelines": guidelines}
 
 
+def queue_items(ctx, p: int, name: str) -> dict[str, int]:
+    """item id -> task id of every task in `name`'s queue, as Label Studio lists them."""
+    return ctx.ls.task_item_ids(ctx.store.queues(p)[name]["ls_project"])
+
+
 def annotate_round(flow, n: int, *, only: str | None = None, limit: int | None = None) -> int:
-    """Each annotator labels the items in their view for round n with the true label, through the API."""
+    """Each annotator labels their items of round n, in their queue, with the true label, through the API."""
     ctx, p = flow["ctx"], flow["p"]
-    record = ctx.store.round(p, n)
-    task_to_item = ctx.store.item_for_task(p)
     done = flow.setdefault("done", set())
     made = 0
-    for name, view_id in record["views"].items():
+    for name, given in round_items(ctx, p, n).items():
         if only and name != only:
             continue
-        token = login_token(ctx.settings.ls_url, f"{name}@loop.local", PEOPLE[name])
-        client = LabelStudio(base_url=ctx.settings.ls_url, api_key=token)
-        for task_id in view_task_ids(ctx.ls, p, view_id)[:limit]:
-            if (name, task_id) in done:
+        client = annotator_client(ctx, name)
+        tasks = queue_items(ctx, p, name)
+        for item in given[:limit]:
+            if (name, item) in done:
                 continue
-            done.add((name, task_id))
-            client.annotations.create(id=task_id, result=choice_result(flow["truth"][task_to_item[task_id]]))
+            done.add((name, item))
+            client.annotations.create(id=tasks[item], result=choice_result(flow["truth"][item]))
             made += 1
     return made
+
+
+def round_items(ctx, p: int, n: int) -> dict[str, list[str]]:
+    """annotator -> their items in round n."""
+    out: dict[str, list[str]] = {}
+    for item, people in ctx.store.round_assignments(p, n).items():
+        for name in people:
+            out.setdefault(name, []).append(item)
+    return out
+
+
+def annotator_client(ctx, name: str, password: str | None = None) -> LabelStudio:
+    token = login_token(ctx.settings.ls_url, f"{name}@loop.local", password or PEOPLE[name])
+    return LabelStudio(base_url=ctx.settings.ls_url, api_key=token)
 
 
 def test_init_imports_embeds_and_connects(flow):
@@ -110,17 +127,22 @@ def test_round1_assigns_items_to_overlap_annotators(flow):
     loads = r1["items_per_annotator"]
     assert sum(loads.values()) == SIZE * OVERLAP and max(loads.values()) - min(loads.values()) <= 1
     task_of = {i: v["task_id"] for i, v in ctx.store.items(p).items()}
-    for name, view_id in r1["views"].items():
-        expected = sorted(task_of[i] for i, people in assignments.items() if name in people)
-        assert view_task_ids(ctx.ls, p, view_id) == expected
-    for item in assignments:
-        assert ctx.ls.sdk.tasks.get(task_of[item]).overlap == OVERLAP
     assert set(ctx.store.assigned(p)) == set(assignments)
-    # --json says who got which item, by item id and Label Studio task id (for scripts that notify or audit)
+    # Each annotator's queue is a Label Studio project of its own holding exactly their items, with
+    # nothing pre-ticked; the main project neither pre-ticks.
+    assert ctx.ls.project(p)["show_collab_predictions"] is False
     for name, given in r1["assignments"].items():
-        assert given["items"] == [i for i, people in assignments.items() if name in people]
-        assert given["tasks"] == [task_of[i] for i in given["items"]]
-        assert view_task_ids(ctx.ls, p, r1["views"][name]) == sorted(given["tasks"])
+        mine = [i for i, people in assignments.items() if name in people]
+        queue = r1["queues"][name]["ls_project"]
+        assert queue == given["queue"] != p
+        assert set(ctx.ls.task_item_ids(queue)) == set(mine)
+        queue_project = ctx.ls.project(queue)
+        assert queue_project["show_collab_predictions"] is False and queue_project["title"].endswith(f" · {name}")
+        # --json says who got which item, by item id and task id (for scripts that notify or audit)
+        assert given["items"] == mine and given["main_tasks"] == [task_of[i] for i in mine]
+        assert given["tasks"] == [ctx.ls.task_item_ids(queue)[i] for i in mine]
+        hooks = ctx.ls.http.get("/api/webhooks/", params={"project": queue}).json()
+        assert [h["url"] for h in hooks] == [f"{ctx.settings.backend_url}/webhook?project={p}&ls_project={queue}"]
     past = cli("status", "--round", "1")
     assert past["assignments"] == r1["assignments"] and past["id"] == 1 and "scores" not in past
 
@@ -311,41 +333,49 @@ def test_learning_curve_stop_advice_and_budget(flow, tmp_path):
     assert small["size"] == 3  # shrunk to fit: 3 items x 2 labels = the 6 labels left
 
 
-def label_as(flow, name: str, password: str, task_id: int, label: str) -> None:
-    token = login_token(flow["ctx"].settings.ls_url, f"{name}@loop.local", password)
-    LabelStudio(base_url=flow["ctx"].settings.ls_url, api_key=token).annotations.create(
-        id=task_id, result=choice_result(label))
+def label_in_queue(flow, name: str, item: str, label: str, password: str | None = None) -> int:
+    """`name` labels `item` in their own queue, through the API with their own login; the annotation id."""
+    ctx = flow["ctx"]
+    task = queue_items(ctx, flow["p"], name)[item]
+    return annotator_client(ctx, name, password).annotations.create(id=task, result=choice_result(label)).id
 
 
 def test_disagreement_is_contested_and_the_adjudicator_decides(flow):
+    """Round 4 (the budget test's) sent 3 items to alice and bob: they split on two of them."""
     from loop.workflows.training import final_labels
 
     ctx, p = flow["ctx"], flow["p"]
-    items = ctx.store.items(p)
-    free = [i for i in sorted(items) if i not in ctx.store.assigned(p)][:2]
-    three_way, two_one = (items[i]["task_id"] for i in free)
-    for name, label in (("alice", "billing"), ("bob", "delivery"), ("carol", "account")):
-        label_as(flow, name, PEOPLE[name], three_way, label)
-    for name, label in (("alice", "billing"), ("bob", "billing"), ("carol", "delivery")):
-        label_as(flow, name, PEOPLE[name], two_one, label)
+    tie, agreed, other = sorted(ctx.store.round_assignments(p, 4))
+    for name, label in (("alice", "billing"), ("bob", "delivery")):
+        label_in_queue(flow, name, tie, label)
+    for name in ("alice", "bob"):
+        label_in_queue(flow, name, agreed, "billing")
+    for name, label in (("alice", "account"), ("bob", "technical")):
+        label_in_queue(flow, name, other, label)
     status = cli("status")
-    assert status["contested"] >= 2
-    report = cli("agreement")
-    assert report["percent_agreement"]["value"] < 1.0  # the planted disagreement shows
+    assert status["contested"] == 2
+    report = cli("agreement", "--round", "4")
+    assert report["percent_agreement"]["value"] == pytest.approx(1 / 3)  # the planted disagreement shows
     assert ["billing", "delivery"] in [c["labels"] for c in report["confusions"]]
-    assert {"alice", "bob", "carol"} <= set(report["annotators"])
+
+    # carol was not sent the item: her label (in the main project) is reported and left out until accepted
+    main_task = ctx.store.items(p)[tie]["task_id"]
+    carol = annotator_client(ctx, "carol").annotations.create(id=main_task, result=choice_result("billing")).id
+    status = cli("status")
+    assert [(o["id"], o["annotator"]) for o in status["labels_outside"]] == [(str(carol), "carol")]
+    assert status["contested"] == 2 and final_labels(ctx.store, p)[tie] in {"billing", "delivery"}
+    accepted = cli("accept", str(carol))
+    assert [a["id"] for a in accepted["accepted"]] == [str(carol)] and accepted["still_outside"] == 0
+    assert final_labels(ctx.store, p)[tie] == "billing"  # now 2 to 1, still contested
+
     cli("annotators", "add", "dana", "--password", "dana-pass-123")
     result = cli("adjudicate", "--adjudicator", "dana")
-    assert set(free) <= set(result["assigned"])
-    order = [q["item_id"] for q in result["queue"]]
-    assert order.index(free[0]) < order.index(free[1])  # the even three-way split comes first
-    assert set(view_task_ids(ctx.ls, p, result["view"])) >= {three_way, two_one}
-    assert final_labels(ctx.store, p)[free[0]] in {"billing", "delivery", "account"}  # before: a tie-break
-
-    label_as(flow, "dana", "dana-pass-123", three_way, "technical")  # nobody's majority: the decision wins
+    assert result["assigned"] == [other, tie]  # the even split first
+    assert set(ctx.ls.task_item_ids(result["ls_project"])) == {other, tie}  # dana's queue holds them
+    label_in_queue(flow, "dana", other, "account", password="dana-pass-123")  # her ruling is final
     cli("status")  # syncs
-    assert final_labels(ctx.store, p)[free[0]] == "technical"
-    assert free[0] not in [q["item_id"] for q in cli("adjudicate", "--adjudicator", "dana")["queue"]]
+    assert final_labels(ctx.store, p)[other] == "account"
+    assert other not in [q["item_id"] for q in cli("adjudicate", "--adjudicator", "dana")["queue"]]
 
 
 def test_guideline_bump_stamps_new_labels_with_the_new_version(flow, tmp_path):
@@ -357,12 +387,14 @@ def test_guideline_bump_stamps_new_labels_with_the_new_version(flow, tmp_path):
                  str(flow["guidelines"]))
     assert bumped["version"] == 2 and bumped["project"]["guideline_version"] == 2
     assert "New in v2" in ctx.ls.project(p)["expert_instruction"]
+    for queue in ctx.store.queues(p).values():  # the annotators read the new version in their queues too
+        assert "New in v2" in ctx.ls.project(queue["ls_project"])["expert_instruction"]
     assert "refund vs delivery rule" in (flow["guidelines"] / "CHANGELOG.md").read_text()
 
-    items = ctx.store.items(p)
-    item = [i for i in sorted(items) if i not in ctx.store.assigned(p)
-            and i not in {a["item_id"] for a in ctx.store.annotations(p).values()}][0]
-    label_as(flow, "bob", PEOPLE["bob"], items[item]["task_id"], "billing")
+    round5 = cli("next-round", "--annotators", "alice,bob", "--overlap", "1", "--size", "2", "--close-incomplete",
+                 "--budget", "100000")
+    (item,) = round5["assignments"]["bob"]["items"]
+    label_in_queue(flow, "bob", item, "billing")
     status = cli("status")
     stamps = {a["guideline_version"] for a in ctx.store.annotations(p).values() if a["item_id"] == item}
     assert stamps == {2}
@@ -377,15 +409,13 @@ def test_the_trainer_keeps_to_the_guideline_version_next_round_trained_on(flow):
 
     ctx, p = flow["ctx"], flow["p"]
     settle(ctx, p)
-    cli("next-round", "--annotators", "alice,bob", "--overlap", "1", "--size", "2", "--close-incomplete",
-        "--budget", "100000", "--guideline-version", "2")
+    round6 = cli("next-round", "--annotators", "alice,bob", "--overlap", "1", "--size", "2", "--close-incomplete",
+                 "--guideline-version", "2")
     status = cli("status")
-    assert status["training_policy"]["guideline_version"] == 2 and status["training_items"] == 1
+    assert status["training_policy"]["guideline_version"] == 2 and status["training_items"] == 1  # bob's v2 label
     before = ctx.store.current_model_version(p)
-    items = ctx.store.items(p)
-    item = [i for i in sorted(items) if i not in ctx.store.assigned(p)
-            and i not in {a["item_id"] for a in ctx.store.annotations(p).values()}][0]
-    label_as(flow, "alice", PEOPLE["alice"], items[item]["task_id"], "delivery")  # a second v2 label, a second class
+    (item,) = round6["assignments"]["alice"]["items"]
+    label_in_queue(flow, "alice", item, "delivery")  # a second v2 label, of a second class
     deadline = time.monotonic() + 60
     while ctx.store.current_model_version(p) == before and time.monotonic() < deadline:
         time.sleep(0.5)
@@ -411,7 +441,7 @@ def test_validate_and_export_the_project_with_its_data_card(flow, tmp_path):
     import pyarrow.parquet as pq
     import yaml
 
-    from loop.workflows.training import final_labels
+    from loop.workflows.training import final_labels, labels_that_count
 
     ctx, p = flow["ctx"], flow["p"]
     settle(ctx, p)
@@ -432,7 +462,7 @@ def test_validate_and_export_the_project_with_its_data_card(flow, tmp_path):
     assert {r["id"]: r["round"] for r in rows} == {i: assigned.get(i) for i in final}
     assert any(r["round"] is not None for r in rows)
     by_item: dict[str, int] = {}
-    for a in ctx.store.annotations(p).values():
+    for a in labels_that_count(ctx.store, p)[0]:
         if a["label"] is not None:
             by_item[a["item_id"]] = by_item.get(a["item_id"], 0) + 1
     assert all(len(r["annotations"]) == by_item[r["id"]] for r in rows)

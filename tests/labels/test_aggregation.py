@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from loop.errors import ConfigError, DataError
-from loop.labels.aggregation import DEFAULT_METHOD, aggregate, annotator_reliability, dawid_skene
+from loop.labels.aggregation import DECIDED_BY, DEFAULT_METHOD, METHODS, aggregate, annotator_reliability, dawid_skene
 
 
 def rec(item, annotator, label, t=None):
@@ -28,7 +28,28 @@ def test_majority_decisions_by_hand():
     assert out["u"] == {"label": "a", "confidence": 1.0, "decided_by": "unanimous", "n_labels": 3}
     assert out["m"] == {"label": "b", "confidence": pytest.approx(2 / 3), "decided_by": "majority", "n_labels": 3}
     assert out["t"] == {"label": "a", "confidence": 0.5, "decided_by": "tie-break", "n_labels": 2}
-    assert out["s"] == {"label": "c", "confidence": 1.0, "decided_by": "unanimous", "n_labels": 1}
+    assert out["s"] == {"label": "c", "confidence": 1.0, "decided_by": "single", "n_labels": 1}
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_one_label_is_single_not_unanimous_under_every_method(method):
+    records = [rec("s", "A", "a", 1), rec("u", "A", "a", 2), rec("u", "B", "a", 3),
+               rec("x", "A", "a", 4), rec("x", "B", "b", 5), rec("x", "C", "a", 6)]
+    out = aggregate(records, method)
+    assert out["s"]["decided_by"] == "single" and out["s"]["label"] == "a" and out["s"]["n_labels"] == 1
+    assert out["u"]["decided_by"] == "unanimous" and out["u"]["n_labels"] == 2
+    assert {d["decided_by"] for d in out.values()} <= set(DECIDED_BY)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_one_label_then_adjudicated_is_adjudicated(method):
+    out = aggregate([rec("s", "A", "a")], method, adjudicated={"s": "b"})
+    assert out["s"] == {"label": "b", "confidence": 1.0, "decided_by": "adjudicated", "n_labels": 1}
+
+
+def test_a_relabel_leaving_one_annotator_is_single():
+    out = aggregate([rec("x", "A", "a", 1), rec("x", "A", "b", 2)], "majority")
+    assert out["x"] == {"label": "b", "confidence": 1.0, "decided_by": "single", "n_labels": 1}
 
 
 def test_the_default_method_is_the_one_default():
@@ -141,7 +162,18 @@ def test_dawid_skene_exact_tie_falls_back_to_the_earliest_label():
 def test_dawid_skene_single_class():
     out = aggregate([rec("x", "A", "a"), rec("x", "B", "a"), rec("y", "A", "a")], "dawid-skene")
     assert out["x"] == {"label": "a", "confidence": 1.0, "decided_by": "unanimous", "n_labels": 2}
-    assert out["y"]["label"] == "a"
+    assert out["y"]["label"] == "a" and out["y"]["decided_by"] == "single"
+
+
+def test_dawid_skene_overruling_a_lone_label_is_model_weighted():
+    # A always says a where the adjudicated truth is b, so A's lone "a" on z is read as b.
+    records = [rec("z", "A", "a")]
+    adjudicated = {}
+    for k in range(6):
+        records += [rec(f"y{k}", "A", "a"), rec(f"y{k}", "B", "b")]
+        adjudicated[f"y{k}"] = "b"
+    out = aggregate(records, "dawid-skene", adjudicated=adjudicated)
+    assert out["z"]["label"] == "b" and out["z"]["decided_by"] == "model-weighted" and out["z"]["n_labels"] == 1
 
 
 def test_adjudication_teaches_dawid_skene():

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from loop.errors import DataError
-from loop.labels.guidelines import current, load_all, parse
+from loop.labels.aggregation import aggregate
+from loop.labels.guidelines import current, load_all, parse, to_html
 from tests.helpers import REPO
 from tests.helpers import write_guideline as write
 
@@ -139,3 +140,78 @@ def test_bump_refuses_and_writes_nothing(tmp_path, change, note, message):
     with pytest.raises(DataError, match=message):
         bump(folder, edited, note)
     assert sorted(p.name for p in folder.glob("v*.md")) == ["v1.md"]
+
+
+# -- the instructions as Label Studio shows them ---------------------------------------------
+def test_to_html_renders_headings_lists_emphasis_code_and_tables():
+    html = to_html("# Title\n\n## Rules\n\n- first **money**\n- second `E-102`\n\n1. one\n2. two\n\n"
+                   "| label | when |\n|---|---|\n| billing | a refund |\n\nA wrapped\nparagraph.")
+    assert "<h1>Title</h1>" in html and "<h2>Rules</h2>" in html
+    assert "<ul>\n<li>first <strong>money</strong></li>\n<li>second <code>E-102</code></li>\n</ul>" in html
+    assert "<ol>\n<li>one</li>\n<li>two</li>\n</ol>" in html
+    assert "<table>" in html and "<th>label</th>" in html and "<td>billing</td>" in html
+    assert "<p>A wrapped\nparagraph.</p>" in html  # soft line breaks stay one paragraph
+
+
+@pytest.mark.parametrize("raw", [
+    "<script>alert('x')</script>",
+    "Read this <img src=x onerror=alert(1)> carefully",
+    "<iframe src='https://example.com'></iframe>",
+])
+def test_to_html_escapes_raw_html(raw):
+    # Label Studio's cleaning of expert_instruction keeps <script> and <iframe> (SAFE_HTML_TAGS).
+    html = to_html(f"# Rules\n\n{raw}\n")
+    assert "<script" not in html and "<img" not in html and "<iframe" not in html
+    assert "&lt;" in html  # shown to annotators as text
+
+
+def test_to_html_refuses_script_links():
+    html = to_html("[click](javascript:alert(1)) and [fine](https://example.com/guide)")
+    assert "href=\"javascript:" not in html
+    assert '<a href="https://example.com/guide">fine</a>' in html
+
+
+def test_the_repo_guideline_as_html():
+    g = parse(REPO_GUIDELINES / "v1.md")
+    html = g.html
+    assert html == to_html(g.body)
+    assert html.startswith("<h1>Labelling guidelines") and "<h3>billing</h3>" in html
+    assert "<strong>exactly one</strong>" in html and "<code>billing</code>" in html
+    assert "<ol>" in html and "<li>" in html
+    assert "\n## " not in html and "**" not in html  # no markdown left over
+
+
+# -- what v1 says about disagreements, checked against the aggregation it describes -----------
+def section(body: str, title: str) -> str:
+    """A '## title' section of a body, its whitespace collapsed."""
+    return " ".join(body.split(f"## {title}\n", 1)[1].split("\n## ", 1)[0].split())
+
+
+def test_v1_says_what_a_disagreement_means_and_who_settles_it():
+    g = parse(REPO_GUIDELINES / "v1.md")
+    unsure = section(g.body, "When you are unsure")
+    assert "A customer who cannot log in cannot track a parcel → `account`" in unsure  # rule 2, unchanged
+    assert "skip the task if you cannot decide" not in unsure  # a skip leaves the item one unchecked label
+    assert "Do not skip a message because it is hard" in unsure
+    disagree = section(g.body, "When annotators disagree")
+    assert "it waits for an adjudicator, whose label is final" in disagree
+    assert "one label against one, and there is no majority" in disagree
+    assert "can end up `delivery`" in disagree  # the claim the next test checks
+    assert "**Adjudicators**: decide each contested message afresh by these guidelines" in disagree
+
+
+def test_v1s_claim_that_a_tie_can_overrule_rule_2():
+    """v1: "a split between `account` and `delivery` on the example of rule 2 can end up
+    `delivery`": the default aggregation breaks a one-against-one tie by reliability, not by the
+    guideline's rules. alice follows rule 2 but was outvoted elsewhere, so bob's label wins."""
+    records, t = [], 0
+    for k in range(20):
+        truth = ("billing", "delivery", "account", "technical")[k % 4]
+        alice = "technical" if k % 5 == 0 else truth  # alice is outvoted on 4 items in 20
+        for who, label in (("alice", alice), ("bob", truth), ("carol", truth)):
+            records.append({"item_id": f"m{k}", "annotator": who, "label": label, "created_at": f"{t:04d}"})
+            t += 1
+    records += [{"item_id": "rule 2", "annotator": "alice", "label": "account", "created_at": f"{t:04d}"},
+                {"item_id": "rule 2", "annotator": "bob", "label": "delivery", "created_at": f"{t + 1:04d}"}]
+    decided = aggregate(records)["rule 2"]  # DEFAULT_METHOD, majority-ds
+    assert decided == {"label": "delivery", "confidence": 0.5, "decided_by": "tie-break", "n_labels": 2}

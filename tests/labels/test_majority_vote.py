@@ -70,3 +70,15 @@ def test_majority_beats_order():
 def test_same_time_falls_back_to_the_annotation_id():
     annotations = [ann("b", "x", "late", "2024-01-01T00:00:00Z"), ann("a", "x", "early", "2024-01-01T00:00:00Z")]
     assert majority(annotations) == {"x": "early"}
+
+
+def test_how_the_vote_decided():
+    annotations = [
+        ann(1, "x", "a", "2024-01-01T00:00:00Z"), ann(2, "x", "b", "2024-01-02T00:00:00Z"),
+        ann(3, "x", "b", "2024-01-03T00:00:00Z"),                                            # 2 of 3
+        ann(4, "t", "a", "2024-01-04T00:00:00Z"), ann(5, "t", "b", "2024-01-05T00:00:00Z"),  # 1-1
+        ann(6, "u", "a", "2024-01-06T00:00:00Z"), ann(7, "u", "a", "2024-01-07T00:00:00Z"),  # 2 alike
+        ann(8, "z", "solo", "2024-01-08T00:00:00Z"),                                         # one label
+    ]
+    decided = {item: d["decided_by"] for item, d in aggregate(annotations, "majority").items()}
+    assert decided == {"x": "majority", "t": "tie-break", "u": "unanimous", "z": "single"}

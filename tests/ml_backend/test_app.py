@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import json
+import os
+import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,9 +16,11 @@ from sklearn.linear_model import LogisticRegression
 from loop.core import model as model_lib
 from loop.core.embeddings import DIM
 from loop.labels.interface import CONTROL, OBJECT, result_label
+from loop.services.stack import TELEMETRY_OFF
 from loop.services.store import Store
 from loop.services.vectors import EmbeddingCache
 from ml_backend.app import create_app
+from tests.helpers import REPO
 
 P = 7
 
@@ -141,10 +147,121 @@ def test_predict_project_from_the_tasks(client, redis_store):
 
 
 def test_predict_without_a_model(client, embedder):
-    res = client.post("/predict", json={"project": P, "tasks": tasks("anything")})
+    res = client.post("/predict", json={"project": P, "tasks": tasks("anything", "something else")})
     assert res.status_code == 200
-    assert res.json() == {"results": [], "model_version": "none"}
+    assert res.json() == {"results": [[], []], "model_version": "none"}  # no prediction for each task
     assert embedder.calls == []  # nothing embedded for nothing to predict
+    assert client.post("/predict", json={"project": P, "tasks": []}).json() == {"results": [], "model_version": "none"}
+
+
+def label_studio_stores(tasks: list[dict], response: dict) -> tuple[list[dict], list[str]]:
+    """What Label Studio 1.23 makes of a /predict answer: (predictions it stores, errors it logs).
+
+    Transcribed from label_studio/ml/models.py, `MLBackend._get_predictions_from_ml_backend`:
+
+        elif not isinstance(result.response, dict) or 'results' not in result.response:
+            logger.error(f'ML backend returns an incorrect response, it must be a dict: {result.response}')
+            return []
+        elif not isinstance(result.response['results'], list) or len(result.response['results']) == 0:
+            logger.error(
+                'ML backend returns an incorrect response, results field must be a list with at least one item'
+            )
+            return []
+        responses = result.response['results']
+        if len(serialized_tasks) != len(responses):
+            return self._get_predictions_from_ml_backend_one_by_one(serialized_tasks, responses)
+        for task, response in zip(serialized_tasks, responses):
+            if isinstance(response, dict):
+                response = [response]
+            for r in response:
+                if 'result' not in r:
+                    logger.error(f"ML backend returns an incorrect prediction, it should be a dict with the "
+                                 f"'result' field: {r}")
+                    continue
+                predictions.append({'task': task['id'], 'result': r['result'], 'score': r.get('score'), ...})
+    """
+    if not isinstance(response, dict) or "results" not in response:
+        return [], ["ML backend returns an incorrect response, it must be a dict"]
+    results = response["results"]
+    if not isinstance(results, list) or len(results) == 0:
+        return [], ["ML backend returns an incorrect response, results field must be a list with at least one item"]
+    if len(tasks) != len(results):
+        return [], [f"Number of tasks and responses are not equal: {len(tasks)} tasks != {len(results)} responses"]
+    stored, errors = [], []
+    for task, entry in zip(tasks, results):
+        for r in [entry] if isinstance(entry, dict) else entry:
+            if "result" not in r:
+                errors.append("ML backend returns an incorrect prediction, it should be a dict with the 'result' field")
+                continue
+            stored.append({"task": task["id"], "result": r["result"], "score": r.get("score")})
+    return stored, errors
+
+
+def test_label_studio_accepts_the_answer_without_a_model(client):
+    sent = tasks("anything", "something else", "a third")
+    answer = client.post("/predict", json={"project": P, "tasks": sent}).json()
+    assert label_studio_stores(sent, answer) == ([], [])  # nothing stored, nothing logged
+
+
+def test_label_studio_stores_one_prediction_per_task_with_a_model(client, redis_store):
+    train_and_store(redis_store)
+    sent = tasks("refund my charge", "where is my parcel")
+    stored, errors = label_studio_stores(sent, client.post("/predict", json={"project": P, "tasks": sent}).json())
+    assert errors == [] and [s["task"] for s in stored] == [100, 101]
+
+
+LS_PROBE = """
+import json, logging, os, sys
+import label_studio
+sys.path.insert(0, os.path.dirname(label_studio.__file__))
+os.environ['DJANGO_SETTINGS_MODULE'] = 'label_studio.core.settings.label_studio'
+import django
+django.setup()
+logging.getLogger().handlers[:] = [logging.StreamHandler(sys.stderr)]
+logging.getLogger().setLevel(logging.DEBUG)
+from ml.api_connector import MLApiResult
+from ml.models import MLBackend
+
+tasks, answers = json.load(sys.stdin)
+
+class Api:
+    def __init__(self, answer):
+        self.answer = answer
+    def make_predictions(self, tasks, project, context=None):
+        return MLApiResult(response=self.answer)
+
+class Backend:  # the attributes MLBackend._get_predictions_from_ml_backend reads
+    project, title, model_version = None, "loop", "none"
+    def __init__(self, answer):
+        self.api = Api(answer)
+    def _get_predictions_from_ml_backend_one_by_one(self, *args):
+        return MLBackend._get_predictions_from_ml_backend_one_by_one(self, *args)
+
+print(json.dumps([MLBackend._get_predictions_from_ml_backend(Backend(a), tasks) for a in answers]))
+"""
+
+
+def test_label_studios_own_validator_takes_the_answers(client, redis_store, tmp_path):
+    """Label Studio's own code (from its virtualenv) on /predict's answers: without a model it
+    stores nothing and logs no error; with one it stores one prediction per task."""
+    venv = Path(os.environ.get("LOOP_LABEL_STUDIO_VENV") or REPO / ".venv-label-studio")
+    if not (venv / "bin" / "python").exists():
+        pytest.skip(f"no Label Studio virtualenv at {venv} (`make install` makes it; or set LOOP_LABEL_STUDIO_VENV)")
+    sent = tasks("anything", "something else")
+    without = client.post("/predict", json={"project": P, "tasks": sent}).json()
+    train_and_store(redis_store)
+    with_model = client.post("/predict", json={"project": P, "tasks": sent}).json()
+    data_dir = tmp_path / "ls"
+    data_dir.mkdir()
+    env = {"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path), "LABEL_STUDIO_BASE_DATA_DIR": str(data_dir),
+           **TELEMETRY_OFF}
+    out = subprocess.run([str(venv / "bin" / "python"), "-c", LS_PROBE], env=env, cwd=tmp_path, timeout=120,
+                         input=json.dumps([sent, [without, with_model]]), capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    stored_without, stored_with = json.loads(out.stdout.strip().splitlines()[-1])
+    assert stored_without == []
+    assert "incorrect" not in out.stderr and "not equal" not in out.stderr, out.stderr[-2000:]
+    assert [(s["task"], s["model_version"]) for s in stored_with] == [(100, "v1"), (101, "v1")]
 
 
 @pytest.mark.parametrize("bad_task", [

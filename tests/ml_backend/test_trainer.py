@@ -36,6 +36,7 @@ def setup_project(store, cache, n=12):
         vectors[key_for_hash(f"h{i}")] = (v / np.linalg.norm(v)).astype(np.float32)
     store.add_items(P, items)
     cache.put_many(vectors)
+    store.plan_round(P, {"id": 1}, {i: ["alice", "carol"] for i in items})  # their labels count
 
 
 def label_event(ann_id, item, label):
@@ -141,7 +142,7 @@ def test_a_pulled_annotation_with_an_unknown_label_is_dead_lettered_once_and_the
     ls.annotate(101, 2, "maybe", stamp(1))
     ls.annotate(102, 3, "pos", stamp(1))
     trainer = Trainer(redis_store, vectors_of(redis_store, cache), ls=ls, coalesce_s=0.01, block_ms=100)
-    for version in ("v1", "v2"):  # the second pull meets the same bad annotation again
+    for version in ("v1", None):  # the second pull meets the same bad annotation again; nothing else changed
         redis_store.append_event(P, {"action": "ANNOTATION_CREATED", "sync": True, "upsert": [], "remove": []})
         assert trainer.step() == {P: version}
     assert set(redis_store.annotations(P)) == {"1", "3"}
@@ -229,6 +230,7 @@ def test_a_trainer_with_an_empty_cache_of_its_own_embeds_from_the_texts_in_redis
     redis_store.save_project(P, {"labels": ["billing", "delivery"]}, make_current=False)
     redis_store.add_items(P, {i: {"task_id": 200 + n, "key": text_key(t)} for n, (i, t) in enumerate(texts.items())},
                           texts=texts)
+    redis_store.plan_round(P, {"id": 1}, {i: ["alice"] for i in texts})
     for n, item in enumerate(texts):
         redis_store.append_event(P, {"action": "ANNOTATION_CREATED", "remove": [], "upsert": [
             {"id": str(n), "item_id": item, "annotator": "alice", "label": "billing" if item[0] == "b" else "delivery",
@@ -241,3 +243,20 @@ def test_a_trainer_with_an_empty_cache_of_its_own_embeds_from_the_texts_in_redis
     clf = restore(redis_store.load_model(P))
     probe = ItemVectors(redis_store, cache, NoEmbedder()).matrix(P, sorted(texts))
     assert list(clf.predict(probe)) == ["billing"] * 3 + ["delivery"] * 3
+
+
+def test_retrains_keep_their_distance_and_skip_an_unchanged_training_set(redis_store, tmp_path):
+    import time
+
+    cache = EmbeddingCache(tmp_path / "c.sqlite")
+    setup_project(redis_store, cache)
+    trainer = Trainer(redis_store, vectors_of(redis_store, cache), coalesce_s=0.01, block_ms=100, min_interval_s=1.0)
+    redis_store.append_event(P, label_event(1, "i1", "pos"))
+    redis_store.append_event(P, label_event(2, "i2", "neg"))
+    assert trainer.step() == {P: "v1"}
+    redis_store.append_event(P, label_event(3, "i3", "pos"))
+    start = time.monotonic()
+    assert trainer.step() == {P: "v2"}
+    assert time.monotonic() - start >= 0.9  # waited for the interval, gathering what came meanwhile
+    redis_store.append_event(P, {"action": "ANNOTATION_UPDATED", "upsert": [], "remove": []})  # nothing changed
+    assert trainer.step() == {P: None} and redis_store.current_model_version(P) == "v2"

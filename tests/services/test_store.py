@@ -40,6 +40,10 @@ P = 3
     (Keys.model_seq(3), "loop:project:3:model:seq"),
     (Keys.adjudication(3), "loop:project:3:adjudication"),
     (Keys.ls_synced_at(3), "loop:project:3:ls_synced_at"),
+    (Keys.queues(3), "loop:project:3:queues"),
+    (Keys.queue(3, "alice"), "loop:project:3:queue:alice"),
+    (Keys.queue_synced_at(3), "loop:project:3:queue_synced_at"),
+    (Keys.accepted(3), "loop:project:3:accepted"),
 ])
 def test_key_shapes(key, expected):
     assert key == expected
@@ -51,7 +55,7 @@ def test_every_key_method_is_pinned():
     assert methods == {"current_project", "annotators", "project", "items", "tasks", "annotations", "assigned",
                        "rounds", "round", "round_assignments", "models", "model", "current_model", "events",
                        "projects", "deadletter", "trainer_heartbeat", "model_seq", "adjudication", "ls_synced_at",
-                       "texts"}
+                       "texts", "queues", "queue", "queue_synced_at", "accepted"}
 
 
 def test_keys_written_are_the_documented_ones(redis_store):
@@ -68,13 +72,39 @@ def test_keys_written_are_the_documented_ones(redis_store):
     s.add_adjudication(P, {"i1": {"adjudicator": "carol"}})
     s.set_synced_at(P, "2026-11-22T10:00:00.000000Z")
     assert s.synced_at(P) == "2026-11-22T10:00:00.000000Z"
+    s.add_queue(P, "alice", 77)
+    s.add_queue_tasks(P, "alice", {"i1": 501})
+    s.set_synced_at(P, "2026-11-22T10:00:05.000000Z", 77)
+    assert s.synced_at(P, 77) == "2026-11-22T10:00:05.000000Z" and s.synced_at(P, P) == s.synced_at(P)
+    s.accept(P, ["1"])
     assert {k.decode() for k in s.r.keys("*")} == {
         Keys.projects(), Keys.deadletter(), Keys.trainer_heartbeat(), Keys.model_seq(P), Keys.adjudication(P),
         Keys.current_project(), Keys.annotators(), Keys.project(P), Keys.items(P), Keys.tasks(P),
         Keys.annotations(P), Keys.assigned(P), Keys.rounds(P), Keys.round(P, 1), Keys.round_assignments(P, 1),
         Keys.models(P), Keys.model(P, "v1"), Keys.current_model(P), Keys.events(P), Keys.ls_synced_at(P),
-        Keys.texts(P),
+        Keys.texts(P), Keys.queues(P), Keys.queue(P, "alice"), Keys.queue_synced_at(P), Keys.accepted(P),
     }
+
+
+def test_queues_their_tasks_and_accepted_labels(redis_store):
+    redis_store.add_items(P, {"i1": {"task_id": 10, "key": "h1"}, "i2": {"task_id": 11, "key": "h2"}})
+    assert redis_store.queues(P) == {} and redis_store.queue_tasks(P, "alice") == {}
+    redis_store.add_queue(P, "alice", 40)
+    redis_store.add_queue_tasks(P, "alice", {"i1": 400, "i2": 401})
+    assert {k: v["ls_project"] for k, v in redis_store.queues(P).items()} == {"alice": 40}
+    assert redis_store.queue_tasks(P, "alice") == {"i1": 400, "i2": 401}
+    assert redis_store.items_for_tasks(P, [10, 400, 401, 999]) == {10: "i1", 400: "i1", 401: "i2"}  # one task map
+    assert redis_store.accept(P, ["a1", "a2"]) == 2 and redis_store.accept(P, ["a1"]) == 0
+    assert redis_store.accepted(P) == {"a1", "a2"}
+
+
+def test_annotations_of_one_label_studio_project_are_replaced_alone(redis_store):
+    redis_store.replace_annotations(P, {"1": {"item_id": "i1", "label": "a"},  # main project (no ls_project: legacy)
+                                        "2": {"item_id": "i1", "label": "b", "ls_project": 40}})  # alice's queue
+    counts = redis_store.replace_annotations(P, {"3": {"item_id": "i2", "label": "a", "ls_project": 40}}, ls_project=40)
+    assert counts == {"added": 1, "updated": 0, "removed": 1}
+    assert set(redis_store.annotations(P)) == {"1", "3"}
+    assert redis_store.annotation_count(P, 40) == 1 and redis_store.annotation_count(P, P) == 1
 
 
 def test_item_texts_are_kept_with_the_items(redis_store):

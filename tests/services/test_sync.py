@@ -58,3 +58,47 @@ def test_an_unknown_label_fails_the_sync_with_nothing_written(ctx):
     with pytest.raises(AnnotationRejected, match="'maybe'"):
         sync_annotations(ctx.store, ctx.ls, P)
     assert labels(ctx.store) == {"i0": "neg"} and ctx.store.synced_at(P) == stamp(1)
+
+
+def test_every_queue_is_read_and_each_label_is_attributed_to_who_last_wrote_it(ctx):
+    """The main project and bob's queue (Label Studio project 40) are read, each with its own mark;
+    a label carries its project, its queue's owner, and whether a suggestion was shown."""
+    ctx.store.add_annotator({"name": "bob", "ls_user_id": 6})
+    ctx.store.add_queue(P, "bob", 40)
+    ctx.store.add_queue_tasks(P, "bob", {"i1": 401})
+    ctx.ls.annotate(100, 1, "neg", stamp(1))  # alice, in the main project (task 100 is i0)
+    ctx.ls.tasks[100]["project"] = P
+    ctx.ls.annotate(401, 2, "pos", stamp(2), user=6, suggested=True)  # bob, in his queue
+    ctx.ls.tasks[401]["project"] = 40
+    assert sync_annotations(ctx.store, ctx.ls, P) == {"added": 2, "updated": 0, "removed": 0}
+    stored = ctx.store.annotations(P)
+    assert (stored["1"]["ls_project"], stored["1"]["queue"], stored["1"]["suggested"]) == (P, None, False)
+    assert (stored["2"]["item_id"], stored["2"]["ls_project"], stored["2"]["queue"]) == ("i1", 40, "bob")
+    assert stored["2"]["suggested"] and stored["2"]["annotator"] == "bob" and not stored["2"]["edited_by_other"]
+    assert ctx.store.synced_at(P) == stamp(1) and ctx.store.synced_at(P, 40) == stamp(2)
+
+    ctx.ls.annotate(401, 2, "neg", stamp(5), user=6, updated_by=5)  # alice overwrote bob's label in his queue
+    assert sync_annotations(ctx.store, ctx.ls, P) == {"added": 0, "updated": 1, "removed": 0}
+    edited = ctx.store.annotations(P)["2"]
+    assert (edited["annotator"], edited["created_by"], edited["edited_by_other"]) == ("alice", "bob", True)
+    assert [c for c in ctx.ls.calls if c[0] == "export"] == [("export", None), ("export", None)]  # once per project
+
+
+def test_a_deleted_queue_task_is_caught_by_that_queues_count(ctx):
+    ctx.store.add_queue(P, "alice", 40)
+    ctx.store.add_queue_tasks(P, "alice", {"i1": 401, "i2": 402})
+    for task, ann in ((401, 1), (402, 2)):
+        ctx.ls.annotate(task, ann, "pos", stamp(ann))
+        ctx.ls.tasks[task]["project"] = 40
+    sync_annotations(ctx.store, ctx.ls, P)
+    ctx.ls.drop_task(402)
+    assert sync_annotations(ctx.store, ctx.ls, P) == {"added": 0, "updated": 0, "removed": 1}
+    assert labels(ctx.store) == {"i1": "pos"}
+
+
+def test_a_project_with_nothing_labelled_is_exported_once_not_at_every_sync(ctx):
+    ctx.ls.tasks[100] = {"id": 100, "annotations": [], "updated_at": stamp(3)}  # a task, no label yet
+    assert sync_annotations(ctx.store, ctx.ls, P) == {"added": 0, "updated": 0, "removed": 0}
+    assert ctx.store.synced_at(P) == stamp(3)  # the newest task: the next read starts there
+    sync_annotations(ctx.store, ctx.ls, P)
+    assert [c[0] for c in ctx.ls.calls] == ["export", "changed"]

@@ -7,6 +7,7 @@ from types import SimpleNamespace
 import pytest
 
 from loop.errors import ConfigError
+from loop.labels.attribution import epoch
 from loop.workflows.status import round_detail, round_status, status
 from loop.workflows.training import set_policy
 from tests.helpers import stamp
@@ -29,9 +30,13 @@ def ctx(redis_store, fake_ls):
 def test_round_detail_lists_each_annotators_items_and_tasks(ctx):
     detail = round_detail(ctx.store, P, 1)
     assert "scores" not in detail and detail["id"] == 1
-    assert detail["assignments"] == {
-        "alice": {"items": ["i0", "i2", "i4"], "tasks": [100, 102, 104], "done": 0, "owed": ["i0", "i2", "i4"]},
-        "bob": {"items": ["i0", "i2", "i4"], "tasks": [100, 102, 104], "done": 0, "owed": ["i0", "i2", "i4"]}}
+    unpublished = {"items": ["i0", "i2", "i4"], "queue": None, "tasks": [None, None, None],
+                   "main_tasks": [100, 102, 104], "done": 0, "owed": ["i0", "i2", "i4"]}
+    assert detail["assignments"] == {"alice": unpublished, "bob": unpublished}
+    ctx.store.add_queue(P, "alice", 40)
+    ctx.store.add_queue_tasks(P, "alice", {"i0": 400, "i2": 402, "i4": 404})
+    alice = round_detail(ctx.store, P, 1)["assignments"]["alice"]
+    assert alice["queue"] == 40 and alice["tasks"] == [400, 402, 404]
 
 
 def test_round_status_syncs_first_and_shows_who_still_owes(ctx):
@@ -53,3 +58,21 @@ def test_status_shows_the_training_policy(ctx):
     s = status(ctx, P)
     assert s["training_policy"]["guideline_version"] == 3 and "guideline v3" in s["training_policy"]["description"]
     assert s["items_labelled"] == 1 and s["training_items"] == 0  # the label was stamped with no version
+
+
+def test_status_reports_labels_left_out_edited_by_others_and_changed_after_their_round_closed(ctx):
+    store = ctx.store
+    store.add_annotator({"name": "carol", "ls_user_id": 7})
+    ctx.ls.annotate(100, 1, "pos", stamp(1), user=5, suggested=True)   # alice on i0: sent to her, a suggestion shown
+    ctx.ls.annotate(101, 2, "neg", stamp(2), user=7)                   # carol on i1: nobody sent it to her
+    ctx.ls.annotate(102, 3, "neg", stamp(3), user=5, updated_by=6)     # bob changed alice's label on i2
+    store.close_round(P, 1)
+    store.update_round(P, 1, closed_at=epoch(stamp(2)) + 0.5)          # the round closed between stamps 2 and 3
+    s = status(ctx, P)
+    assert [(o["id"], o["annotator"], o["reason"]) for o in s["labels_outside"]] == [
+        ("2", "carol", "carol was not sent this item")]
+    assert [(e["id"], e["annotator"], e["created_by"]) for e in s["labels_edited_by_other"]] == [("3", "bob", "alice")]
+    assert [(c["id"], c["round"]) for c in s["labels_changed_after_close"]] == [("3", 1)]
+    assert s["labels_with_suggestion"] == 1 and s["labels_spent"] == 2  # carol's label is not spent budget
+    assert sum(1 for w in s["warnings"] if "left out of training" in w or "changed by someone other" in w
+               or "after their round closed" in w) == 3

@@ -27,8 +27,12 @@ class FixedVectors:
             if item_ids else np.empty((0, DIM), dtype=np.float32)
 
 
-def labelled(store, labels: dict[str, tuple[str, int]]):
+def labelled(store, labels: dict[str, tuple[str, int]], round_id: int = 1):
+    """alice's labels on items a round sent her (items not sent before join round `round_id`)."""
     store.save_project(P, {"labels": ["neg", "pos"]}, make_current=False)
+    fresh = {item: ["alice"] for item in labels if item not in store.assigned(P)}
+    if fresh:
+        store.plan_round(P, {"id": round_id}, fresh)
     store.replace_annotations(P, {str(n): {"id": str(n), "item_id": item, "annotator": "alice", "label": label,
                                            "guideline_version": version, "created_at": f"2026-01-01T00:00:{n:02d}"}
                                   for n, (item, (label, version)) in enumerate(labels.items())})
@@ -71,13 +75,18 @@ def test_training_set_and_final_labels_follow_the_policy(redis_store):
     assert redis_store.current_model_version(P) is None
 
 
-def test_retrain_publishes_a_new_current_version(redis_store):
+def test_retrain_publishes_a_new_version_only_when_the_training_set_changed(redis_store):
     labelled(redis_store, {"p1": ("pos", 1), "n1": ("neg", 1)})
-    vectors = FixedVectors(["p1", "n1"])
+    vectors = FixedVectors(["p1", "n1", "p2"])
     assert training.retrain(redis_store, vectors, P) == "v1"
+    assert training.retrain(redis_store, vectors, P) is None  # the same labels: the same model, no new version
+    assert redis_store.current_model_version(P) == "v1"
+    labelled(redis_store, {"p1": ("pos", 1), "n1": ("neg", 1), "p2": ("pos", 1)}, round_id=2)
     assert training.retrain(redis_store, vectors, P) == "v2"
     snap = redis_store.load_model(P)
-    assert snap.version == "v2" and snap.n_labels == 2 and snap.classes == ["neg", "pos"]
+    assert snap.version == "v2" and snap.n_labels == 3 and snap.classes == ["neg", "pos"]
+    training.set_policy(redis_store, P, aggregation="dawid-skene")  # a new policy may decide otherwise: retrain
+    assert training.retrain(redis_store, vectors, P) == "v3"
 
 
 def test_an_item_without_a_vector_is_an_error_not_a_silent_drop(redis_store):

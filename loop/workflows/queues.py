@@ -1,0 +1,95 @@
+"""Annotators' queues: one Label Studio project per annotator, holding only the items sent to them.
+
+Open-source Label Studio has no task assignment: its labelling stream ("Label All Tasks") serves any
+task of the project, and its Data Manager shows every annotation of a task to everyone. So the
+items `next-round` (or `adjudicate`) sends to an annotator are imported as tasks into a project of
+their own, "<project> · <annotator>": their stream serves exactly their items, one annotation per
+task, and no one else's label is on them. The main project keeps every item for operators (and
+the model's scores). Nothing is pre-ticked: a queue shows the model's answer only when the project
+was set up for assisted labelling (`loop init --assisted`, one annotator per item).
+
+Each step is idempotent, so a re-run after a crash finishes the job: the queue is found by its
+title, and tasks already in it are found by their item id before anything is imported again.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from loop.errors import DataError
+from loop.labels.interface import LABEL_CHANGES
+from loop.services.context import Context
+from loop.workflows.texts import project_texts
+
+# Label Studio fills a tab's columns only when the tab says which it hides. Shown: the text, whether
+# and when the annotator finished a task, and the annotator; hidden: the columns for reviewers.
+QUEUE_TAB = "My items"
+QUEUE_HIDDEN_COLUMNS = {
+    "explore": ["tasks:inner_id", "tasks:annotations_results", "tasks:annotations_ids", "tasks:predictions_score",
+                "tasks:predictions_model_versions", "tasks:predictions_results", "tasks:file_upload",
+                "tasks:storage_filename", "tasks:created_at", "tasks:updated_at", "tasks:updated_by",
+                "tasks:avg_lead_time", "tasks:draft_exists", "tasks:data.item_id"],
+    "labeling": ["tasks:inner_id", "tasks:annotations_results", "tasks:annotations_ids", "tasks:predictions_score",
+                 "tasks:predictions_model_versions", "tasks:predictions_results", "tasks:file_upload",
+                 "tasks:storage_filename", "tasks:created_at", "tasks:updated_at", "tasks:updated_by",
+                 "tasks:avg_lead_time", "tasks:draft_exists", "tasks:total_predictions", "tasks:cancelled_annotations",
+                 "tasks:total_annotations", "tasks:data.item_id"],
+}
+
+
+def queue_title(project_title: str, annotator: str) -> str:
+    return f"{project_title} · {annotator}"
+
+
+def ensure_queue(ctx: Context, p: int, annotator: str) -> int:
+    """The Label Studio project of `annotator`'s queue in loop project p, created on first use
+    with the project's labels, instructions and webhook."""
+    store, ls = ctx.store, ctx.ls
+    known = store.queues(p).get(annotator)
+    if known:
+        return int(known["ls_project"])
+    project = store.project(p) or {}
+    main = ls.project(p)
+    title = queue_title(main.get("title") or f"loop project {p}", annotator)
+    q = ls.find_project(title)  # made by a run that died before recording it
+    if q is None:
+        q = ls.create_project(title, project["labels"], main.get("expert_instruction") or "",
+                              suggestions=bool(project.get("assisted")), sampling="Sequential sampling")
+    ls.ensure_webhook(q, f"{ctx.settings.backend_url}/webhook", LABEL_CHANGES, auth=ctx.settings.backend_auth,
+                      loop_project=p)
+    ls.ensure_view(q, QUEUE_TAB, hidden_columns=QUEUE_HIDDEN_COLUMNS)
+    store.add_queue(p, annotator, q)
+    return q
+
+
+def enqueue(ctx: Context, p: int, annotator: str, item_ids: Sequence[str], *,
+            round: int | None = None) -> dict[str, Any]:
+    """Put items in an annotator's queue (those not there yet); returns {ls_project, url, tasks}
+    with the queue's task id of every item asked for."""
+    store, ls = ctx.store, ctx.ls
+    q = ensure_queue(ctx, p, annotator)
+    have = store.queue_tasks(p, annotator)
+    todo = [i for i in item_ids if i not in have]
+    if todo:
+        # Tasks a crashed run imported but never recorded: take them, import only the rest.
+        orphans = {i: t for i, t in ls.task_item_ids(q).items() if i in set(todo)}
+        store.add_queue_tasks(p, annotator, orphans)
+        have = {**have, **orphans}
+        todo = [i for i in todo if i not in orphans]
+    if todo:
+        texts, _ = project_texts(ctx, p, store.project(p) or {}, todo)
+        missing = [i for i in todo if i not in texts]
+        if missing:
+            raise DataError(f"{len(missing)} items for {annotator} (e.g. {missing[0]!r}) have no text; "
+                            "re-run `loop init` on the project's data file")
+        rows = [{"text": texts[i], "item_id": i, **({"round": round} if round is not None else {})} for i in todo]
+        task_ids = ls.import_tasks(q, rows)
+        store.add_queue_tasks(p, annotator, dict(zip(todo, task_ids)))
+        have = {**have, **dict(zip(todo, task_ids))}
+    return {"ls_project": q, "url": f"{ctx.settings.ls_url}/projects/{q}/data",
+            "tasks": [have[i] for i in item_ids]}
+
+
+def queue_projects(store, p: int) -> dict[str, int]:
+    """annotator -> the Label Studio project of their queue."""
+    return {name: int(q["ls_project"]) for name, q in store.queues(p).items()}
