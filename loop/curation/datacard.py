@@ -115,6 +115,20 @@ def _limitations(f: dict[str, Any]) -> list[str]:
     elif g["hash"] and g["current_hash"] and g["hash"] != g["current_hash"]:
         out.append(f"The guideline file {g.get('file')} changed since it was applied (hash {g['hash']} recorded, "
                    f"{g['current_hash']} now); the text below is the current file.")
+    st = f["status"]
+    if st.get("labels_with_suggestion"):
+        out.append(f"{_count(st['labels_with_suggestion'], 'label was', 'labels were')} made with the model's answer "
+                   "shown (assisted labelling): those agree with the model more than independent labels would.")
+    if st.get("labels_edited_by_other"):
+        out.append(_count(st["labels_edited_by_other"], "label was changed by someone other than its author",
+                          "labels were changed by someone other than their author") + "; each counts as the editor's.")
+    if st.get("labels_changed_after_close"):
+        out.append(_count(st["labels_changed_after_close"], "label was made or changed after its round closed",
+                          "labels were made or changed after their round closed")
+                   + ": agreement at the close was measured without them.")
+    if st.get("labels_outside"):
+        out.append(f"{_count(st['labels_outside'], 'label is', 'labels are')} left out: made on an item its author "
+                   "was not sent, and not accepted (`loop accept`).")
     if counts["outside_rounds"]:
         out.append(f"{_count(counts['outside_rounds'], 'item was', 'items were')} labelled outside the loop's "
                    "rounds (no round).")
@@ -168,9 +182,11 @@ def card_facts(store, p: int, *, status: Mapping, validation: Mapping, splits: M
                data_files: Mapping[str, str], n_clusters: int | None = None, allow_contradictions: bool = False,
                settings: Mapping | None = None, learning_curve: str | None = "learning_curve.png",
                validation_file: str = "validation.json", license: str = "other", language: str | None = None,
-               pretty_name: str | None = None) -> dict[str, Any]:
+               pretty_name: str | None = None, annotations: Sequence[Mapping] | None = None) -> dict[str, Any]:
     """Everything the card shows, JSON-serialisable, gathered from the store (project, rounds,
-    labels), `status` (loop.workflows.status.status), the validation report and the exported splits."""
+    labels), `status` (loop.workflows.status.status), the validation report and the exported splits.
+    `annotations`: the label records that count (`workflows.training.labels_that_count`); default
+    every stored one."""
     project = store.project(p) or {}
     rows = [r for part in splits.values() for r in part]
     labels = list(project.get("labels") or status.get("labels") or [])
@@ -178,7 +194,7 @@ def card_facts(store, p: int, *, status: Mapping, validation: Mapping, splits: M
     overall = Counter(r["label"] for r in rows)
     source = Path(project["source"]).name if project.get("source") else None
 
-    annotations = list(store.annotations(p).values())
+    annotations = list(store.annotations(p).values()) if annotations is None else list(annotations)
     adjudication = store.adjudication(p)
     records = agreement_records(annotations, adjudication)
     report = full_report(records, min_items=MIN_ITEMS) if records else None
@@ -214,7 +230,11 @@ def card_facts(store, p: int, *, status: Mapping, validation: Mapping, splits: M
                    "items_labelled": status.get("items_labelled"), "pool": status.get("pool"),
                    "budget": status.get("budget"), "contested": status.get("contested", 0),
                    "awaiting_adjudication": status.get("awaiting_adjudication", 0),
-                   "model_version": status.get("model_version")},
+                   "model_version": status.get("model_version"),
+                   "labels_outside": len(status.get("labels_outside") or []),
+                   "labels_edited_by_other": len(status.get("labels_edited_by_other") or []),
+                   "labels_changed_after_close": len(status.get("labels_changed_after_close") or []),
+                   "labels_with_suggestion": status.get("labels_with_suggestion", 0)},
         "training_policy": dict(status.get("training_policy") or {}),
         "counts": {
             "rows": len(rows), "splits": {name: len(part) for name, part in splits.items()}, "clusters": n_clusters,

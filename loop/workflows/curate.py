@@ -211,7 +211,7 @@ def export_project(ctx, p: int, out_dir: str | Path, *, fmt: str = "jsonl", test
                 "with_annotations": with_annotations, "text_source": text_source}
     facts = card_facts(store, p, status=st, validation=report, splits=splits, data_files=data_files,
                        n_clusters=len(set(clusters)), allow_contradictions=allow_contradictions, settings=settings,
-                       learning_curve=curve.name)
+                       learning_curve=curve.name, annotations=annotations)
     card = _write_text(out / "README.md", render_card(facts))
     written |= {"card": str(card), "learning_curve": str(curve), "validation": str(out / "validation.json")}
     return {"project_id": p, "out_dir": str(out), "format": fmt, "files": written,

@@ -106,6 +106,21 @@ def test_known_limitations_come_from_the_facts(exported):
     assert "Contradictions allowed" not in exported["card"]
 
 
+def test_labels_shown_a_suggestion_edited_by_others_late_or_left_out_are_limitations(ctx, project, exported,
+                                                                                      redis_store):
+    st = status(ctx, P, sync=False) | {"labels_with_suggestion": 3, "labels_edited_by_other": [{"id": "a1"}],
+                                       "labels_changed_after_close": [{"id": "a2"}, {"id": "a3"}],
+                                       "labels_outside": [{"id": "a4"}]}
+    facts = card_facts(redis_store, P, status=st, validation=exported["report"], splits=exported["rows"],
+                       data_files={"train": "train.jsonl", "test": "test.jsonl"})
+    limits = render_card(facts).split("## Known limitations", 1)[1]
+    assert "3 labels were made with the model's answer shown" in limits
+    assert "1 label was changed by someone other than its author" in limits
+    assert "2 labels were made or changed after their round closed" in limits
+    assert "1 label is left out: made on an item its author was not sent" in limits
+    assert "answer shown" not in exported["card"]  # the sample project has none of these
+
+
 def test_allowed_contradictions_are_said_near_the_top_and_in_the_limitations(redis_store, tmp_path, embedder, fake_ls):
     project = build_project(redis_store, tmp_path, contradiction=True)
     ctx = make_ctx(redis_store, tmp_path, embedder, fake_ls, project["texts"])
