@@ -32,6 +32,30 @@ def write_guideline(folder: Path, name: str, version: int, labels, body: str = "
     return path
 
 
+def cli(*args: str) -> dict | list:
+    """Run `loop ARGS --json` in-process; asserts it succeeded and returns the parsed JSON."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from loop.cli.main import app
+
+    result = CliRunner().invoke(app, [*args, "--json"])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def cli_fails(*args: str) -> str:
+    """Run `loop ARGS`; asserts it failed with exit code 1 and returns what it printed."""
+    from typer.testing import CliRunner
+
+    from loop.cli.main import app
+
+    result = CliRunner().invoke(app, list(args))
+    assert result.exit_code == 1, result.output
+    return result.output
+
+
 def stamp(second: int) -> str:
     """A Label Studio `updated_at` timestamp, `second` seconds into a fixed minute."""
     return f"2026-11-22T10:00:{second:02d}.000000Z"

@@ -30,6 +30,9 @@ def render_round(r: dict) -> None:
         c = r["closed_previous"]
         console.print(f"closed round {c['round']}" + (f"; {c['released']} unlabelled items back in the pool"
                                                       if c["released"] else ""))
+        if c.get("short"):
+            console.print(f"{c['short']} of its items got fewer labels than the overlap (skipped or released): "
+                          + ", ".join(c["short_items"][:10]) + (" ..." if c["short"] > 10 else ""))
         ag = c.get("agreement")
         if ag:
             console.print(f"round {c['round']} agreement: {_fmt(ag['percent'])} of pairs agree, alpha "

@@ -16,6 +16,22 @@ OBJECT = "text"     # the <Text> name; tasks carry their text under data.text
 LABEL_CHANGES = ("ANNOTATION_CREATED", "ANNOTATIONS_CREATED", "ANNOTATION_UPDATED", "ANNOTATIONS_DELETED")
 
 
+# Data Manager tabs. Label Studio computes a tab's Completed, Annotated by and score columns only
+# when the tab lists the columns it hides ({"explore": [...], "labeling": [...]}); a column is hidden
+# when it is in both lists (data_manager/managers.py, get_fields_for_evaluation).
+_NOISE = ["tasks:inner_id", "tasks:annotations_ids", "tasks:predictions_model_versions", "tasks:predictions_results",
+          "tasks:file_upload", "tasks:storage_filename", "tasks:updated_by", "tasks:avg_lead_time",
+          "tasks:draft_exists", "tasks:data.item_id"]
+# An annotator's queue: the text, when they finished it and by whom; no model columns (a queue has no predictions).
+QUEUE_TAB = "My items"
+QUEUE_TAB_HIDDEN = {k: _NOISE + ["tasks:annotations_results", "tasks:predictions_score", "tasks:total_predictions",
+                                 "tasks:cancelled_annotations", "tasks:created_at", "tasks:updated_at"]
+                    for k in ("explore", "labeling")}
+# The main project, for operators: also the labels given and the model's score.
+MAIN_TAB = "All items"
+MAIN_TAB_HIDDEN = {k: list(_NOISE) for k in ("explore", "labeling")}
+
+
 def label_config(labels: Sequence[str]) -> str:
     choices = "\n    ".join(f"<Choice value={quoteattr(lab)}/>" for lab in labels)
     return (f'<View>\n  <Text name="{OBJECT}" value="${OBJECT}"/>\n'

@@ -33,8 +33,15 @@ def project_records(store: Store, p: int, *, round_id: int | None = None,
 def project_agreement(ctx: Context, p: int, *, round_id: int | None = None, guideline_version: int | None = None,
                       method: str = DEFAULT_METHOD) -> dict[str, Any]:
     sync_annotations(ctx.store, ctx.ls, p)
-    return full_report(project_records(ctx.store, p, round_id=round_id, guideline_version=guideline_version),
-                       method=method)
+    records = project_records(ctx.store, p, round_id=round_id, guideline_version=guideline_version)
+    report = full_report(records, method=method)
+    # Labels made with the model's answer shown agree with the model, and so with each other, more
+    # than independent ones would (assisted labelling).
+    report["labels_with_suggestion"] = sum(1 for r in records if r.get("suggested"))
+    if report["labels_with_suggestion"]:
+        report["warnings"].append(f"{report['labels_with_suggestion']} of {len(records)} labels were made with the "
+                                  "model's answer shown: agreement is partly agreement with the model")
+    return report
 
 
 def file_agreement(path: str | Path, *, item_field: str = "item_id", annotator_field: str = "annotator",

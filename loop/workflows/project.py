@@ -14,7 +14,7 @@ from loop.core.stopping import STOP_SET_SIZE
 from loop.errors import ConfigError, DataError, LabelStudioError
 from loop.labels.guidelines import current as current_guideline
 from loop.labels.guidelines import get as get_guideline
-from loop.labels.interface import LABEL_CHANGES, config_labels, label_config
+from loop.labels.interface import LABEL_CHANGES, MAIN_TAB, MAIN_TAB_HIDDEN, config_labels, label_config
 from loop.services.context import Context
 from loop.workflows.progress import Progress, no_progress
 from loop.workflows.queues import queue_projects
@@ -138,6 +138,7 @@ def init_project(ctx: Context, data: str | Path, *, text_field: str = "text", la
         auth = ctx.settings.backend_auth
         backend = ls.connect_ml_backend(project_id, url, auth=auth)
         ls.ensure_webhook(project_id, f"{url}/webhook", LABEL_CHANGES, auth=auth)
+    ls.ensure_view(project_id, MAIN_TAB, hidden_columns=MAIN_TAB_HIDDEN)  # operators see labels, scores, who
     return {"project_id": project_id, "linked": linked, "items": len(items), "imported": len(todo),
             "embedded": n_embedded, "labels": label_set, "ml_backend": backend,
             "guideline_version": record["guideline_version"], "dev_items": len(dev_items), "assisted": assisted,

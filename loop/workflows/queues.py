@@ -17,24 +17,9 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from loop.errors import DataError
-from loop.labels.interface import LABEL_CHANGES
+from loop.labels.interface import LABEL_CHANGES, QUEUE_TAB, QUEUE_TAB_HIDDEN
 from loop.services.context import Context
 from loop.workflows.texts import project_texts
-
-# Label Studio fills a tab's columns only when the tab says which it hides. Shown: the text, whether
-# and when the annotator finished a task, and the annotator; hidden: the columns for reviewers.
-QUEUE_TAB = "My items"
-QUEUE_HIDDEN_COLUMNS = {
-    "explore": ["tasks:inner_id", "tasks:annotations_results", "tasks:annotations_ids", "tasks:predictions_score",
-                "tasks:predictions_model_versions", "tasks:predictions_results", "tasks:file_upload",
-                "tasks:storage_filename", "tasks:created_at", "tasks:updated_at", "tasks:updated_by",
-                "tasks:avg_lead_time", "tasks:draft_exists", "tasks:data.item_id"],
-    "labeling": ["tasks:inner_id", "tasks:annotations_results", "tasks:annotations_ids", "tasks:predictions_score",
-                 "tasks:predictions_model_versions", "tasks:predictions_results", "tasks:file_upload",
-                 "tasks:storage_filename", "tasks:created_at", "tasks:updated_at", "tasks:updated_by",
-                 "tasks:avg_lead_time", "tasks:draft_exists", "tasks:total_predictions", "tasks:cancelled_annotations",
-                 "tasks:total_annotations", "tasks:data.item_id"],
-}
 
 
 def queue_title(project_title: str, annotator: str) -> str:
@@ -57,7 +42,7 @@ def ensure_queue(ctx: Context, p: int, annotator: str) -> int:
                               suggestions=bool(project.get("assisted")), sampling="Sequential sampling")
     ls.ensure_webhook(q, f"{ctx.settings.backend_url}/webhook", LABEL_CHANGES, auth=ctx.settings.backend_auth,
                       loop_project=p)
-    ls.ensure_view(q, QUEUE_TAB, hidden_columns=QUEUE_HIDDEN_COLUMNS)
+    ls.ensure_view(q, QUEUE_TAB, hidden_columns=QUEUE_TAB_HIDDEN)
     store.add_queue(p, annotator, q)
     return q
 

@@ -19,7 +19,7 @@ from loop.core.embeddings import embed_texts
 from loop.core.strategies import DEFAULT_STRATEGY
 from loop.labels.interface import choice_result
 from loop.services.context import Context
-from tests.helpers import REPO, login_token
+from tests.helpers import REPO, cli, cli_fails, login_token
 
 pytestmark = pytest.mark.integration
 
@@ -27,18 +27,6 @@ SAMPLE = REPO / "examples" / "support_tickets.jsonl"
 PEOPLE = {"alice": "alice-pass-123", "bob": "bob-pass-1234", "carol": "carol-pass-12"}
 SIZE, OVERLAP = 12, 2
 runner = CliRunner()
-
-
-def cli(*args: str) -> dict | list:
-    result = runner.invoke(app, [*args, "--json"])
-    assert result.exit_code == 0, result.output
-    return json.loads(result.stdout)
-
-
-def cli_fails(*args: str) -> str:
-    result = runner.invoke(app, list(args))
-    assert result.exit_code == 1, result.output
-    return result.output
 
 
 @pytest.fixture(scope="module")

@@ -9,8 +9,9 @@ import pytest
 
 from loop.core.dataset import text_key
 from loop.errors import ConfigError
+from loop.labels.interface import QUEUE_TAB
 from loop.workflows.adjudicate import accept
-from loop.workflows.queues import QUEUE_TAB, enqueue, ensure_queue, queue_title
+from loop.workflows.queues import enqueue, ensure_queue, queue_title
 from loop.workflows.rounds import _close_previous, _publish, next_round
 from tests.helpers import stamp
 

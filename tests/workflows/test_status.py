@@ -76,3 +76,13 @@ def test_status_reports_labels_left_out_edited_by_others_and_changed_after_their
     assert s["labels_with_suggestion"] == 1 and s["labels_spent"] == 2  # carol's label is not spent budget
     assert sum(1 for w in s["warnings"] if "left out of training" in w or "changed by someone other" in w
                or "after their round closed" in w) == 3
+
+
+def test_agreement_says_how_many_labels_were_made_with_a_suggestion_shown(ctx):
+    from loop.workflows.agreement import project_agreement
+
+    ctx.ls.annotate(100, 1, "pos", stamp(1), user=5, suggested=True)
+    ctx.ls.annotate(100, 2, "pos", stamp(2), user=6)
+    report = project_agreement(ctx, P)
+    assert report["labels_with_suggestion"] == 1 and report["percent_agreement"]["value"] == 1.0
+    assert any("1 of 2 labels were made with the model's answer shown" in w for w in report["warnings"])
