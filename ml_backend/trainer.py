@@ -5,7 +5,9 @@ event stream through the consumer group "trainer", applies the label changes to 
 and refits once per burst (events arriving within `coalesce_s` of each other are one retrain).
 loop's webhooks carry no payload (one would cost the annotator's request 19-30 ms), so for those
 events the trainer asks Label Studio for the tasks changed since its last read
-(`loop.services.sync.pull_changes`), once per burst.
+(`loop.services.sync.pull_changes`), once per burst. It also reads them unasked, when it starts
+and then every minute (`catch_up`): Label Studio drops webhooks it cannot deliver, so a change
+made while the backend or Redis was down is picked up all the same.
 It retrains through the CLI's own path (`loop.workflows.training.retrain`): the project's recorded
 training policy (aggregation, guideline version, adjudications) and item vectors from its own
 cache, embedding from the texts in Redis what that cache lacks, so it needs no file of the host.
@@ -31,17 +33,22 @@ from loop.services.vectors import ItemVectors
 from loop.workflows import training
 
 log = logging.getLogger("loop.trainer")
+CATCH_UP_S = 60.0  # the slow timer: a missed webhook costs at most this long
 
 
 class Trainer:
     def __init__(self, store: Store, vectors: ItemVectors, *, ls=None, consumer: str = "trainer-1",
-                 coalesce_s: float = 0.3, block_ms: int = 1000, min_interval_s: float = 0.0):
+                 coalesce_s: float = 0.3, block_ms: int = 1000, min_interval_s: float = 0.0,
+                 catch_up_s: float = CATCH_UP_S):
         """`min_interval_s`: at least this long between two retrains; events arriving meanwhile
-        join the next one (one model version for a stretch of submits, not one per submit)."""
+        join the next one (one model version for a stretch of submits, not one per submit).
+        `catch_up_s`: how often the trainer reads Label Studio's changes without being told
+        (`catch_up`), besides once when it starts."""
         self.store, self.vectors, self.ls = store, vectors, ls
         self.consumer, self.coalesce_s, self.block_ms = consumer, coalesce_s, block_ms
-        self.min_interval_s = min_interval_s
+        self.min_interval_s, self.catch_up_s = min_interval_s, catch_up_s
         self._last_retrain = float("-inf")
+        self._last_catch_up = float("-inf")
         self.stopping = threading.Event()
         self._rejected: set[tuple[str, str]] = set()  # dead-lettered once, not at every pull
 
@@ -91,10 +98,30 @@ class Trainer:
         """Refit on the project's training set (its recorded policy) and publish a new version."""
         return training.retrain(self.store, self.vectors, p)
 
+    def catch_up(self) -> dict[int, str | None]:
+        """Read what Label Studio changed since the last read of every project, whether or not a
+        webhook said so, and retrain where the training set changed: Label Studio drops the
+        webhooks it cannot deliver (the backend was down, or Redis was), and a CLI sync may have
+        stored labels. Returns project -> the version published (None: nothing new)."""
+        self._last_catch_up = time.monotonic()
+        published = {}
+        for p in self.store.project_ids():
+            if self.ls is not None:
+                self.pull(p)
+            published[p] = self.retrain(p)
+        if any(published.values()):
+            log.info("caught up: %s", {p: v for p, v in published.items() if v})
+        return published
+
+    def catch_up_due(self) -> bool:
+        return time.monotonic() - self._last_catch_up >= self.catch_up_s
+
     def run(self) -> None:
         pending = True  # first what a previous trainer read but never acknowledged
         while not self.stopping.is_set():
             try:
+                if pending or self.catch_up_due():  # at start, after a failure, then on the slow timer
+                    self.catch_up()
                 self.step(pending=pending)
                 pending = False
             except Exception:  # keep serving: log, back off, retry the unacknowledged events

@@ -4,7 +4,9 @@ Key names (one separator, ':'; `{p}` is the loop project id, which is the Label 
 
     loop:current_project                      string      project used when --project is omitted
     loop:projects                             set         every project id (the trainer watches their streams)
-    loop:deadletter                           stream      webhook payloads refused, with the reason
+    loop:deadletter                           stream      webhook payloads refused, with the reason (an excerpt of
+                                                          at most DEAD_LETTER_EXCERPT characters; about the last
+                                                          DEAD_LETTERS_KEPT entries are kept)
     loop:trainer:heartbeat                    string      last time (epoch s) the trainer checked in
     loop:annotators                           hash        annotator name -> JSON {name, email, ls_user_id, created_at}
     loop:project:{p}                          hash        project record (JSON values): labels, text_field,
@@ -25,7 +27,8 @@ Key names (one separator, ':'; `{p}` is the loop project id, which is the Label 
     loop:project:{p}:model:current            string      the newest model version
     loop:project:{p}:model:seq                counter     last model version number handed out
     loop:project:{p}:events                   stream      webhook events from Label Studio, for the trainer
-                                                          (consumer group "trainer")
+                                                          (consumer group "trainer"); acknowledged events are
+                                                          trimmed, keeping the last EVENTS_KEPT of them
     loop:project:{p}:ls_synced_at             string      Label Studio `updated_at` of the newest task of the main
                                                           project read (trainer or sync); later reads ask only for
                                                           tasks changed after it
@@ -55,6 +58,9 @@ from loop.core.model import ModelSnapshot
 from loop.errors import LoopError, ServiceUnavailable
 
 PREFIX = "loop"
+DEAD_LETTER_EXCERPT = 2000   # characters of a refused payload kept: enough to see what it was, never its bulk
+DEAD_LETTERS_KEPT = 10_000   # refused payloads kept (the oldest go first)
+EVENTS_KEPT = 1000           # acknowledged events kept per project after the trainer handled them
 
 
 class Keys:
@@ -169,6 +175,13 @@ def _loads_hash(raw: dict[bytes, bytes]) -> dict[str, Any]:
     return {k.decode(): json.loads(v) for k, v in raw.items()}
 
 
+def _parsed(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
 def _snapshot_mapping(snap: ModelSnapshot) -> dict[str, Any]:
     """A model snapshot as a Redis hash: arrays as little-endian float64 bytes with their shape, the rest JSON."""
     return {
@@ -247,6 +260,10 @@ class Store:
 
     def project_ids(self) -> list[int]:
         return sorted(int(p) for p in self.r.smembers(Keys.projects()))
+
+    def is_project(self, p: int) -> bool:
+        """Whether p is a loop project (one cheap call: webhooks ask it for every event)."""
+        return bool(self.r.sismember(Keys.projects(), p))
 
     def current_project(self) -> int | None:
         raw = self.r.get(Keys.current_project())
@@ -439,12 +456,20 @@ class Store:
         return int(self.r.xlen(Keys.events(p)))
 
     def dead_letter(self, reason: str, payload: Any) -> str:
-        """Keep a refused webhook payload with the reason, so no event is silently lost."""
-        return self.r.xadd(Keys.deadletter(), {"reason": reason, "payload": _dumps(payload),
-                                               "at": _dumps(time.time())}).decode()
+        """Keep a refused webhook payload with the reason, so no event is silently lost: the payload
+        as JSON, cut to DEAD_LETTER_EXCERPT characters (`size` says how long it was), and only about
+        the last DEAD_LETTERS_KEPT refusals, so a flood of bad requests cannot fill Redis."""
+        text = payload if isinstance(payload, str) else _dumps(payload)
+        return self.r.xadd(Keys.deadletter(), {"reason": reason[:DEAD_LETTER_EXCERPT],
+                                               "payload": text[:DEAD_LETTER_EXCERPT], "size": len(text),
+                                               "at": _dumps(time.time())},
+                           maxlen=DEAD_LETTERS_KEPT, approximate=True).decode()
 
     def dead_letters(self) -> list[dict[str, Any]]:
-        return [{"id": i.decode(), "reason": f[b"reason"].decode(), "payload": json.loads(f[b"payload"])}
+        """The refused payloads: {id, reason, payload (parsed when the excerpt is whole JSON, else the
+        excerpt), size}."""
+        return [{"id": i.decode(), "reason": f[b"reason"].decode(), "payload": _parsed(f[b"payload"].decode()),
+                 "size": int(f.get(b"size", 0))}
                 for i, f in self.r.xrange(Keys.deadletter())]
 
     def read_events(self, consumer: str, block_ms: int = 1000, count: int = 1000,
@@ -490,9 +515,34 @@ class Store:
         return int(self.r.xlen(Keys.deadletter()))
 
     def ack_events(self, p: int, ids: Iterable[str]) -> None:
+        """Acknowledge handled events, then trim the stream: what the trainer has handled is kept
+        only as the last EVENTS_KEPT entries (for `/metrics` and debugging); nothing unhandled goes."""
         ids = list(ids)
         if ids:
             self.r.xack(Keys.events(p), self.GROUP, *ids)
+            self.trim_events(p)
+
+    def trim_events(self, p: int, keep: int = EVENTS_KEPT) -> int:
+        """Delete acknowledged events of project p but the newest `keep`; returns how many went.
+        An event never delivered or delivered and not acknowledged is never deleted."""
+        key = Keys.events(p)
+        try:
+            group = next((g for g in self.r.xinfo_groups(key) if g["name"].decode() == self.GROUP), None)
+        except redis.ResponseError:  # no stream
+            return 0
+        if group is None:
+            return 0
+        pending = self.r.xpending(key, self.GROUP)
+        handled_upto = group["last-delivered-id"].decode()  # everything after it is undelivered
+        # The newest `keep` entries up to the bound stay; older ones go, unless still pending.
+        newest = self.r.xrevrange(key, max=handled_upto, min="-", count=keep + 1)
+        if len(newest) <= keep:
+            return 0
+        cut = newest[-2][0].decode()  # the oldest entry to keep
+        if pending["pending"] and pending["min"] is not None:
+            oldest_pending = pending["min"].decode() if isinstance(pending["min"], bytes) else pending["min"]
+            cut = min(cut, oldest_pending, key=lambda i: tuple(int(x) for x in i.split("-")))
+        return int(self.r.execute_command("XTRIM", key, "MINID", cut))
 
     def synced_at(self, p: int, ls_project: int | None = None) -> str | None:
         """The mark of the last read of project p's main Label Studio project, or of one of its queues."""

@@ -236,4 +236,7 @@ def sync_annotations(store: Store, ls: LabelStudioClient, p: int) -> dict[str, i
         if ls.annotation_count(read.ls_project) != store.annotation_count(p, read.ls_project):
             full = _read(store, ls, p, read.ls_project, export=True, strict=True)
             total = _add(total, _replace(store, p, full))
+    if total["added"] or total["updated"] or total["removed"]:
+        # Labels the trainer has not seen (its webhooks were lost): have it retrain on them.
+        store.append_event(p, {"action": "SYNCED", "retrain": True})
     return {k: total[k] for k in ("added", "updated", "removed")}

@@ -260,3 +260,40 @@ def test_retrains_keep_their_distance_and_skip_an_unchanged_training_set(redis_s
     assert time.monotonic() - start >= 0.9  # waited for the interval, gathering what came meanwhile
     redis_store.append_event(P, {"action": "ANNOTATION_UPDATED", "upsert": [], "remove": []})  # nothing changed
     assert trainer.step() == {P: None} and redis_store.current_model_version(P) == "v2"
+
+
+def test_a_restarted_trainer_catches_up_on_labels_whose_webhooks_were_lost(redis_store, tmp_path, fake_ls):
+    """Label Studio drops webhooks it cannot deliver: the trainer reads the changes itself when it
+    starts and on its slow timer, and retrains; with nothing new it publishes nothing."""
+    cache = EmbeddingCache(tmp_path / "c.sqlite")
+    setup_project(redis_store, cache)
+    redis_store.add_annotator({"name": "alice", "ls_user_id": 5})
+    fake_ls.annotate(100, 1, "neg", stamp(1))  # made while the backend was down: no event
+    fake_ls.annotate(101, 2, "pos", stamp(2))
+    trainer = Trainer(redis_store, vectors_of(redis_store, cache), ls=fake_ls, coalesce_s=0.01, block_ms=100,
+                      catch_up_s=3600)
+    assert trainer.catch_up_due()
+    assert trainer.catch_up() == {P: "v1"} and len(redis_store.annotations(P)) == 2
+    assert not trainer.catch_up_due()  # the next one in an hour
+    assert trainer.catch_up() == {P: None}  # nothing changed: no new version
+    fake_ls.delete(101, 2, stamp(5))
+    fake_ls.annotate(102, 3, "pos", stamp(6))
+    assert trainer.catch_up() == {P: "v2"} and set(redis_store.annotations(P)) == {"1", "3"}
+
+
+def test_a_cli_sync_that_brings_labels_queues_a_retrain_without_their_labels_removed(redis_store, tmp_path, fake_ls):
+    from loop.services.sync import sync_annotations
+
+    cache = EmbeddingCache(tmp_path / "c.sqlite")
+    setup_project(redis_store, cache)
+    redis_store.add_annotator({"name": "alice", "ls_user_id": 5})
+    for n, label in ((1, "neg"), (2, "pos"), (3, "pos")):
+        fake_ls.annotate(99 + n, n, label, stamp(n))
+    sync_annotations(redis_store, fake_ls, P)
+    trainer = Trainer(redis_store, vectors_of(redis_store, cache), ls=fake_ls, coalesce_s=0.01, block_ms=100)
+    assert trainer.step() == {P: "v1"} and redis_store.load_model(P).n_labels == 3
+    assert sync_annotations(redis_store, fake_ls, P) == {"added": 0, "updated": 0, "removed": 0}
+    assert trainer.step() == {}  # an idle sync queues nothing
+    fake_ls.delete(102, 3, stamp(9))  # a label removed (say it was forged): the next model is without it
+    sync_annotations(redis_store, fake_ls, P)
+    assert trainer.step() == {P: "v2"} and redis_store.load_model(P).n_labels == 2
