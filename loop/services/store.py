@@ -523,8 +523,9 @@ class Store:
             self.trim_events(p)
 
     def trim_events(self, p: int, keep: int = EVENTS_KEPT) -> int:
-        """Delete acknowledged events of project p but the newest `keep`; returns how many went.
-        An event never delivered or delivered and not acknowledged is never deleted."""
+        """Delete the events of project p the trainer has handled, but the newest `keep` delivered
+        ones; returns how many went. An event never delivered, or delivered and not acknowledged,
+        is never deleted."""
         key = Keys.events(p)
         try:
             group = next((g for g in self.r.xinfo_groups(key) if g["name"].decode() == self.GROUP), None)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
+import json
+
 import pytest
 from sklearn.linear_model import LogisticRegression
 
@@ -373,3 +375,27 @@ def test_events(redis_store):
     assert redis_store.event_count(P) == 2
     assert first != second and isinstance(first, str)
     assert redis_store.event_count(P + 1) == 0
+
+
+def test_handled_events_are_trimmed_but_never_one_not_yet_handled(redis_store):
+    redis_store.save_project(P, {"labels": ["a", "b"]}, make_current=False)
+    for n in range(10):
+        redis_store.append_event(P, {"action": "ANNOTATION_CREATED", "n": n})
+    delivered = redis_store.read_events("t", block_ms=10, count=8)[P]  # 8 delivered, 2 not yet
+    redis_store.r.xack(f"loop:project:{P}:events", "trainer", *[i for i, _ in delivered[:6]])  # 2 pending
+    assert redis_store.trim_events(P, keep=3) == 5  # 0-4 go; 5-7 are the newest delivered (6, 7 still pending)
+    left = [json.loads(f[b"event"])["n"] for _, f in redis_store.r.xrange(f"loop:project:{P}:events")]
+    assert left == [5, 6, 7, 8, 9] and redis_store.backlog(P) == 4
+    redis_store.r.xack(f"loop:project:{P}:events", "trainer", delivered[0][0])  # an old id, long trimmed: harmless
+    assert redis_store.trim_events(P, keep=1) == 1 and redis_store.backlog(P) == 4  # 5 goes; 6, 7 pending stay
+    redis_store.ack_events(P, [i for i, _ in delivered[6:]])  # acknowledging trims to the kept number (1000)
+    assert redis_store.event_count(P) == 4 and redis_store.backlog(P) == 2
+
+
+def test_a_dead_letter_keeps_an_excerpt_and_the_stream_is_bounded(redis_store):
+    from loop.services.store import DEAD_LETTER_EXCERPT
+
+    redis_store.dead_letter("too big", {"junk": "x" * 50_000})
+    (dead,) = redis_store.dead_letters()
+    assert dead["size"] > 50_000 and len(dead["payload"]) == DEAD_LETTER_EXCERPT  # cut: kept as text
+    assert redis_store.r.memory_usage("loop:deadletter") < 20_000
