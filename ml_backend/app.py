@@ -18,6 +18,7 @@ import base64
 import hmac
 import json
 import time
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -147,7 +148,18 @@ def create_app(store: Store, cache: VectorCache, embedder: Embedder,
                auth: tuple[str, str] | None = None, limits: Limits = Limits()) -> FastAPI:
     """`auth`: a (user, password) basic-auth login that every request must carry (Label Studio
     sends it when the backend is connected with it)."""
-    app = FastAPI(title="loop ML backend")
+    @asynccontextmanager
+    async def lifespan(_: FastAPI):
+        # Label Studio dropped the webhooks it could not deliver while this backend was down: tell
+        # the trainer to read every project's changes now rather than at its next catch-up.
+        try:
+            for p in store.project_ids():
+                store.append_event(p, {"action": "BACKEND_STARTED", "sync": True, "received_at": time.time()})
+        except redis.RedisError:
+            pass  # Redis is down too: the trainer catches up when it is back
+        yield
+
+    app = FastAPI(title="loop ML backend", lifespan=lifespan)
     if auth is not None:
         app.add_middleware(RequireLogin, auth=auth)
     models = Models(store)

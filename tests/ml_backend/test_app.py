@@ -468,3 +468,11 @@ def test_with_a_login_configured_calls_without_it_are_refused(redis_store, tmp_p
     right = {"Authorization": "Basic " + base64.b64encode(b"ls:s3cret-pass").decode()}
     assert client.get("/health", headers=right).json()["status"] == "UP"
     assert client.post("/setup", json={"project": P}, headers=right).status_code == 200
+
+
+def test_a_starting_backend_asks_the_trainer_to_read_what_it_missed(redis_store, tmp_path):
+    loop_project(redis_store)
+    with TestClient(create_app(redis_store, EmbeddingCache(tmp_path / "c.sqlite"), FakeEmbedder())):
+        pass  # the app's startup ran
+    (event,) = events(redis_store)
+    assert event["action"] == "BACKEND_STARTED" and event["sync"] is True and "ls_project" not in event
