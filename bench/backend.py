@@ -96,6 +96,7 @@ def running_stack(ls_venv: str, auth: bool, keep: bool, service_env: dict[str, s
         "LOOP_ML_BACKEND_PORT": str(free_port()),
         "LOOP_ML_BACKEND_USER": "label-studio" if auth else "",
         "LOOP_ML_BACKEND_PASSWORD": "bench-backend-secret" if auth else "",
+        "LOOP_ML_BACKEND_AUTH": "on" if auth else "off",
         "LOOP_CONFIG": str(root / "no-loop.toml"),  # never pick up a loop.toml from the current directory
         **(service_env or {}),
     }
@@ -219,7 +220,9 @@ def webhook_payload(proj: dict[str, Any], index: int, annotation_id: int, label:
 
 
 def backend_client(settings) -> httpx.Client:
-    return httpx.Client(base_url=settings.backend_url, auth=settings.backend_auth, timeout=60,
+    from loop.services.workspace import backend_login
+
+    return httpx.Client(base_url=settings.backend_url, auth=backend_login(settings), timeout=60,
                         headers={"Content-Type": "application/json"})
 
 

@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     ctx = Context(load_settings())
     trainer = Trainer(ctx.store, ctx.vectors, ls=ctx.ls, consumer=args.consumer,
-                      min_interval_s=ctx.settings.trainer_min_interval)
+                      min_interval_s=ctx.settings.trainer_min_interval, catch_up_s=ctx.settings.trainer_catch_up)
 
     def stop(*_: Any) -> None:
         trainer.stopping.set()

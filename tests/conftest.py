@@ -123,6 +123,9 @@ class FakeLabelStudio:
             ids.append(self._next_id)
         return ids
 
+    def delete_task(self, task_id):
+        self.tasks.pop(task_id, None)
+
     def predictions(self, p):
         return [pr for pr in self.predictions_made if pr["project"] == p]
 

@@ -7,6 +7,7 @@ from typing import Any, Optional
 import typer
 from rich.table import Table
 
+from loop.cli.defaults import MIN_CHARS, MINORITY_FRACTION, NEAR_THRESHOLD
 from loop.cli.output import (
     JSON_OPTION,
     PROJECT_OPTION_HELP,
@@ -18,7 +19,6 @@ from loop.cli.output import (
     handle_errors,
     progress_bars,
 )
-from loop.curation.validate import MIN_CHARS, MINORITY_FRACTION, NEAR_THRESHOLD
 
 # Exit code when the data has a release blocker (1 stays "the command failed").
 BLOCKED = 2

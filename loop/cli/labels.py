@@ -8,11 +8,11 @@ from typing import Optional
 import typer
 from rich.table import Table
 
+from loop.cli.defaults import AGGREGATION_METHODS, DEFAULT_METHOD
 from loop.cli.output import JSON_OPTION, PROJECT_OPTION_HELP, console, context, emit, handle_errors
 from loop.errors import ConfigError
-from loop.labels.aggregation import DEFAULT_METHOD, METHODS
 
-METHOD_HELP = ", ".join(METHODS)
+METHOD_HELP = ", ".join(AGGREGATION_METHODS)
 
 
 def register(app: typer.Typer) -> None:

@@ -66,14 +66,24 @@ def emit(data: Any, as_json: bool, render: Callable[[Any], None]) -> None:
 
 @contextmanager
 def progress_bars(enabled: bool = True) -> Iterator[Callable[[str, int], Callable[[int], None]]]:
-    """Yields `start(description, total) -> advance(n)`; quiet when disabled (e.g. with --json)."""
+    """Yields `start(description, total) -> advance(n)`; quiet when disabled (e.g. with --json), and
+    until the first bar starts."""
     if not enabled:
         yield lambda description, total: (lambda n: None)
         return
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                  console=err_console, transient=False) as bars:
-        def start(description: str, total: int) -> Callable[[int], None]:
-            task = bars.add_task(description, total=total)
-            return lambda n: bars.advance(task, n)
+    bars: Progress | None = None  # shown from the first bar on: a command that fails first prints only its error
 
+    def start(description: str, total: int) -> Callable[[int], None]:
+        nonlocal bars
+        if bars is None:
+            bars = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                            TimeRemainingColumn(), console=err_console, transient=False)
+            bars.start()
+        task = bars.add_task(description, total=total)
+        return lambda n: bars.advance(task, n)
+
+    try:
         yield start
+    finally:
+        if bars is not None:
+            bars.stop()

@@ -7,6 +7,7 @@ from typing import Optional
 import typer
 
 from loop.cli.output import JSON_OPTION, console, context, csv_option, emit, handle_errors, progress_bars
+from loop.core.dataset import long_text_warning
 
 
 def register(app: typer.Typer) -> None:
@@ -35,7 +36,13 @@ def init(
         result = init_project(ctx, data, text_field=text_field, label_field=label_field, id_field=id_field,
                               labels=csv_option(labels) or None, guidelines_dir=guidelines, project_id=project_id,
                               title=title, dev=dev, assisted=assisted, progress=bars)
-    emit(result, as_json, lambda r: console.print(
-        f"Project {r['project_id']} {'linked' if r['linked'] else 'created'}: {r['items']} items "
-        f"({r['imported']} imported, {r['embedded']} newly embedded), labels {', '.join(r['labels'])}.\n"
-        f"Open {r['url']}; next: `loop annotators add NAME`, then `loop next-round`."))
+    emit(result, as_json, render_init)
+
+
+def render_init(r: dict) -> None:
+    console.print(f"Project {r['project_id']} {'linked' if r['linked'] else 'created'}: {r['items']} items "
+                  f"({r['imported']} imported, {r['embedded']} newly embedded), labels {', '.join(r['labels'])}.\n"
+                  f"Open {r['url']}; next: `loop annotators add NAME`, then `loop next-round`.")
+    warning = long_text_warning(r.get("long_texts") or {})
+    if warning:
+        console.print(f"[bold yellow]Warning[/]: {warning}", highlight=False)

@@ -8,9 +8,8 @@ from typing import Optional
 import typer
 from rich.table import Table
 
+from loop.cli.defaults import AGGREGATION_METHODS, DEFAULT_STRATEGY, STRATEGY_NAMES
 from loop.cli.output import JSON_OPTION, PROJECT_OPTION_HELP, console, context, csv_option, emit, handle_errors
-from loop.core.strategies import DEFAULT_STRATEGY, STRATEGIES
-from loop.labels.aggregation import METHODS
 
 
 def register(app: typer.Typer) -> None:
@@ -52,13 +51,13 @@ def next_round(
     size: int = typer.Option(50, help="How many new items to send out this round."),
     annotators: str = typer.Option(..., help="Who labels this round, comma-separated: alice,bob,carol."),
     overlap: int = typer.Option(2, help="How many of them label each item."),
-    strategy: str = typer.Option(DEFAULT_STRATEGY, help=f"Query strategy: {', '.join(STRATEGIES)}."),
+    strategy: str = typer.Option(DEFAULT_STRATEGY, help=f"Query strategy: {', '.join(STRATEGY_NAMES)}."),
     budget: Optional[int] = typer.Option(None, help="Total labels you will pay for (kept for later rounds); rounds shrink to fit it."),
     guideline_version: Optional[str] = typer.Option(
         None, help="Train only on labels made under this guideline version, or `all` for every label. Kept "
                    "for later rounds and the trainer (the project's training policy; `loop status` shows it)."),
     aggregation: Optional[str] = typer.Option(
-        None, help=f"How several labels of an item become one: {', '.join(METHODS)}. Kept like --guideline-version."),
+        None, help=f"How several labels of an item become one: {', '.join(AGGREGATION_METHODS)}. Kept like --guideline-version."),
     close_incomplete: bool = typer.Option(False, "--close-incomplete", help="Close the previous round even if annotators still owe items."),
     project: Optional[int] = typer.Option(None, help=PROJECT_OPTION_HELP),
     seed: Optional[int] = typer.Option(None, help="Random seed for cold start and random selection."),
@@ -120,13 +119,13 @@ def status(
     as_json: bool = JSON_OPTION,
 ):
     """Rounds, progress per annotator, budget, class balance, the learning curve and whether to stop."""
-    from loop.workflows.status import plot_curve, round_status
-    from loop.workflows.status import status as get_status
-
     if round_id is not None and plot:
         raise typer.BadParameter("--plot draws the whole project's curve; drop --round for it", param_hint="--plot")
     ctx = context()
-    p = ctx.project_id(project)
+    p = ctx.project_id(project)  # Redis first: without it, one error line before the heavy imports below
+    from loop.workflows.status import plot_curve, round_status
+    from loop.workflows.status import status as get_status
+
     if round_id is not None:
         emit(round_status(ctx, p, round_id), as_json, render_round)
         return

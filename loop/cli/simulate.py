@@ -7,8 +7,8 @@ from typing import Optional
 import typer
 from rich.table import Table
 
+from loop.cli.defaults import DEFAULT_STRATEGY
 from loop.cli.output import JSON_OPTION, console, context, csv_option, emit, handle_errors, progress_bars
-from loop.core.strategies import DEFAULT_STRATEGY
 
 
 def register(app: typer.Typer) -> None:

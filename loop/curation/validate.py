@@ -501,6 +501,8 @@ def read_reference(path: str | Path) -> dict[str, float]:
     """
     import json
 
+    from loop.core.dataset import not_utf8_error
+
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such file; check the path of the reference distribution")
@@ -509,8 +511,11 @@ def read_reference(path: str | Path) -> dict[str, float]:
     if path.suffix.lower() == ".json":
         try:
             data = json.loads(path.read_text(encoding="utf-8-sig"))
+        except UnicodeDecodeError:
+            raise not_utf8_error(path) from None
         except json.JSONDecodeError as exc:
-            raise DataError(f"{path}: not valid JSON ({exc.msg}); {shape_help}") from None
+            raise DataError(f"{path}: not valid JSON at line {exc.lineno}, column {exc.colno} "
+                            f"({exc.msg.removesuffix(' at')}); {shape_help}") from None
         if isinstance(data, dict):
             if any(isinstance(v, dict) for v in data.values()):
                 nested = ", ".join(k for k, v in data.items() if isinstance(v, dict))

@@ -22,6 +22,7 @@ from pathlib import Path
 import yaml
 from markdown_it import MarkdownIt
 
+from loop.core.dataset import not_utf8_error
 from loop.errors import DataError
 
 
@@ -55,8 +56,15 @@ def to_html(markdown_text: str) -> str:
     return MarkdownIt("commonmark", {"html": False}).enable(["table", "strikethrough"]).render(markdown_text)
 
 
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise not_utf8_error(path) from None
+
+
 def parse(path: Path) -> Guideline:
-    text = path.read_text(encoding="utf-8")
+    text = _read(path)
     if not text.startswith("---"):
         raise DataError(f"{path}: no front matter; start the file with a '---' block holding version and labels")
     try:
@@ -110,7 +118,7 @@ def bump(folder: str | Path, edited: str | Path, note: str) -> Guideline:
     if not edited.is_file():
         raise DataError(f"{edited}: no such file; edit a copy of the current version and pass its path")
     latest = get(folder)
-    text = edited.read_text(encoding="utf-8")
+    text = _read(edited)
     if not text.startswith("---"):
         raise DataError(f"{edited}: no front matter; start from a copy of {latest.path.name}")
     _, front, body = text.split("---", 2)

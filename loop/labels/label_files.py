@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from loop.core.dataset import FORMATS, _rows, existing_file
+from loop.core.dataset import FORMATS, _rows, decoded, existing_file
 from loop.errors import DataError
 
 AGGREGATE_FIELDS = ("item_id", "label", "confidence", "decided_by", "n_labels")
@@ -27,7 +27,7 @@ def _value(path: Path, n: int, row: dict, field: str, role: str, hint: str) -> s
         fields = ", ".join(sorted(map(str, row))) or "none"
         raise DataError(f"{path}:{n}: no {field!r} field for the {role} (fields: {fields}); "
                         f"name the right column with {hint}")
-    raw = row[field]
+    raw = decoded(path, n, field, row[field])
     if isinstance(raw, bool):
         return str(raw).lower()
     if isinstance(raw, float):

@@ -162,6 +162,12 @@ class LabelStudioClient:
                 progress(len(chunk))
         return ids
 
+    def delete_task(self, task_id: int) -> None:
+        """Delete a task (and what hangs on it); a task already gone is no error (idempotent)."""
+        resp = self._call(f"delete task {task_id}", self.http.request, "DELETE", f"/api/tasks/{task_id}/")
+        if resp.status_code >= 400 and resp.status_code != 404:
+            raise self._refused(f"delete task {task_id}", resp.status_code, resp.text)
+
     def set_overlap(self, task_ids: Iterable[int], overlap: int) -> None:
         for tid in task_ids:
             self._http(f"set the overlap of task {tid}", "PATCH", f"/api/tasks/{tid}/", json={"overlap": overlap})
@@ -206,8 +212,14 @@ class LabelStudioClient:
     def export_tasks(self, project_id: int) -> list[dict[str, Any]]:
         """Every labelled task with its annotations, through Label Studio's JSON export (slow on big
         projects: about 3 s per 1,000 labelled tasks)."""
-        return self._http("export annotations", "GET", f"/api/projects/{project_id}/export",
+        body = self._http("export annotations", "GET", f"/api/projects/{project_id}/export",
                           params={"exportType": "JSON", "download_all_tasks": "false"})
+        if body is None:  # nothing labelled yet: Label Studio may answer with an empty body
+            return []
+        if not isinstance(body, list):
+            raise LabelStudioError(f"Label Studio's export of project {project_id} is not a list of tasks: "
+                                   f"{str(body)[:200]}")
+        return body
 
     # -- users ------------------------------------------------------------------------------
     def users(self) -> list[dict[str, Any]]:

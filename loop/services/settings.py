@@ -14,9 +14,12 @@ from typing import Any
 
 from loop.errors import ConfigError
 
+DEFAULT_BACKEND_USER = "label-studio"  # the ML backend's login user when LOOP_ML_BACKEND_USER is empty
 
-def _setting(default: Any, env: str, help: str) -> Any:
-    return field(default=default, metadata={"env": env, "help": help})
+
+def _setting(default: Any, env: str, help: str, choices: tuple[str, ...] = ()) -> Any:
+    """A declared setting; `choices`: the only values a str setting may take."""
+    return field(default=default, metadata={"env": env, "help": help, "choices": choices})
 
 
 @dataclass(frozen=True)
@@ -25,7 +28,9 @@ class Settings:
                               "Folder holding the embedded Redis, Label Studio data, logs, PIDs and the "
                               "embedding cache.")
     redis_url: str = _setting("", "REDIS_URL",
-                              "Redis to use instead of the embedded one, e.g. redis://host:6379/0.")
+                              "Redis to use instead of the embedded one, e.g. redis://:PASSWORD@host:6379/0; "
+                              "empty: the embedded one, with a password generated once by `loop up` and kept in "
+                              "the workspace's credentials.json.")
     redis_port: int = _setting(6390, "LOOP_REDIS_PORT", "Port of the embedded Redis on 127.0.0.1.")
     label_studio_url: str = _setting("", "LOOP_LABEL_STUDIO_URL",
                                      "An existing Label Studio to use; empty means `loop up` runs one on 127.0.0.1.")
@@ -46,14 +51,37 @@ class Settings:
     ml_backend_url: str = _setting("", "LOOP_ML_BACKEND_URL",
                                    "URL Label Studio uses to reach the ML backend; empty: http://127.0.0.1:<ml_backend_port>.")
     ml_backend_user: str = _setting("", "LOOP_ML_BACKEND_USER",
-                                    "With a password: the ML backend refuses calls without this basic-auth login.")
-    ml_backend_password: str = _setting("", "LOOP_ML_BACKEND_PASSWORD", "Password of that login.")
+                                    "User of the ML backend's basic-auth login; empty: `label-studio`.")
+    ml_backend_password: str = _setting("", "LOOP_ML_BACKEND_PASSWORD",
+                                        "Password of that login; empty: generated once by `loop up` and kept in "
+                                        "the workspace's credentials.json (needed for a LOOP_ML_BACKEND_URL).")
+    ml_backend_auth: str = _setting("on", "LOOP_ML_BACKEND_AUTH",
+                                    "`on`: the ML backend refuses every call without its login (401). `off`: no "
+                                    "login, so anyone who can reach its port can post webhooks and start "
+                                    "training; only for a backend no one else can reach.", choices=("on", "off"))
     startup_timeout: float = _setting(300.0, "LOOP_STARTUP_TIMEOUT",
                                       "Seconds `loop up` waits for each service to become ready.")
     request_timeout: float = _setting(60.0, "LOOP_REQUEST_TIMEOUT", "Seconds to wait for one Label Studio request.")
     trainer_min_interval: float = _setting(5.0, "LOOP_TRAINER_MIN_INTERVAL",
                                            "Seconds the trainer leaves between two retrains; annotations made "
                                            "meanwhile join the next one.")
+    trainer_catch_up: float = _setting(60.0, "LOOP_TRAINER_CATCH_UP",
+                                       "Seconds between two reads of Label Studio's changes the trainer makes "
+                                       "unasked (webhooks Label Studio could not deliver).")
+    predict_max_tasks: int = _setting(10_000, "LOOP_PREDICT_MAX_TASKS",
+                                      "Most tasks the ML backend scores in one /predict request (413 above).")
+    predict_max_text: int = _setting(100_000, "LOOP_PREDICT_MAX_TEXT",
+                                     "Most characters of one task's text /predict takes (413 above).")
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            choices = f.metadata["choices"]
+            if choices and getattr(self, f.name) not in choices:
+                raise ConfigError(f"setting {f.name!r} (${f.metadata['env']}) is {getattr(self, f.name)!r}, "
+                                  f"expected one of {', '.join(map(repr, choices))}")
+        if self.ml_backend_auth == "off" and self.ml_backend_password:
+            raise ConfigError("ml_backend_auth is 'off' but LOOP_ML_BACKEND_PASSWORD is set: unset the password "
+                              "for a backend without a login, or set LOOP_ML_BACKEND_AUTH=on")
 
     @property
     def workspace_path(self) -> Path:
@@ -69,7 +97,11 @@ class Settings:
 
     @property
     def backend_auth(self) -> tuple[str, str] | None:
-        return (self.ml_backend_user, self.ml_backend_password) if self.ml_backend_password else None
+        """The login these settings name explicitly (LOOP_ML_BACKEND_USER/PASSWORD), else None. The
+        login in force, generated when none is named, is `loop.services.workspace.backend_login`."""
+        if not self.ml_backend_password:
+            return None
+        return self.ml_backend_user or DEFAULT_BACKEND_USER, self.ml_backend_password
 
     @property
     def embedded_redis(self) -> bool:

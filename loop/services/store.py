@@ -49,13 +49,16 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 import numpy as np
 import redis
 
-from loop.core.model import ModelSnapshot
 from loop.errors import LoopError, ServiceUnavailable
+from loop.services.workspace import redacted
+
+if TYPE_CHECKING:  # the snapshot's class pulls scikit-learn: every Redis user would pay for it
+    from loop.core.model import ModelSnapshot
 
 PREFIX = "loop"
 DEAD_LETTER_EXCERPT = 2000   # characters of a refused payload kept: enough to see what it was, never its bulk
@@ -196,6 +199,7 @@ def _snapshot_mapping(snap: ModelSnapshot) -> dict[str, Any]:
 
 
 def _snapshot_from(raw: dict[bytes, bytes]) -> ModelSnapshot:
+    from loop.core.model import ModelSnapshot
     meta = json.loads(raw[b"meta"])
     dtype = np.dtype(raw[b"dtype"].decode())
     shape = tuple(json.loads(raw[b"coef_shape"]))
@@ -221,7 +225,8 @@ class Store:
             client.ping()
         except redis.RedisError as exc:
             raise ServiceUnavailable(
-                f"Redis at {url} is unreachable ({exc}). {hint or 'Start it with `loop up` or fix REDIS_URL.'}"
+                f"Redis at {redacted(url)} is unreachable ({exc}). "
+                f"{hint or 'Start it with `loop up` or fix REDIS_URL.'}"
             ) from None
         return cls(client)
 
@@ -575,6 +580,18 @@ class Store:
         pipe.hset(Keys.queue(p, annotator), mapping={i: int(t) for i, t in tasks.items()})
         pipe.hset(Keys.tasks(p), mapping={str(t): i for i, t in tasks.items()})
         pipe.execute()
+
+    def remove_queue_tasks(self, p: int, annotator: str, item_ids: Iterable[str]) -> dict[str, int]:
+        """Take items out of an annotator's queue record; returns item id -> the task id they had."""
+        items = [str(i) for i in item_ids]
+        tasks = self.r.hmget(Keys.queue(p, annotator), items) if items else []
+        gone = {i: int(t) for i, t in zip(items, tasks) if t is not None}
+        if gone:
+            pipe = self.r.pipeline(transaction=True)
+            pipe.hdel(Keys.queue(p, annotator), *gone)
+            pipe.hdel(Keys.tasks(p), *[str(t) for t in gone.values()])
+            pipe.execute()
+        return gone
 
     def queue_tasks(self, p: int, annotator: str) -> dict[str, int]:
         """item id -> task id in the annotator's queue."""

@@ -12,6 +12,7 @@ back to Redis.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 from pathlib import Path
@@ -33,6 +34,7 @@ class EmbeddingCache:
         self._local = threading.local()
         with self._conn() as conn:
             conn.execute("CREATE TABLE IF NOT EXISTS embeddings (key TEXT PRIMARY KEY, vec BLOB NOT NULL)")
+        os.chmod(self.path, 0o600)  # the texts' vectors are the owner's data (SQLite makes its WAL files alike)
 
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)

@@ -6,20 +6,27 @@ starting over.
 
 from __future__ import annotations
 
+import secrets
 from pathlib import Path
 from typing import Any, Callable
 
 from loop.errors import DataError
 from loop.services import stack
 from loop.services.context import Context
-from loop.services.workspace import credentials
+from loop.services.workspace import credentials, kept_secrets
 from loop.workflows.annotators import add_annotator
 from loop.workflows.project import init_project
 from loop.workflows.rounds import next_round
 from loop.workflows.status import round_detail, status
 
-# Demo logins only: the demo is a local sandbox on 127.0.0.1.
-DEMO_ANNOTATORS = {"alice": "alice-demo-pass", "bob": "bob-demo-pass", "carol": "carol-demo-pass"}
+DEMO_ANNOTATORS = ("alice", "bob", "carol")
+
+
+def demo_passwords(ctx: Context) -> dict[str, str]:
+    """The demo annotators' passwords: generated once and kept with the workspace's other secrets
+    (credentials.json, 0600), so a second `loop demo` shows the same logins."""
+    return {name: kept_secrets(ctx.settings, {f"demo_{name}_password": lambda: secrets.token_urlsafe(9)})
+            [f"demo_{name}_password"] for name in DEMO_ANNOTATORS}
 
 
 def run_demo(ctx: Context, data: str | Path, guidelines: str | Path, *, size: int = 20, overlap: int = 2,
@@ -32,7 +39,8 @@ def run_demo(ctx: Context, data: str | Path, guidelines: str | Path, *, size: in
     project = init_project(ctx, data, label_field="label", guidelines_dir=guidelines, **kwargs)
     p = project["project_id"]
     known = ctx.store.annotators()
-    for name, password in DEMO_ANNOTATORS.items():
+    passwords = demo_passwords(ctx)
+    for name, password in passwords.items():
         if name not in known:
             add_annotator(ctx, name, password=password)
     if not ctx.store.round_numbers(p):
@@ -43,4 +51,4 @@ def run_demo(ctx: Context, data: str | Path, guidelines: str | Path, *, size: in
     return {"project": project, "round": round_,
             "status": status(ctx, p), "url": project["url"],
             "admin": {"email": creds.username, "password": creds.password},
-            "annotators": {n: {"email": f"{n}@loop.local", "password": pw} for n, pw in DEMO_ANNOTATORS.items()}}
+            "annotators": {n: {"email": f"{n}@loop.local", "password": pw} for n, pw in passwords.items()}}

@@ -8,7 +8,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Sequence
 
-from loop.core.dataset import read_items, text_key
+from loop.core.dataset import long_texts, read_items, text_key
 from loop.core.embeddings import cache_key, embed_texts
 from loop.core.stopping import STOP_SET_SIZE
 from loop.errors import ConfigError, DataError, LabelStudioError
@@ -135,13 +135,14 @@ def init_project(ctx: Context, data: str | Path, *, text_field: str = "text", la
     backend = None
     if connect_backend:
         url = ctx.settings.backend_url
-        auth = ctx.settings.backend_auth
+        auth = ctx.workspace.backend_login()
         backend = ls.connect_ml_backend(project_id, url, auth=auth)
         ls.ensure_webhook(project_id, f"{url}/webhook", LABEL_CHANGES, auth=auth)
     ls.ensure_view(project_id, MAIN_TAB, hidden_columns=MAIN_TAB_HIDDEN)  # operators see labels, scores, who
     return {"project_id": project_id, "linked": linked, "items": len(items), "imported": len(todo),
             "embedded": n_embedded, "labels": label_set, "ml_backend": backend,
             "guideline_version": record["guideline_version"], "dev_items": len(dev_items), "assisted": assisted,
+            "long_texts": long_texts(items),
             "url": f"{ctx.settings.ls_url}/projects/{project_id}"}
 
 

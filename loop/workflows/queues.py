@@ -40,7 +40,7 @@ def ensure_queue(ctx: Context, p: int, annotator: str) -> int:
     if q is None:
         q = ls.create_project(title, project["labels"], main.get("expert_instruction") or "",
                               suggestions=bool(project.get("assisted")), sampling="Sequential sampling")
-    ls.ensure_webhook(q, f"{ctx.settings.backend_url}/webhook", LABEL_CHANGES, auth=ctx.settings.backend_auth,
+    ls.ensure_webhook(q, f"{ctx.settings.backend_url}/webhook", LABEL_CHANGES, auth=ctx.workspace.backend_login(),
                       loop_project=p)
     ls.ensure_view(q, QUEUE_TAB, hidden_columns=QUEUE_TAB_HIDDEN)
     store.add_queue(p, annotator, q)
@@ -73,6 +73,16 @@ def enqueue(ctx: Context, p: int, annotator: str, item_ids: Sequence[str], *,
         have = {**have, **dict(zip(todo, task_ids))}
     return {"ls_project": q, "url": f"{ctx.settings.ls_url}/projects/{q}/data",
             "tasks": [have[i] for i in item_ids]}
+
+
+def withdraw(ctx: Context, p: int, annotator: str, item_ids: Sequence[str]) -> int:
+    """Take items out of an annotator's queue (a closed round released them: nobody labelled them);
+    their stream no longer serves them. Returns how many tasks went. Idempotent."""
+    in_queue = ctx.store.queue_tasks(p, annotator)
+    for item in item_ids:
+        if item in in_queue:
+            ctx.ls.delete_task(in_queue[item])
+    return len(ctx.store.remove_queue_tasks(p, annotator, item_ids))
 
 
 def queue_projects(store, p: int) -> dict[str, int]:

@@ -21,18 +21,18 @@ from loop.labels.adjudication import contested
 from loop.labels.agreement import agreement_report
 from loop.labels.policy import TrainingPolicy
 from loop.services.context import Context
-from loop.services.store import Store
 from loop.services.sync import sync_annotations
 from loop.workflows import training
 from loop.workflows.predictions import replace_predictions
-from loop.workflows.queues import enqueue
+from loop.workflows.queues import enqueue, withdraw
 from loop.workflows.status import round_detail
 
 
-def _close_previous(store: Store, p: int, counted: list[dict], close_incomplete: bool) -> dict | None:
+def _close_previous(ctx: Context, p: int, counted: list[dict], close_incomplete: bool) -> dict | None:
     """Close the open round (refusing while annotators owe items, unless `close_incomplete`) and
     record what it gave: agreement, contested items, and items with fewer labels than its overlap
     (a skip counts as done for the annotator, but is no label)."""
+    store = ctx.store
     for record in reversed(store.rounds(p)):
         if record["status"] != "open":
             continue
@@ -45,6 +45,10 @@ def _close_previous(store: Store, p: int, counted: list[dict], close_incomplete:
                                   "to close it (items nobody labelled go back to the pool)")
         labelled = {a["item_id"] for a in counted}
         release = [i for i in assignments if i not in labelled]
+        # Released items leave their annotators' queues first (a re-run after a crash does it again,
+        # harmlessly), so nobody is served an item that went back to the pool.
+        for annotator, items in per_annotator({i: assignments[i] for i in release}).items():
+            withdraw(ctx, p, annotator, items)
         store.close_round(p, n, release=release)
         round_labels = [a for a in counted if a["item_id"] in assignments and a["label"] is not None]
         report = agreement_report(round_labels) if round_labels else None
@@ -109,7 +113,7 @@ def next_round(ctx: Context, project: int | None, *, size: int, annotators: Sequ
 
     annotations = store.annotations(p)
     counted, _ = training.labels_that_count(store, p, annotations)
-    closed = _close_previous(store, p, counted, close_incomplete)
+    closed = _close_previous(ctx, p, counted, close_incomplete)
 
     project = store.project(p)
     spent = sum(1 for a in counted if a["label"] is not None)

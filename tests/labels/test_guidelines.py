@@ -215,3 +215,10 @@ def test_v1s_claim_that_a_tie_can_overrule_rule_2():
                 {"item_id": "rule 2", "annotator": "bob", "label": "delivery", "created_at": f"{t + 1:04d}"}]
     decided = aggregate(records)["rule 2"]  # DEFAULT_METHOD, majority-ds
     assert decided == {"label": "delivery", "confidence": 0.5, "decided_by": "tie-break", "n_labels": 2}
+
+
+def test_a_guideline_file_that_is_not_utf8_is_one_clear_error(tmp_path):
+    path = write(tmp_path, "v1.md", 1, ["a", "b"], body="Caf\u00e9 rules.")
+    path.write_bytes(path.read_bytes().replace("é".encode(), b"\xe9"))
+    with pytest.raises(DataError, match=r"v1.md:\d+: byte 0xe9 at byte offset \d+ .*not UTF-8.*save the file as UTF-8"):
+        parse(path)

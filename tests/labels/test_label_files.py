@@ -81,6 +81,33 @@ def test_bad_json_line_comes_from_the_shared_row_reader(tmp_path):
         read_label_file(path)
 
 
+@pytest.mark.parametrize("name, content", [
+    ("l.csv", "item_id,annotator,label\nx,Jos\u00e9,a\ny,Ren\u00e9e,b\n".encode("cp1252")),
+    ("l.jsonl", '{"item_id": "x", "annotator": "Jos\u00e9", "label": "a"}\n'.encode("cp1252")),
+])
+def test_a_label_file_that_is_not_utf8_names_the_line_and_byte(tmp_path, name, content):
+    path = tmp_path / name
+    path.write_bytes(content)
+    offset = content.index(b"\xe9")
+    line = content[:offset].count(b"\n") + 1
+    with pytest.raises(DataError) as exc:
+        read_label_file(path)
+    msg = str(exc.value)
+    for fragment in (f"{path}:{line}:", "0xe9", f"byte offset {offset} (line {line})", "save the file as UTF-8"):
+        assert fragment in msg, msg
+
+
+def test_parquet_bytes_labels(tmp_path):
+    path = tmp_path / "l.parquet"
+    table = pa.table({"item_id": ["x", "y"], "annotator": ["A", "B"],
+                      "label": pa.array([b"caf\xc3\xa9", b"tea"], type=pa.binary())})
+    pq.write_table(table, path)
+    assert [r["label"] for r in read_label_file(path)] == ["caf\u00e9", "tea"]  # UTF-8 bytes are text
+    pq.write_table(table.set_column(2, "label", pa.array([b"tea", b"caf\xe9"], type=pa.binary())), path)
+    with pytest.raises(DataError, match=r"l\.parquet:2: field 'label': byte 0xe9 at byte offset 3 of the value"):
+        read_label_file(path)
+
+
 def test_missing_empty_and_unknown_files(tmp_path):
     with pytest.raises(DataError, match="no such file"):
         read_label_file(tmp_path / "nope.jsonl")

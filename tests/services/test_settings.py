@@ -157,11 +157,13 @@ def test_describe_covers_every_field():
 def test_every_described_env_var_is_honoured(monkeypatch):
     """Each variable in the table really sets its field."""
     samples = {"str": "sample-value", "int": "4242", "float": "42.5"}
-    kinds = {f.name: f.type for f in fields(Settings)}
+    declared = {f.name: f for f in fields(Settings)}
     for key, env, _, _ in describe():
-        monkeypatch.setenv(env, samples[kinds[key]])
+        choices = declared[key].metadata["choices"]
+        sample = choices[-1] if choices else samples[declared[key].type]  # a value other than the default
+        monkeypatch.setenv(env, sample)
         value = getattr(load_settings(), key)
-        assert str(value) == samples[kinds[key]], key
+        assert str(value) == sample, key
         monkeypatch.delenv(env)
 
 
@@ -175,3 +177,33 @@ def test_toml_values_of_the_wrong_type_are_refused(tmp_path, line):
     cfg.write_text(line + "\n")
     with pytest.raises(ConfigError, match=line.split(" =")[0]):
         load_settings(cfg)
+
+
+def test_the_backend_login_is_on_unless_switched_off_explicitly(monkeypatch):
+    s = load_settings()
+    assert s.ml_backend_auth == "on" and s.backend_auth is None  # no login named: `loop up` generates one
+    monkeypatch.setenv("LOOP_ML_BACKEND_AUTH", "off")
+    assert load_settings().ml_backend_auth == "off"
+
+
+@pytest.mark.parametrize("value", ["yes", "OFF", "", "false"])
+def test_only_on_or_off_switch_the_backend_login(monkeypatch, value):
+    monkeypatch.setenv("LOOP_ML_BACKEND_AUTH", value)
+    with pytest.raises(ConfigError) as exc:
+        load_settings()
+    assert "'ml_backend_auth'" in str(exc.value) and "$LOOP_ML_BACKEND_AUTH" in str(exc.value)
+    assert "'on', 'off'" in str(exc.value)
+
+
+def test_a_password_with_the_login_off_is_refused_up_front(tmp_path, monkeypatch):
+    write_toml(tmp_path, 'ml_backend_auth = "off"\n')
+    monkeypatch.setenv("LOOP_ML_BACKEND_PASSWORD", "secret")
+    with pytest.raises(ConfigError, match="LOOP_ML_BACKEND_PASSWORD"):
+        load_settings()
+
+
+def test_a_named_login_defaults_its_user(monkeypatch):
+    monkeypatch.setenv("LOOP_ML_BACKEND_PASSWORD", "secret")
+    assert load_settings().backend_auth == ("label-studio", "secret")
+    monkeypatch.setenv("LOOP_ML_BACKEND_USER", "ls")
+    assert load_settings().backend_auth == ("ls", "secret")

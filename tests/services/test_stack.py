@@ -1,11 +1,21 @@
-"""The local stack's Label Studio environment: telemetry off, checked on the dict and, where the
-Label Studio virtualenv exists, on Label Studio's own settings loaded under that environment."""
+"""The local stack: Label Studio's environment (telemetry off, SSRF protection on with only the
+backend let through), checked on the dict and, where the Label Studio virtualenv exists, on Label
+Studio's own code loaded under that environment; the embedded Redis (snapshots, password) on a
+real redis-server; private files; the generated secrets; what `ps` says of a backend that refuses
+the login."""
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
+import socket
+import stat
 import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -62,7 +72,7 @@ def test_the_shell_cannot_switch_telemetry_back_on(env):
 def test_the_rest_of_the_environment_is_unchanged(env, tmp_path):
     assert env["LABEL_STUDIO_BASE_DATA_DIR"] == str((tmp_path / "ws" / "label-studio").resolve())
     assert env["LABEL_STUDIO_USERNAME"] == "admin@loop.local" and env["LABEL_STUDIO_USER_TOKEN"] == "tok"
-    assert env["USE_DEFAULT_BANNED_SUBNETS"] == "false" and env["LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN"] == "true"
+    assert env["LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN"] == "true"
 
 
 PROBE = """
@@ -103,3 +113,343 @@ def test_label_studio_loads_its_settings_with_telemetry_off(env, tmp_path):
     found = json.loads(out.stdout.strip().splitlines()[-1])
     assert found == {"SENTRY_DSN": "", "FRONTEND_SENTRY_DSN": "", "COLLECT_ANALYTICS": False,
                      "LATEST_VERSION_CHECK": False, "FEATURE_FLAGS_OFFLINE": True, "sentry_active": False}
+
+
+# -- SSRF: Label Studio's protection stays on, only the ML backend's address is let through ------------
+def test_the_banned_list_is_label_studios_minus_exactly_the_backend():
+    from loop.services.stack import LS_DEFAULT_BANNED_SUBNETS, ssrf_banned_subnets
+
+    banned = [ipaddress.ip_network(n) for n in ssrf_banned_subnets(["127.0.0.1"])]
+
+    def refused(address: str) -> bool:
+        return any(ipaddress.ip_address(address) in net for net in banned)
+
+    assert not refused("127.0.0.1")
+    for net in map(ipaddress.ip_network, LS_DEFAULT_BANNED_SUBNETS):  # the rest of every range stays banned
+        for address in (net.network_address, net.broadcast_address, net.network_address + net.num_addresses // 2):
+            assert refused(str(address)) or str(address) == "127.0.0.1", address
+    for address in ("127.0.0.2", "127.0.0.0", "127.255.255.254", "10.0.0.1", "169.254.169.254", "::1", "0.0.0.0"):
+        assert refused(address), address
+    assert not refused("8.8.8.8")
+
+
+def test_a_backend_named_by_host_name_is_let_through_at_every_address_it_resolves_to(tmp_path):
+    from loop.services.stack import backend_addresses, ssrf_env
+
+    settings = Settings(workspace=str(tmp_path), ml_backend_url="http://localhost:9090", ml_backend_password="x")
+    assert "127.0.0.1" in backend_addresses(settings)
+    assert backend_addresses(Settings(workspace=str(tmp_path))) == ["127.0.0.1"]
+    assert backend_addresses(Settings(workspace=str(tmp_path), ml_backend_url="http://10.1.2.3:9090",
+                                      ml_backend_password="x")) == ["10.1.2.3"]
+    env = ssrf_env(settings)
+    banned = [ipaddress.ip_network(n) for n in env["LABEL_STUDIO_USER_ADDITIONAL_BANNED_SUBNETS"].split(",")]
+    for address in backend_addresses(settings):
+        assert not any(ipaddress.ip_address(address) in net for net in banned), address
+    assert env["LABEL_STUDIO_USE_DEFAULT_BANNED_SUBNETS"] == "false"
+    assert env["LABEL_STUDIO_SSRF_PROTECTION_ENABLED"] == "true" and env["LABEL_STUDIO_ML_BLOCK_LOCAL_IP"] == "true"
+
+
+def test_the_shell_cannot_switch_ssrf_protection_off(env):
+    shell = {"SSRF_PROTECTION_ENABLED": "false", "HEARTEX_SSRF_PROTECTION_ENABLED": "false",
+             "ML_BLOCK_LOCAL_IP": "false", "USER_ADDITIONAL_BANNED_SUBNETS": "",
+             "USE_DEFAULT_BANNED_SUBNETS": "false"}
+    merged = {**shell, **env}
+    assert ls_get_env(merged, "SSRF_PROTECTION_ENABLED") == "true"
+    assert ls_get_env(merged, "ML_BLOCK_LOCAL_IP") == "true"
+    assert "10.0.0.0/8" in ls_get_env(merged, "USER_ADDITIONAL_BANNED_SUBNETS").split(",")
+
+
+SSRF_PROBE = """
+import ast, inspect, json, os, sys
+import label_studio
+sys.path.insert(0, os.path.dirname(label_studio.__file__))
+os.environ['DJANGO_SETTINGS_MODULE'] = 'label_studio.core.settings.label_studio'
+from django.conf import settings
+from core.utils import io
+from core.utils.exceptions import SsrfBlockedUrlError
+# Label Studio's own default list, read from validate_ip's source.
+tree = ast.parse(inspect.getsource(io.validate_ip).strip())
+default = next(ast.literal_eval(n.value) for n in ast.walk(tree)
+               if isinstance(n, ast.Assign) and getattr(n.targets[0], 'id', '') == 'default_banned_subnets')
+def verdict(call, arg):
+    try:
+        call(arg)
+        return 'allowed'
+    except SsrfBlockedUrlError as exc:
+        return str(exc)
+addresses = json.loads(sys.argv[1])
+print(json.dumps({"default": default, "protection": settings.SSRF_PROTECTION_ENABLED,
+                  "ml_block_local_ip": settings.ML_BLOCK_LOCAL_IP,
+                  "ips": {a: verdict(io.validate_ip, a) for a in addresses},
+                  "urls": {u: verdict(io.validate_url_for_ssrf, u) for u in
+                           ("http://127.0.0.1:9090/webhook", "http://169.254.169.254/latest/meta-data",
+                            "http://10.0.0.1/x.json", "http://127.0.0.2:8480/api/projects")}}))
+"""
+
+
+def test_label_studio_refuses_every_private_address_but_the_backends(env, tmp_path):
+    """Label Studio's own `validate_ip`, under the environment `loop up` gives it, with a shell that
+    asks for no protection: every address its default list bans is still refused, but 127.0.0.1."""
+    from loop.services.stack import LS_DEFAULT_BANNED_SUBNETS
+
+    python = label_studio_python()
+    addresses = ["127.0.0.1"]
+    for net in map(ipaddress.ip_network, LS_DEFAULT_BANNED_SUBNETS):
+        addresses += [str(net.network_address), str(net.broadcast_address),
+                      str(net.network_address + net.num_addresses // 2)]
+    shell = {"SSRF_PROTECTION_ENABLED": "false", "USE_DEFAULT_BANNED_SUBNETS": "false", "ML_BLOCK_LOCAL_IP": "false"}
+    run_env = {"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path), **shell, **env}
+    Path(env["LABEL_STUDIO_BASE_DATA_DIR"]).mkdir(parents=True)
+    out = subprocess.run([str(python), "-c", SSRF_PROBE, json.dumps(addresses)], env=run_env, cwd=tmp_path,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    found = json.loads(out.stdout.strip().splitlines()[-1])
+    assert found["default"] == list(LS_DEFAULT_BANNED_SUBNETS)  # loop's copy is Label Studio's list
+    assert found["protection"] is True and found["ml_block_local_ip"] is True
+    assert found["ips"].pop("127.0.0.1") == "allowed"
+    assert {a: v for a, v in found["ips"].items() if "reserved network address" not in v} == {}
+    urls = found["urls"]
+    assert urls.pop("http://127.0.0.1:9090/webhook") == "allowed"
+    assert all("reserved network address" in v for v in urls.values()), urls
+
+
+# -- the embedded Redis: snapshots on, a password required -------------------------------------
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def raw_redis(port: int, command: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(command)
+        return s.recv(200)
+
+
+@pytest.fixture
+def embedded_redis(tmp_path):
+    """`loop up`'s Redis, started by `_start_redis` in a throwaway workspace; stopped by PID."""
+    from loop.services import stack
+
+    settings = Settings(workspace=str(tmp_path / "ws"), redis_port=free_port(), startup_timeout=20)
+    ws = Workspace(settings)
+    ws.ensure()
+    stack._start_redis(ws, log=lambda m: None)
+    pid = int(ws.pid_file("redis").read_text())
+    yield settings, pid
+    stack.stop_pid(pid)
+
+
+def test_redis_keeps_its_snapshot_rule_and_requires_the_password(embedded_redis):
+    import redis
+
+    from loop.services.workspace import redis_password, redis_url
+
+    settings, pid = embedded_redis
+    port = settings.redis_port
+    assert raw_redis(port, b"PING\r\n").startswith(b"-NOAUTH")  # no password: refused
+    with pytest.raises(redis.AuthenticationError):
+        redis.Redis(port=port).ping()
+    with pytest.raises(redis.AuthenticationError):
+        redis.Redis(port=port, password="wrong").ping()
+    client = redis.Redis.from_url(redis_url(settings))
+    assert client.ping()
+    assert client.config_get("save") == {"save": "60 1"}  # one argv word per value: the rule holds
+    assert client.config_get("appendonly") == {"appendonly": "yes"}
+    # The password is in the URL every process gets, never on redis-server's command line (`ps`) or in its log.
+    password = redis_password(settings)
+    assert f":{password}@" in redis_url(settings) and len(password) >= 32
+    assert password.encode() not in Path(f"/proc/{pid}/cmdline").read_bytes()
+    assert password not in Workspace(settings).log_file("redis").read_text()
+
+
+def test_redis_url_and_what_may_be_shown_of_it(tmp_path):
+    from loop.services.workspace import redacted, redis_password, redis_url
+
+    settings = Settings(workspace=str(tmp_path / "ws"), redis_port=6391)
+    url = redis_url(settings)
+    password = redis_password(settings)
+    assert url == f"redis://:{password}@127.0.0.1:6391/0" and redis_url(settings) == url  # generated once
+    assert redacted(url) == "redis://:***@127.0.0.1:6391/0"
+    assert redacted("redis://user:pw@host:6379/2") == "redis://user:***@host:6379/2"
+    assert redacted("redis://host:6379/0") == "redis://host:6379/0"
+    external = Settings(workspace=str(tmp_path / "ws2"), redis_url="redis://:given@elsewhere:6379/1")
+    assert redis_url(external) == "redis://:given@elsewhere:6379/1"  # REDIS_URL overrides, as is
+    assert not Workspace(external).credentials_file.exists()  # nothing generated for a Redis we do not run
+
+
+# -- private files ------------------------------------------------------------------------------
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.lstat().st_mode)
+
+
+def test_services_create_private_files_and_so_does_spawn(tmp_path):
+    """A service started by `_spawn` runs with umask 077, whatever this process's umask is."""
+    from loop.services import stack
+
+    ws = Workspace(Settings(workspace=str(tmp_path / "ws")))
+    ws.ensure()
+    script = ("import os, sys; open('made.txt', 'w').write('x'); os.mkdir('made-dir'); "
+              "sys.stdout.write(sys.stdin.read())")
+    old = os.umask(0o022)
+    try:
+        pid = stack._spawn(ws, "probe", [sys.executable, "-c", script], {}, stdin_text="secret-from-stdin")
+    finally:
+        os.umask(old)
+    deadline = time.monotonic() + 20
+    while stack._alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert mode(ws.root / "made.txt") == 0o600 and mode(ws.root / "made-dir") == 0o700
+    assert mode(ws.log_file("probe")) == 0o600 and mode(ws.pid_file("probe")) == 0o600
+    assert mode(ws.log_file("probe").parent) == 0o700 and mode(ws.pid_file("probe").parent) == 0o700
+    assert ws.log_file("probe").read_text() == "secret-from-stdin"  # stdin reached it (how Redis gets its password)
+    assert int(ws.pid_file("probe").read_text()) == pid
+
+
+def test_up_takes_group_and_other_permissions_off_what_an_older_loop_left(tmp_path):
+    from loop.services.stack import make_private
+
+    venv = tmp_path / "ws" / "label-studio-venv"
+    ws = Workspace(Settings(workspace=str(tmp_path / "ws")))
+    outside = tmp_path / "outside.txt"
+    outside.write_text("not ours")
+    os.chmod(outside, 0o644)
+    (ws.root / "label-studio" / "media").mkdir(parents=True)
+    db = ws.root / "label-studio" / "label_studio.sqlite3"
+    db.write_text("admin token")
+    (ws.root / "logs").mkdir()
+    (ws.root / "logs" / "ml-backend.log").write_text("log")
+    (venv / "bin").mkdir(parents=True)
+    (venv / "bin" / "python").write_text("")
+    (ws.root / "link").symlink_to(outside)
+    for path in (db, db.parent, db.parent / "media", ws.root / "logs", ws.root / "logs" / "ml-backend.log"):
+        os.chmod(path, 0o755 if path.is_dir() else 0o644)
+    os.chmod(venv / "bin" / "python", 0o755)
+    changed = make_private(ws)
+    assert db in changed and mode(db) == 0o600 and mode(db.parent) == 0o700
+    assert mode(db.parent / "media") == 0o700 and mode(ws.root / "logs" / "ml-backend.log") == 0o600
+    assert mode(ws.root) == 0o700
+    assert mode(outside) == 0o644  # a symlink's target is not the workspace's
+    assert mode(venv / "bin" / "python") == 0o755  # the virtualenv holds no secret and is left alone
+    assert make_private(ws) == []
+
+
+# -- the generated secrets and the backend's login ---------------------------------------------
+def test_the_backend_login_is_generated_once_and_kept(tmp_path):
+    from loop.services.workspace import backend_login, credentials
+
+    settings = Settings(workspace=str(tmp_path / "ws"))
+    login = backend_login(settings)
+    assert login is not None and login[0] == "label-studio" and len(login[1]) >= 24
+    assert backend_login(settings) == login == Workspace(settings).backend_login()
+    path = Workspace(settings).credentials_file
+    assert mode(path) == 0o600
+    kept = json.loads(path.read_text())
+    assert (kept["ml_backend_user"], kept["ml_backend_password"]) == login
+    creds = credentials(settings)  # the other secrets join the same file; none is redrawn
+    assert json.loads(path.read_text())["ml_backend_password"] == login[1]
+    assert json.loads(path.read_text())["token"] == creds.token == credentials(settings).token
+
+
+def test_an_older_credentials_file_gains_the_new_secrets_and_keeps_its_own(tmp_path):
+    from loop.services.workspace import backend_login, credentials, redis_password
+
+    settings = Settings(workspace=str(tmp_path / "ws"))
+    Workspace(settings).ensure()
+    Workspace(settings).credentials_file.write_text(json.dumps({"password": "old-pw", "token": "old-token"}))
+    os.chmod(Workspace(settings).credentials_file, 0o644)
+    assert redis_password(settings) and backend_login(settings)
+    kept = json.loads(Workspace(settings).credentials_file.read_text())
+    assert kept["password"] == "old-pw" and kept["token"] == "old-token" and credentials(settings).token == "old-token"
+    assert {"redis_password", "ml_backend_user", "ml_backend_password"} <= set(kept)
+    assert mode(Workspace(settings).credentials_file) == 0o600
+
+
+def test_a_broken_credentials_file_is_an_error_naming_it(tmp_path):
+    from loop.errors import ConfigError
+    from loop.services.workspace import backend_login
+
+    settings = Settings(workspace=str(tmp_path / "ws"))
+    Workspace(settings).ensure()
+    Workspace(settings).credentials_file.write_text("{not json")
+    with pytest.raises(ConfigError, match="credentials.json"):
+        backend_login(settings)
+
+
+def test_a_named_login_wins_and_opting_out_is_explicit(tmp_path):
+    from loop.errors import ConfigError
+    from loop.services.workspace import backend_login
+
+    ws = str(tmp_path / "ws")
+    assert backend_login(Settings(workspace=ws, ml_backend_user="ls", ml_backend_password="pw")) == ("ls", "pw")
+    assert backend_login(Settings(workspace=ws, ml_backend_password="pw")) == ("label-studio", "pw")
+    assert backend_login(Settings(workspace=ws, ml_backend_auth="off")) is None
+    assert not Path(ws).exists()  # neither generated anything
+    with pytest.raises(ConfigError, match="LOOP_ML_BACKEND_PASSWORD") as exc:  # a backend loop does not run
+        backend_login(Settings(workspace=ws, ml_backend_url="http://backend.example:9090"))
+    assert "LOOP_ML_BACKEND_AUTH=off" in str(exc.value)
+    assert backend_login(Settings(workspace=ws, ml_backend_url="http://b:9090", ml_backend_auth="off")) is None
+
+
+def test_the_backend_process_gets_exactly_the_resolved_login():
+    from loop.services.stack import backend_login_env
+
+    assert backend_login_env(("u", "p")) == {"LOOP_ML_BACKEND_AUTH": "on", "LOOP_ML_BACKEND_USER": "u",
+                                             "LOOP_ML_BACKEND_PASSWORD": "p"}
+    off = backend_login_env(None)
+    assert off["LOOP_ML_BACKEND_AUTH"] == "off" and off["LOOP_ML_BACKEND_PASSWORD"] == ""
+
+
+# -- `ps` of a backend that refuses the login -----------------------------------------------------
+@pytest.fixture
+def refusing_backend():
+    """A tiny HTTP server on a free port that answers every GET with 401, as a backend with another login does."""
+
+    class Refuse(BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(401)
+            self.send_header("WWW-Authenticate", 'Basic realm="loop"')
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Refuse)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server.server_address[1]
+    server.shutdown()
+    server.server_close()
+
+
+def test_ps_says_the_backend_refused_the_login(refusing_backend, tmp_path):
+    from loop.services import stack
+
+    closed = free_port()
+    settings = Settings(workspace=str(tmp_path / "ws"), ml_backend_port=refusing_backend, redis_port=closed,
+                        label_studio_port=closed)
+    backend = next(s for s in stack.ps(settings) if s.name == "ml-backend")
+    assert not backend.healthy and backend.state == "login refused"
+    assert "HTTP 401 with loop's login" in backend.detail and "`loop down` and `loop up`" in backend.detail
+    ls = next(s for s in stack.ps(settings) if s.name == "label-studio")
+    assert ls.state == "down" and ls.detail.startswith("not answering")
+    redis_row = next(s for s in stack.ps(settings) if s.name == "redis")
+    assert ":***@" in redis_row.url  # `ps` never shows Redis's password
+
+
+def test_ps_of_an_external_backend_without_a_login_says_what_to_set(refusing_backend, tmp_path):
+    from loop.services import stack
+
+    settings = Settings(workspace=str(tmp_path / "ws"), ml_backend_url=f"http://127.0.0.1:{refusing_backend}")
+    backend = next(s for s in stack.ps(settings) if s.name == "ml-backend")
+    assert backend.state == "login refused" and not backend.managed
+    assert "without a login" in backend.detail and "LOOP_ML_BACKEND_PASSWORD" in backend.detail
+
+
+def test_up_stops_waiting_for_a_backend_that_refuses_the_login(refusing_backend):
+    from loop.errors import ServiceUnavailable
+    from loop.services import stack
+
+    with pytest.raises(ServiceUnavailable, match="login refused"):
+        stack._backend_ready(f"http://127.0.0.1:{refusing_backend}", ("label-studio", "pw"))

@@ -29,7 +29,8 @@ def ctx(redis_store, fake_ls):
         store.add_annotator({"name": name, "ls_user_id": 5 + n})
     fake_ls.project(P)["title"] = "Tickets"
     settings = SimpleNamespace(backend_url="http://backend.test", backend_auth=None, ls_url="http://ls.test")
-    return SimpleNamespace(store=store, ls=fake_ls, settings=settings, project_id=lambda explicit=None: P)
+    return SimpleNamespace(store=store, ls=fake_ls, settings=settings, project_id=lambda explicit=None: P,
+                           workspace=SimpleNamespace(backend_login=lambda: ("label-studio", "secret")))
 
 
 def test_a_queue_is_a_project_of_its_own_made_once(ctx):
@@ -95,8 +96,22 @@ def test_closing_a_round_says_which_items_got_fewer_labels_than_the_overlap(ctx)
               {"id": "2", "item_id": "i1", "annotator": "bob", "label": "pos"},
               {"id": "3", "item_id": "i2", "annotator": "alice", "label": "neg"},
               {"id": "4", "item_id": "i2", "annotator": "bob", "label": None, "skipped": True}]  # done, no label
-    summary = _close_previous(ctx.store, P, labels, close_incomplete=False)
+    summary = _close_previous(ctx, P, labels, close_incomplete=False)
     assert summary["short"] == 1 and summary["short_items"] == ["i2"] and summary["owed"] == {}
+
+
+def test_items_a_closed_round_released_leave_their_annotators_queues(ctx):
+    record = {"id": 1, "overlap": 2}
+    assignments = {"i1": ["alice", "bob"], "i2": ["alice", "bob"]}
+    ctx.store.plan_round(P, record, assignments)
+    _publish(ctx, P, record, assignments)
+    queue = ctx.store.round(P, 1)["queues"]["alice"]["ls_project"]
+    labels = [{"id": "1", "item_id": "i1", "annotator": "alice", "label": "pos"}]  # nobody labelled i2
+    summary = _close_previous(ctx, P, labels, close_incomplete=True)
+    assert summary["released"] == 1 and "i2" not in ctx.store.assigned(P)
+    for name in ("alice", "bob"):
+        assert set(ctx.store.queue_tasks(P, name)) == {"i1"}
+    assert sorted(t["data"]["item_id"] for t in ctx.ls.tasks.values() if t.get("project") == queue) == ["i1"]
 
 
 def test_an_operator_accepts_labels_left_out(ctx):

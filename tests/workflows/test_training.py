@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -93,3 +95,13 @@ def test_an_item_without_a_vector_is_an_error_not_a_silent_drop(redis_store):
     labelled(redis_store, {"p1": ("pos", 1), "n1": ("neg", 1), "p9": ("pos", 1)})
     with pytest.raises(LoopError, match="'p9'"):
         training.retrain(redis_store, FixedVectors(["p1", "n1"]), P)
+
+
+def test_a_policy_change_has_the_trainer_retrain(redis_store):
+    redis_store.save_project(P, {"labels": ["neg", "pos"]}, make_current=False)
+    training.set_policy(redis_store, P)  # the first record: nothing to redo
+    assert redis_store.event_count(P) == 0
+    training.set_policy(redis_store, P, guideline_version=2)
+    training.set_policy(redis_store, P, guideline_version=2)  # unchanged: no second event
+    events = [json.loads(f[b"event"]) for _, f in redis_store.r.xrange(f"loop:project:{P}:events")]
+    assert events == [{"action": "POLICY_CHANGED", "retrain": True}]
