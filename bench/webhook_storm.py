@@ -149,6 +149,7 @@ def main(argv: list[str] | None = None) -> None:
                         during.append(time.perf_counter() - t0)
 
             asker = threading.Thread(target=ask)
+            queued_before = store.event_count(P)  # the backend's own start-up event
             url = f"{base}/webhook?project={P}&ls_project={P}"
             procs = min(4, args.senders)
             per_proc = [args.senders // procs + (1 if k < args.senders % procs else 0) for k in range(procs)]
@@ -171,7 +172,7 @@ def main(argv: list[str] | None = None) -> None:
             for r in results:
                 for code, n in r["codes"].items():
                     codes[str(code)] = codes.get(str(code), 0) + n
-            queued = store.event_count(P)
+            queued = store.event_count(P) - queued_before
         finally:
             backend.terminate()
             backend.wait(timeout=20)

@@ -28,7 +28,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from loop.core import model as model_lib
-from loop.core.embeddings import Embedder, VectorCache, embed_texts
+from loop.core.embeddings import Embedder, VectorCache, cached_matrix, embed_texts
 from loop.labels.interface import OBJECT, prediction_row
 from loop.services.store import Store
 from ml_backend import webhooks
@@ -235,8 +235,15 @@ def create_app(store: Store, cache: VectorCache, embedder: Embedder,
         counters["predict_requests"] += 1
         if clf is None or not texts:
             return {"results": no_predictions(len(texts)), "model_version": version or "none"}
-        # Embedding is CPU work: off the event loop, so /webhook and /health stay instant meanwhile.
-        guesses = await run_in_threadpool(lambda: model_lib.predict(clf, embed_texts(texts, cache, embedder)[0]))
+        X = cached_matrix(texts, cache)
+        if X is not None:
+            # Every text seen before: a few milliseconds, done here. A thread hop would have the
+            # request wait for the GIL behind the event loop at every switch (p99 59 -> ms under a
+            # webhook storm, docs/benchmarks.md).
+            guesses = model_lib.predict(clf, X)
+        else:
+            # Embedding is CPU work: off the event loop, so /webhook and /health stay instant meanwhile.
+            guesses = await run_in_threadpool(lambda: model_lib.predict(clf, embed_texts(texts, cache, embedder)[0]))
         counters["tasks_predicted"] += len(texts)
         results = [prediction_row(label, score, version) for label, score in guesses]
         # A JSONResponse skips FastAPI's jsonable_encoder walk over every result (4-5 ms at 100 tasks).

@@ -65,6 +65,15 @@ def cache_key(text: str) -> str:
     return key_for_hash(text_key(text))
 
 
+def cached_matrix(texts: Sequence[str], cache: VectorCache) -> np.ndarray | None:
+    """Vectors for `texts` in order when every one is cached already (a lookup, no model), else None."""
+    keys = [cache_key(t) for t in texts]
+    found = cache.get_many(list(dict.fromkeys(keys)))
+    if any(k not in found for k in keys):
+        return None
+    return np.stack([found[k] for k in keys]) if keys else np.empty((0, DIM), dtype=DTYPE)
+
+
 def embed_texts(texts: Sequence[str], cache: VectorCache, embedder: Embedder,
                 progress: Callable[[int], None] | None = None) -> tuple[np.ndarray, int]:
     """Vectors for `texts` in order, embedding only those not cached yet.
