@@ -37,9 +37,14 @@ def render_round(r: dict) -> None:
             console.print(f"round {c['round']} agreement: {_fmt(ag['percent'])} of pairs agree, alpha "
                           f"{_fmt(ag['alpha'])}, mean kappa {_fmt(ag['mean_kappa'])} over {ag['items']} items; "
                           f"{c['contested']} contested" + (" (`loop adjudicate --adjudicator NAME`)" if c["contested"] else ""))
-    table = Table("annotator", "items", "done", "their queue in Label Studio")
+    relabels = (r.get("relabel") or {}).get("items", 0)
+    if relabels:
+        console.print(f"{relabels} labelled items sent for another label (their label is least certain), "
+                      f"{r['size']} new items")
+    table = Table("annotator", "new items", "relabels", "done", "their queue in Label Studio")
     for a, given in r["assignments"].items():
-        table.add_row(a, str(len(given["items"])), str(given["done"]), (r.get("queues") or {}).get(a, {}).get("url", "-"))
+        table.add_row(a, str(len(given["items"])), str(len((given.get("relabels") or {}).get("items", []))),
+                      str(given["done"]), (r.get("queues") or {}).get(a, {}).get("url", "-"))
     console.print(table)
     if r.get("status") == "open":
         console.print("Each annotator opens their queue (a Label Studio project of their own) and clicks "
@@ -58,6 +63,7 @@ def next_round(
                    "for later rounds and the trainer (the project's training policy; `loop status` shows it)."),
     aggregation: Optional[str] = typer.Option(
         None, help=f"How several labels of an item become one: {', '.join(AGGREGATION_METHODS)}. Kept like --guideline-version."),
+    relabel: str = typer.Option("off", help="Spend part of the round on another label for labelled items whose label is least certain, each from an annotator who has not labelled it: auto (as many as score lower than the new items), a number per round, or off."),
     close_incomplete: bool = typer.Option(False, "--close-incomplete", help="Close the previous round even if annotators still owe items."),
     project: Optional[int] = typer.Option(None, help=PROJECT_OPTION_HELP),
     seed: Optional[int] = typer.Option(None, help="Random seed for cold start and random selection."),
@@ -71,7 +77,8 @@ def next_round(
 
     result = run(context(), project, size=size, annotators=csv_option(annotators), overlap=overlap,
                  strategy=strategy, close_incomplete=close_incomplete, seed=seed, budget=budget,
-                 guideline_version=parse_guideline_version(guideline_version), aggregation=aggregation)
+                 guideline_version=parse_guideline_version(guideline_version), aggregation=aggregation,
+                 relabel=relabel)
     emit(result, as_json, render_round)
 
 

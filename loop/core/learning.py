@@ -25,13 +25,21 @@ class Batch:
     strategy: str                 # what ran: the requested strategy, or "cold-start"
 
 
+def fit(X_labelled: np.ndarray, y_labelled: Sequence[str], seed: int):
+    """The round's classifier, or None while fewer than two classes are labelled (cold start)."""
+    return model_lib.train(X_labelled, list(y_labelled), seed=seed) if len(set(y_labelled)) >= 2 else None
+
+
 def choose_batch(X_labelled: np.ndarray, y_labelled: Sequence[str], X_pool: np.ndarray, size: int,
-                 strategy: str, seed: int) -> Batch:
-    classifier = None
-    if len(set(y_labelled)) >= 2:
-        classifier = model_lib.train(X_labelled, list(y_labelled), seed=seed)
-    picked = select(strategy, classifier, X_pool, size, seed=seed, X_train=X_labelled,
-                    y_train=np.asarray(y_labelled))
+                 strategy: str, seed: int, classifier=None) -> Batch:
+    """`size` items of the pool by `strategy` (cold start without a classifier). `classifier`: the
+    one `fit` gave already, so a caller that needed it first does not fit it twice."""
+    classifier = classifier if classifier is not None else fit(X_labelled, y_labelled, seed)
+    if size < 1 or len(X_pool) == 0:
+        picked = np.empty(0, dtype=int)
+    else:
+        picked = select(strategy, classifier, X_pool, size, seed=seed, X_train=X_labelled,
+                        y_train=np.asarray(y_labelled))
     return Batch(picked, classifier, strategy if classifier is not None else "cold-start")
 
 

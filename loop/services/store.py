@@ -22,6 +22,10 @@ Key names (one separator, ':'; `{p}` is the loop project id, which is the Label 
     loop:project:{p}:rounds                   sorted set  round numbers (score = number)
     loop:project:{p}:round:{n}                hash        round record (JSON values): status, strategy, size, ...
     loop:project:{p}:round:{n}:assignments    hash        item id -> JSON [annotator, ...]
+    loop:project:{p}:round:{n}:relabels       hash        labelled item id -> JSON [annotator, ...]: another label asked
+                                                          of someone who had not labelled it (`next-round --relabel`)
+    loop:project:{p}:relabelling              hash        item id -> the open round asking it to be relabelled (an
+                                                          item is in at most one open relabel at a time)
     loop:project:{p}:models                   sorted set  model versions (score = creation time)
     loop:project:{p}:model:{version}          hash        fitted classifier: coef/intercept as bytes, dtype, shape
     loop:project:{p}:model:current            string      the newest model version
@@ -128,6 +132,14 @@ class Keys:
     @staticmethod
     def round_assignments(p: int, n: int) -> str:
         return f"{Keys.round(p, n)}:assignments"
+
+    @staticmethod
+    def round_relabels(p: int, n: int) -> str:
+        return f"{Keys.round(p, n)}:relabels"
+
+    @staticmethod
+    def relabelling(p: int) -> str:
+        return f"{Keys.project(p)}:relabelling"
 
     @staticmethod
     def models(p: int) -> str:
@@ -393,39 +405,62 @@ class Store:
     def round_assignments(self, p: int, n: int) -> dict[str, list[str]]:
         return _loads_hash(self.r.hgetall(Keys.round_assignments(p, n)))
 
-    def plan_round(self, p: int, record: dict[str, Any], assignments: dict[str, list[str]]) -> None:
-        """Record a new round as planned, with its assignments, in one transaction.
+    def plan_round(self, p: int, record: dict[str, Any], assignments: dict[str, list[str]],
+                   relabels: dict[str, list[str]] | None = None) -> None:
+        """Record a new round as planned, with its assignments (new items) and relabels (labelled
+        items sent for another label), in one transaction.
 
-        Fails, writing nothing, if the round number exists or any item is already assigned.
+        Fails, writing nothing, if the round number exists, a new item is already assigned, or an
+        item to relabel is in another open relabel.
         """
         n = int(record["id"])
+        relabels = relabels or {}
         with self.r.pipeline(transaction=True) as pipe:
-            pipe.watch(Keys.assigned(p), Keys.rounds(p))
+            pipe.watch(Keys.assigned(p), Keys.rounds(p), Keys.relabelling(p))
             if pipe.zscore(Keys.rounds(p), n) is not None:
                 raise LoopError(f"round {n} already exists; run `loop status` to see it")
             already = [i for i, taken in zip(assignments, pipe.hmget(Keys.assigned(p), list(assignments)))
-                       if taken is not None]
+                       if taken is not None] if assignments else []
+            if relabels:
+                already += [i for i, taken in zip(relabels, pipe.hmget(Keys.relabelling(p), list(relabels)))
+                            if taken is not None]
             if already:
                 raise LoopError(f"{len(already)} chosen items are already assigned (e.g. {already[0]}); "
                                 "another `loop next-round` may be running; wait for it and retry")
             pipe.multi()
             pipe.hset(Keys.round(p, n), mapping={k: _dumps(v) for k, v in {**record, "status": "planned"}.items()})
-            pipe.hset(Keys.round_assignments(p, n), mapping={i: _dumps(a) for i, a in assignments.items()})
-            pipe.hset(Keys.assigned(p), mapping={i: n for i in assignments})
+            if assignments:
+                pipe.hset(Keys.round_assignments(p, n), mapping={i: _dumps(a) for i, a in assignments.items()})
+                pipe.hset(Keys.assigned(p), mapping={i: n for i in assignments})
+            if relabels:
+                pipe.hset(Keys.round_relabels(p, n), mapping={i: _dumps(a) for i, a in relabels.items()})
+                pipe.hset(Keys.relabelling(p), mapping={i: n for i in relabels})
             pipe.zadd(Keys.rounds(p), {str(n): n})
             pipe.execute()
+
+    def round_relabels(self, p: int, n: int) -> dict[str, list[str]]:
+        """Labelled items round n sent for another label: item id -> [annotator]."""
+        return _loads_hash(self.r.hgetall(Keys.round_relabels(p, n)))
+
+    def relabelling(self, p: int) -> dict[str, int]:
+        """Items in an open relabel: item id -> round."""
+        return {k.decode(): int(v) for k, v in self.r.hgetall(Keys.relabelling(p)).items()}
 
     def update_round(self, p: int, n: int, **fields: Any) -> None:
         self.r.hset(Keys.round(p, n), mapping={k: _dumps(v) for k, v in fields.items()})
 
     def close_round(self, p: int, n: int, *, release: Iterable[str] = ()) -> None:
-        """Mark a round closed; items in `release` (never labelled) go back to the pool."""
+        """Mark a round closed; items in `release` (never labelled) go back to the pool, and its
+        relabels end (the items may be chosen for another one later)."""
         release = list(release)
+        relabels = list(self.round_relabels(p, n))
         pipe = self.r.pipeline(transaction=True)
         pipe.hset(Keys.round(p, n), mapping={"status": _dumps("closed"), "closed_at": _dumps(time.time()),
                                             "released": _dumps(len(release))})
         if release:
             pipe.hdel(Keys.assigned(p), *release)
+        if relabels:
+            pipe.hdel(Keys.relabelling(p), *relabels)
         pipe.execute()
 
     # -- models -----------------------------------------------------------------------------

@@ -13,14 +13,17 @@ from typing import Any, Sequence
 import numpy as np
 
 from loop.core import model as model_lib
+from loop.core import relabel as relabel_lib
 from loop.core.assign import assign, per_annotator, progress
-from loop.core.learning import choose_batch, measure_round
+from loop.core.learning import choose_batch, fit, measure_round
+from loop.core.relabel import parse_mode as parse_relabel
 from loop.core.strategies import DEFAULT_STRATEGY, get_strategy
 from loop.errors import ConfigError, EmptyPool, LoopError, RoundIncomplete
 from loop.labels.adjudication import contested
 from loop.labels.agreement import agreement_report
 from loop.labels.policy import TrainingPolicy
 from loop.services.context import Context
+from loop.services.store import Store
 from loop.services.sync import sync_annotations
 from loop.workflows import training
 from loop.workflows.predictions import replace_predictions
@@ -38,7 +41,8 @@ def _close_previous(ctx: Context, p: int, counted: list[dict], close_incomplete:
             continue
         n = record["id"]
         assignments = store.round_assignments(p, n)
-        owing = {a: v for a, v in progress(assignments, counted).items() if v["owed"]}
+        relabels = store.round_relabels(p, n)
+        owing = {a: v for a, v in progress({**assignments, **relabels}, counted).items() if v["owed"]}
         if owing and not close_incomplete:
             who = ", ".join(f"{a} owes {len(v['owed'])} of {v['assigned']}" for a, v in sorted(owing.items()))
             raise RoundIncomplete(f"round {n} is not finished: {who}; wait for them, or pass --close-incomplete "
@@ -49,6 +53,10 @@ def _close_previous(ctx: Context, p: int, counted: list[dict], close_incomplete:
         # harmlessly), so nobody is served an item that went back to the pool.
         for annotator, items in per_annotator({i: assignments[i] for i in release}).items():
             withdraw(ctx, p, annotator, items)
+        # A relabel nobody gave: the item keeps its labels, and leaves the queue it was sent to.
+        labelled_by = {(a["item_id"], a["annotator"]) for a in counted}
+        for annotator, items in per_annotator(relabels).items():
+            withdraw(ctx, p, annotator, [i for i in items if (i, annotator) not in labelled_by])
         store.close_round(p, n, release=release)
         round_labels = [a for a in counted if a["item_id"] in assignments and a["label"] is not None]
         report = agreement_report(round_labels) if round_labels else None
@@ -84,11 +92,14 @@ def check_round_options(size: int, annotators: Sequence[str], overlap: int, stra
 def next_round(ctx: Context, project: int | None, *, size: int, annotators: Sequence[str], overlap: int,
                strategy: str = DEFAULT_STRATEGY, close_incomplete: bool = False, seed: int | None = None,
                budget: int | None = None, guideline_version: Any = training.KEEP,
-               aggregation: str | None = None) -> dict[str, Any]:
+               aggregation: str | None = None, relabel: str | int = "off") -> dict[str, Any]:
     """Run one round on `project` (None: the current one). `guideline_version` and `aggregation`
     change the project's training policy (kept for later rounds and the trainer): a version
-    number, None for every version, or `training.KEEP`."""
+    number, None for every version, or `training.KEEP`. `relabel` ("off", "auto" or a number)
+    spends part of the round on another label for labelled items whose label is least certain
+    (`core.relabel`), each from an annotator who has not labelled it."""
     check_round_options(size, annotators, overlap, strategy, aggregation)
+    relabel = parse_relabel(relabel)
     if budget is not None and budget < 1:
         raise ConfigError(f"--budget is {budget}; it must be a positive number of labels")
     store = ctx.store
@@ -108,7 +119,7 @@ def next_round(ctx: Context, project: int | None, *, size: int, annotators: Sequ
     planned = [r for r in store.rounds(p) if r["status"] == "planned"]
     if planned:  # a crash left a round half-published: finish it, choose nothing new
         record = planned[0]
-        _publish(ctx, p, record, store.round_assignments(p, record["id"]))
+        _publish(ctx, p, record, store.round_assignments(p, record["id"]), store.round_relabels(p, record["id"]))
         return {**round_detail(store, p, record["id"]), "resumed": True, "synced": synced}
 
     annotations = store.annotations(p)
@@ -117,24 +128,31 @@ def next_round(ctx: Context, project: int | None, *, size: int, annotators: Sequ
 
     project = store.project(p)
     spent = sum(1 for a in counted if a["label"] is not None)
-    if project.get("budget") is not None:
-        room = (project["budget"] - spent) // overlap
-        if room < 1:
+    left = None if project.get("budget") is None else project["budget"] - spent  # labels the budget still allows
+    if left is not None:
+        if left < 1 or (left < overlap and relabel == "off"):
             raise LoopError(f"the budget of {project['budget']} labels is spent ({spent} used); raise it with "
                             "--budget N, or stop here: `loop status` shows the learning curve")
-        size = min(size, room)
     items = store.items(p)
     labelled_any = {a["item_id"] for a in counted if a["label"] is not None}
     assigned = store.assigned(p)
     pool = [i for i in sorted(items) if i not in labelled_any and i not in assigned]
-    if not pool:
-        raise EmptyPool("the pool is exhausted: every item is labelled or assigned; import more with `loop init`")
+    if not pool and relabel == "off":
+        raise EmptyPool("the pool is exhausted: every item is labelled or assigned; import more with `loop init`, "
+                        "or spend rounds on another label for uncertain items with --relabel auto")
 
     n = max(store.round_numbers(p), default=0) + 1
     train = training.training_set(store, ctx.vectors, p, annotations)
     X_pool = ctx.vectors.matrix(p, pool)
-    batch = choose_batch(train.X, train.y, X_pool, size, strategy, seed=n if seed is None else seed)
-    classifier, version, metrics = batch.classifier, None, {}
+    round_seed = n if seed is None else seed
+    classifier = fit(train.X, train.y, round_seed)
+    relabels = _choose_relabels(store, p, relabel, size, annotators, train, counted, classifier, X_pool,
+                                seed=round_seed)
+    size = size - len(relabels)
+    if left is not None:
+        size = min(size, (left - len(relabels)) // overlap)
+    batch = choose_batch(train.X, train.y, X_pool, size, strategy, seed=round_seed, classifier=classifier)
+    version, metrics = None, {}
     if classifier is not None:
         # Kappa compares with the previous *round's* model: the trainer's in-between versions are
         # trained on nearly the same labels and would make every round look stable.
@@ -151,17 +169,53 @@ def next_round(ctx: Context, project: int | None, *, size: int, annotators: Sequ
     scores = dict(zip(chosen, model_lib.predict(classifier, X_pool[batch.picked]))) if classifier is not None else {}
 
     assignments = assign(chosen, annotators, overlap)
+    if not assignments and not relabels:
+        raise EmptyPool("nothing to send: no new item is left and no labelled item needs another label")
     record = {
         "id": n, "created_at": time.time(), "strategy": batch.strategy,
         "requested_strategy": strategy, "size": len(chosen), "overlap": overlap, "annotators": list(annotators),
         "items_per_annotator": {a: len(v) for a, v in per_annotator(assignments).items()},
+        "relabel": {"mode": relabel, "items": len(relabels),
+                    "per_annotator": {a: len(v) for a, v in per_annotator(relabels).items()}},
         "model_version": version, "guideline_version": project.get("guideline_version"),
         "labels_so_far": len(train.y), "labels_spent": spent, "training_policy": policy.as_dict(),
         "pool_before": len(pool), "scores": scores, "queues": {}, "closed_previous": closed, "metrics": metrics,
     }
-    store.plan_round(p, record, assignments)
-    _publish(ctx, p, record, assignments)
+    store.plan_round(p, record, assignments, relabels)
+    _publish(ctx, p, record, assignments, relabels)
     return {**round_detail(store, p, n), "resumed": False, "synced": synced}
+
+
+def _choose_relabels(store: Store, p: int, mode: str | int, size: int, annotators: Sequence[str],
+                     train: training.TrainingSet, counted: list[dict], classifier, X_pool: np.ndarray,
+                     seed: int) -> dict[str, list[str]]:
+    """Labelled items for another label this round: item -> [an annotator who has not labelled
+    it] (`core.relabel`: the lowest quality scores, against the pool's when `mode` is "auto")."""
+    if mode == "off" or classifier is None:
+        return {}
+    adjudication = store.adjudication(p)
+    decisions = training.policy(store, p).decisions(counted, adjudication)
+    labelled_by: dict[str, set[str]] = {}
+    for a in counted:
+        labelled_by.setdefault(a["item_id"], set()).add(a["annotator"])
+    busy = store.relabelling(p)
+    rows = [r for r, i in enumerate(train.item_ids)
+            if i not in busy and decisions[i]["decided_by"] != "adjudicated"
+            and decisions[i]["n_labels"] < relabel_lib.MAX_LABELS
+            and any(a not in labelled_by.get(i, set()) for a in annotators)]
+    if not rows:
+        return {}
+    proba, classes = relabel_lib.out_of_sample_proba(train.X, train.y, seed=seed)
+    column = {c: k for k, c in enumerate(classes)}
+    ids = [train.item_ids[r] for r in rows]
+    labelled = relabel_lib.labelled_quality(
+        np.array([decisions[i]["confidence"] for i in ids]), np.array([decisions[i]["n_labels"] for i in ids]),
+        np.array([proba[r, column[train.y[r]]] for r in rows]))
+    unlabelled = relabel_lib.unlabelled_quality(
+        model_lib.confidence(classifier.predict_proba(X_pool)) if len(X_pool) else np.empty(0))
+    k = relabel_lib.relabel_count(mode, size, labelled, unlabelled)
+    worst = [ids[j] for j in np.argsort(labelled, kind="stable")[:k]]
+    return relabel_lib.assign_relabels(worst, list(annotators), labelled_by)
 
 
 def _dev_matrix(ctx: Context, dev: dict) -> np.ndarray | None:
@@ -178,13 +232,14 @@ def _dev_matrix(ctx: Context, dev: dict) -> np.ndarray | None:
     return np.stack([found[k] for k in keys])
 
 
-def _publish(ctx: Context, p: int, record: dict[str, Any], assignments: dict[str, list[str]]) -> None:
+def _publish(ctx: Context, p: int, record: dict[str, Any], assignments: dict[str, list[str]],
+             relabels: dict[str, list[str]] | None = None) -> None:
     """Label Studio side of a planned round (each step idempotent), then mark the round open: each
-    annotator's items go to their queue; the model's scores go to the main project (for operators),
-    and to the queues only in an assisted project."""
+    annotator's items (new ones and relabels) go to their queue; the model's scores go to the main
+    project (for operators), and to the queues only in an assisted project."""
     store = ctx.store
     n = record["id"]
-    mine = per_annotator(assignments)
+    mine = per_annotator({**assignments, **(relabels or {})})
     queues = {a: enqueue(ctx, p, a, items, round=n) for a, items in mine.items()}
     version, scores = record.get("model_version"), record.get("scores") or {}
     if version and scores:

@@ -18,26 +18,31 @@ from loop.workflows import training
 
 
 def round_detail(store: Store, p: int, n: int, annotations: dict[str, dict] | None = None) -> dict[str, Any]:
-    """Round n's record (without its per-item scores) and `assignments`: annotator -> the item ids
-    they were given in assignment order, the Label Studio task ids of those items in their queue
-    (`queue`, its project id; None before the round is published) and in the main project
-    (`main_tasks`), how many they have done and the items they still owe."""
+    """Round n's record (without its per-item scores) and `assignments`: annotator -> the new item
+    ids they were given in assignment order, the Label Studio task ids of those items in their
+    queue (`queue`, its project id; None before the round is published) and in the main project
+    (`main_tasks`), the labelled items they were sent for another label (`relabels`: items and
+    tasks), how many they have done of both and the items they still owe."""
     record = store.round(p, n)
     if record is None:
         known = ", ".join(map(str, store.round_numbers(p))) or "none yet"
         raise ConfigError(f"round {n} does not exist (rounds: {known}); `loop status` lists them")
     assignments = store.round_assignments(p, n)
+    relabels = store.round_relabels(p, n)
     items = store.items_by_id(p, assignments)
     counted, _ = training.labels_that_count(store, p, annotations)
-    done = progress(assignments, counted)
+    done = progress({**assignments, **relabels}, counted)
+    again = per_annotator(relabels)
     record.pop("scores", None)
     queues = store.queues(p)
     record["assignments"] = {}
-    for a, mine in sorted(per_annotator(assignments).items()):
-        in_queue = store.queue_tasks(p, a)
+    for a in sorted(set(per_annotator(assignments)) | set(again)):
+        mine, in_queue = per_annotator(assignments).get(a, []), store.queue_tasks(p, a)
         record["assignments"][a] = {
             "items": mine, "queue": (queues.get(a) or {}).get("ls_project"), "tasks": [in_queue.get(i) for i in mine],
-            "main_tasks": [items[i]["task_id"] for i in mine], "done": done[a]["done"], "owed": done[a]["owed"]}
+            "main_tasks": [items[i]["task_id"] for i in mine],
+            "relabels": {"items": again.get(a, []), "tasks": [in_queue.get(i) for i in again.get(a, [])]},
+            "done": done[a]["done"], "owed": done[a]["owed"]}
     return record
 
 

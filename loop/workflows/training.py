@@ -61,8 +61,11 @@ def parse_guideline_version(value: str | None) -> Any:
 
 
 def sent_to(store, p: int) -> dict[str, set[str]]:
-    """item -> everyone it was sent to (by any round, or as its adjudicator)."""
-    return assigned_to((store.round_assignments(p, n) for n in store.round_numbers(p)), store.adjudication(p))
+    """item -> everyone it was sent to (by any round, as a new item or for another label, or as its
+    adjudicator)."""
+    rounds = store.round_numbers(p)
+    return assigned_to([store.round_assignments(p, n) for n in rounds] + [store.round_relabels(p, n) for n in rounds],
+                       store.adjudication(p))
 
 
 def labels_that_count(store, p: int, annotations: Mapping[str, dict] | None = None) -> tuple[list, list]:

@@ -46,6 +46,8 @@ P = 3
     (Keys.queue(3, "alice"), "loop:project:3:queue:alice"),
     (Keys.queue_synced_at(3), "loop:project:3:queue_synced_at"),
     (Keys.accepted(3), "loop:project:3:accepted"),
+    (Keys.round_relabels(3, 2), "loop:project:3:round:2:relabels"),
+    (Keys.relabelling(3), "loop:project:3:relabelling"),
 ])
 def test_key_shapes(key, expected):
     assert key == expected
@@ -57,7 +59,8 @@ def test_every_key_method_is_pinned():
     assert methods == {"current_project", "annotators", "project", "items", "tasks", "annotations", "assigned",
                        "rounds", "round", "round_assignments", "models", "model", "current_model", "events",
                        "projects", "deadletter", "trainer_heartbeat", "model_seq", "adjudication", "ls_synced_at",
-                       "texts", "queues", "queue", "queue_synced_at", "accepted"}
+                       "texts", "queues", "queue", "queue_synced_at", "accepted", "round_relabels",
+                       "relabelling"}
 
 
 def test_keys_written_are_the_documented_ones(redis_store):
@@ -66,7 +69,7 @@ def test_keys_written_are_the_documented_ones(redis_store):
     s.add_items(P, {"i1": {"task_id": 10, "key": "h1"}}, texts={"i1": "hello"})
     s.add_annotator({"name": "alice"})
     s.replace_annotations(P, {"1": {"item_id": "i1", "label": "a"}})
-    s.plan_round(P, {"id": 1}, {"i1": ["alice"]})
+    s.plan_round(P, {"id": 1}, {"i1": ["alice"]}, relabels={"i0": ["bob"]})
     s.append_event(P, {"action": "ANNOTATION_CREATED"})
     s.save_model(P, _snapshot(_fit(2), s.next_model_version(P)))
     s.dead_letter("bad", {"x": 1})
@@ -85,6 +88,7 @@ def test_keys_written_are_the_documented_ones(redis_store):
         Keys.annotations(P), Keys.assigned(P), Keys.rounds(P), Keys.round(P, 1), Keys.round_assignments(P, 1),
         Keys.models(P), Keys.model(P, "v1"), Keys.current_model(P), Keys.events(P), Keys.ls_synced_at(P),
         Keys.texts(P), Keys.queues(P), Keys.queue(P, "alice"), Keys.queue_synced_at(P), Keys.accepted(P),
+        Keys.round_relabels(P, 1), Keys.relabelling(P),
     }
 
 
@@ -399,3 +403,17 @@ def test_a_dead_letter_keeps_an_excerpt_and_the_stream_is_bounded(redis_store):
     (dead,) = redis_store.dead_letters()
     assert dead["size"] > 50_000 and len(dead["payload"]) == DEAD_LETTER_EXCERPT  # cut: kept as text
     assert redis_store.r.memory_usage("loop:deadletter") < 20_000
+
+
+def test_a_relabel_is_planned_with_its_round_and_ends_when_the_round_closes(redis_store):
+    s = redis_store
+    s.plan_round(P, {"id": 1}, {"i1": ["alice"]}, relabels={"i0": ["bob"], "i5": ["alice"]})
+    assert s.round_relabels(P, 1) == {"i0": ["bob"], "i5": ["alice"]} and s.relabelling(P) == {"i0": 1, "i5": 1}
+    assert "i0" not in s.assigned(P)  # a relabel is not an assignment of a new item
+    with pytest.raises(LoopError, match="already assigned"):  # one open relabel per item
+        s.plan_round(P, {"id": 2}, {"i2": ["alice"]}, relabels={"i5": ["carol"]})
+    assert s.round_numbers(P) == [1]
+    s.close_round(P, 1)
+    assert s.relabelling(P) == {} and s.round_relabels(P, 1) == {"i0": ["bob"], "i5": ["alice"]}
+    s.plan_round(P, {"id": 2}, {}, relabels={"i5": ["carol"]})  # a relabel-only round
+    assert s.relabelling(P) == {"i5": 2}
