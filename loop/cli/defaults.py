@@ -18,6 +18,9 @@ DEFAULT_STRATEGY = "margin-diverse"
 AGGREGATION_METHODS = ("majority", "dawid-skene", "majority-ds")
 DEFAULT_METHOD = "majority-ds"
 
+# loop.core.relabel: DEFAULT_MODE (`--relabel`)
+DEFAULT_RELABEL = "off"
+
 # loop.curation.validate: the validator's thresholds
 NEAR_THRESHOLD = 0.95
 MINORITY_FRACTION = 0.1

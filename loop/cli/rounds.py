@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from loop.cli.defaults import AGGREGATION_METHODS, DEFAULT_STRATEGY, STRATEGY_NAMES
+from loop.cli.defaults import AGGREGATION_METHODS, DEFAULT_RELABEL, DEFAULT_STRATEGY, STRATEGY_NAMES
 from loop.cli.output import JSON_OPTION, PROJECT_OPTION_HELP, console, context, csv_option, emit, handle_errors
 
 
@@ -63,7 +63,7 @@ def next_round(
                    "for later rounds and the trainer (the project's training policy; `loop status` shows it)."),
     aggregation: Optional[str] = typer.Option(
         None, help=f"How several labels of an item become one: {', '.join(AGGREGATION_METHODS)}. Kept like --guideline-version."),
-    relabel: str = typer.Option("off", help="Spend part of the round on another label for labelled items whose label is least certain, each from an annotator who has not labelled it: auto (as many as score lower than the new items), a number per round, or off."),
+    relabel: str = typer.Option(DEFAULT_RELABEL, help="Spend part of the round on another label for labelled items whose label is least certain, each from an annotator who has not labelled it: auto (as many as score lower than the new items), a number per round, or off."),
     close_incomplete: bool = typer.Option(False, "--close-incomplete", help="Close the previous round even if annotators still owe items."),
     project: Optional[int] = typer.Option(None, help=PROJECT_OPTION_HELP),
     seed: Optional[int] = typer.Option(None, help="Random seed for cold start and random selection."),

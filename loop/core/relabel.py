@@ -25,10 +25,12 @@ import numpy as np
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
 from threadpoolctl import threadpool_limits
 
+from loop.core.model import confidence as model_confidence
 from loop.core.model import new_classifier
 from loop.errors import ConfigError
 
 MODES = ("off", "auto")
+DEFAULT_MODE = "off"  # `next-round --relabel` and `simulate --relabel`: docs/benchmarks.md "Relabel or label new"
 MODEL_WEIGHT = 1.0  # the model counts as much as one annotator's label
 MAX_LABELS = 5      # an item with this many labels is not relabelled: more voices will not settle it, a ruling will
 
@@ -111,3 +113,27 @@ def assign_relabels(items: Sequence[str], annotators: Sequence[str],
             load[who] += 1
             out[item] = [who]
     return out
+
+
+def choose_relabels(X_labelled: np.ndarray, y_labelled: Sequence[str], confidence: np.ndarray,
+                    n_labels: np.ndarray, eligible: np.ndarray, classifier, X_pool: np.ndarray,
+                    mode: str | int, size: int, seed: int = 0) -> np.ndarray:
+    """Rows of the labelled set that get another label this round, lowest quality first.
+
+    `confidence` and `n_labels` are each labelled row's aggregation (confidence in its consensus
+    label `y_labelled`, number of labels); `eligible` masks the rows that may be relabelled (someone
+    is left to ask, not adjudicated, not already out); `classifier` is the round's model, whose
+    confidence on `X_pool` prices the new items the relabels compete with. `workflows.rounds` and
+    `workflows.simulate` both call this, so a simulation measures the real decision.
+    """
+    eligible = np.asarray(eligible, dtype=bool)
+    if mode == "off" or classifier is None or size < 1 or not eligible.any():
+        return np.empty(0, dtype=int)
+    rows = np.flatnonzero(eligible)
+    proba, classes = out_of_sample_proba(X_labelled, y_labelled, seed=seed)
+    column = {c: k for k, c in enumerate(classes)}
+    model_p = np.array([proba[r, column[y_labelled[r]]] for r in rows])
+    labelled = labelled_quality(np.asarray(confidence, dtype=float)[rows], np.asarray(n_labels)[rows], model_p)
+    unlabelled = unlabelled_quality(model_confidence(classifier.predict_proba(X_pool)) if len(X_pool) else np.empty(0))
+    k = relabel_count(mode, size, labelled, unlabelled)
+    return rows[np.argsort(labelled, kind="stable")[:k]]

@@ -92,7 +92,7 @@ def check_round_options(size: int, annotators: Sequence[str], overlap: int, stra
 def next_round(ctx: Context, project: int | None, *, size: int, annotators: Sequence[str], overlap: int,
                strategy: str = DEFAULT_STRATEGY, close_incomplete: bool = False, seed: int | None = None,
                budget: int | None = None, guideline_version: Any = training.KEEP,
-               aggregation: str | None = None, relabel: str | int = "off") -> dict[str, Any]:
+               aggregation: str | None = None, relabel: str | int = relabel_lib.DEFAULT_MODE) -> dict[str, Any]:
     """Run one round on `project` (None: the current one). `guideline_version` and `aggregation`
     change the project's training policy (kept for later rounds and the trainer): a version
     number, None for every version, or `training.KEEP`. `relabel` ("off", "auto" or a number)
@@ -199,23 +199,15 @@ def _choose_relabels(store: Store, p: int, mode: str | int, size: int, annotator
     for a in counted:
         labelled_by.setdefault(a["item_id"], set()).add(a["annotator"])
     busy = store.relabelling(p)
-    rows = [r for r, i in enumerate(train.item_ids)
-            if i not in busy and decisions[i]["decided_by"] != "adjudicated"
-            and decisions[i]["n_labels"] < relabel_lib.MAX_LABELS
-            and any(a not in labelled_by.get(i, set()) for a in annotators)]
-    if not rows:
-        return {}
-    proba, classes = relabel_lib.out_of_sample_proba(train.X, train.y, seed=seed)
-    column = {c: k for k, c in enumerate(classes)}
-    ids = [train.item_ids[r] for r in rows]
-    labelled = relabel_lib.labelled_quality(
-        np.array([decisions[i]["confidence"] for i in ids]), np.array([decisions[i]["n_labels"] for i in ids]),
-        np.array([proba[r, column[train.y[r]]] for r in rows]))
-    unlabelled = relabel_lib.unlabelled_quality(
-        model_lib.confidence(classifier.predict_proba(X_pool)) if len(X_pool) else np.empty(0))
-    k = relabel_lib.relabel_count(mode, size, labelled, unlabelled)
-    worst = [ids[j] for j in np.argsort(labelled, kind="stable")[:k]]
-    return relabel_lib.assign_relabels(worst, list(annotators), labelled_by)
+    eligible = np.array([i not in busy and decisions[i]["decided_by"] != "adjudicated"
+                         and decisions[i]["n_labels"] < relabel_lib.MAX_LABELS
+                         and any(a not in labelled_by.get(i, set()) for a in annotators)
+                         for i in train.item_ids], dtype=bool)
+    rows = relabel_lib.choose_relabels(
+        train.X, train.y, np.array([decisions[i]["confidence"] for i in train.item_ids]),
+        np.array([decisions[i]["n_labels"] for i in train.item_ids]), eligible, classifier, X_pool,
+        mode, size, seed=seed)
+    return relabel_lib.assign_relabels([train.item_ids[r] for r in rows], list(annotators), labelled_by)
 
 
 def _dev_matrix(ctx: Context, dev: dict) -> np.ndarray | None:

@@ -1,10 +1,15 @@
 """`loop simulate`: replay the loop on an already-labelled dataset, with simulated annotators.
 
 Each simulated annotator answers the true label, flipped to a random wrong label at their error
-rate. Everything else is the real loop's code: `core.assign` spreads items over annotators,
-`labels.aggregation.aggregate` (the default method) turns several labels into one,
-`core.learning.choose_batch` trains and selects, `core.learning.measure_round` and
+rate; a spammer answers any label at random. Everything else is the real loop's code:
+`core.assign` spreads items over annotators, `labels.aggregation.aggregate` (the default method)
+turns several labels into one, `core.relabel.choose_relabels` sends doubtful labels back (with
+`relabel`), `core.learning.choose_batch` trains and selects, `core.learning.measure_round` and
 `core.stopping.StabilizingPredictions` decide when to stop.
+
+Each run reports, at every budget, the model's test accuracy and the accuracy of the training
+labels (the aggregated labels against the truth): a strategy that buys a better model with worse
+labels shows it.
 """
 
 from __future__ import annotations
@@ -17,10 +22,11 @@ import numpy as np
 from sklearn.metrics import accuracy_score
 
 from loop.core import model as model_lib
+from loop.core import relabel as relabel_lib
 from loop.core.assign import assign
 from loop.core.dataset import read_items
 from loop.core.embeddings import embed_texts
-from loop.core.learning import choose_batch, measure_round
+from loop.core.learning import choose_batch, fit, measure_round
 from loop.core.stopping import STOP_SET_SIZE, StabilizingPredictions
 from loop.core.strategies import get_strategy
 from loop.errors import ConfigError, DataError
@@ -31,23 +37,38 @@ from loop.workflows.progress import Progress, no_progress
 @dataclass(frozen=True)
 class SimConfig:
     strategies: Sequence[str]
-    batch: int = 50
+    batch: int = 50             # items per round (new items and relabels), as in `next-round --size`
     budget: int = 3000          # labels (annotations) bought, as in `next-round --budget`
     seeds: int = 3
     annotators: int = 3
     overlap: int = 2
     annotator_error: Sequence[float] = (0.0,)
+    spammers: int = 0           # the last `spammers` annotators answer at random
+    relabel: Sequence[str | int] = (relabel_lib.DEFAULT_MODE,)  # `next-round --relabel` modes to compare
     stop_rule: StabilizingPredictions = field(default_factory=StabilizingPredictions)
 
     def check(self) -> None:
         for name in self.strategies:
             get_strategy(name)
+        for mode in self.relabel:
+            relabel_lib.parse_mode(mode)
         if self.batch < 1 or self.budget < self.overlap or self.seeds < 1:
             raise ConfigError("--batch and --seeds must be at least 1, and --budget at least --overlap")
         if not 1 <= self.overlap <= self.annotators:
             raise ConfigError(f"--overlap {self.overlap} must be between 1 and --annotators ({self.annotators})")
         if any(not 0 <= e < 1 for e in self.annotator_error):
             raise ConfigError("--annotator-error rates must be in [0, 1)")
+        if not 0 <= self.spammers < self.annotators:
+            raise ConfigError(f"--spammers {self.spammers} must be between 0 and --annotators - 1 "
+                              f"({self.annotators - 1}): someone has to answer honestly")
+
+    @property
+    def modes(self) -> list[str | int]:
+        return list(dict.fromkeys(relabel_lib.parse_mode(m) for m in self.relabel))
+
+    def arm(self, strategy: str, mode: str | int) -> str:
+        """A compared configuration's name: the strategy, and the relabel mode when several are compared."""
+        return strategy if len(self.modes) == 1 else f"{strategy}, relabel {mode}"
 
 
 def _answer(truth: str, error: float, classes: np.ndarray, rng: np.random.Generator) -> str:
@@ -56,58 +77,104 @@ def _answer(truth: str, error: float, classes: np.ndarray, rng: np.random.Genera
     return str(rng.choice([c for c in classes if c != truth]))
 
 
+def simulated_answers(y: np.ndarray, classes: np.ndarray, errors: Sequence[float], spammers: int,
+                      rng: np.random.Generator) -> np.ndarray:
+    """answers[item, annotator]: what each annotator would say about each item, drawn up front so
+    two runs with one seed (relabel on and off) face the same annotators answering the same way.
+    Annotator k errs at errors[k] to a uniformly chosen wrong label; the last `spammers` pick any
+    label uniformly."""
+    n, people = len(y), len(errors)
+    code = np.searchsorted(classes, y)
+    shift = rng.integers(1, len(classes), size=(n, people)) if len(classes) > 1 else np.zeros((n, people), int)
+    wrong = rng.random((n, people)) < np.asarray(errors)
+    answers = np.where(wrong, (code[:, None] + shift) % len(classes), code[:, None])
+    if spammers:
+        answers[:, people - spammers:] = rng.integers(0, len(classes), size=(n, spammers))
+    return classes[answers]
+
+
 def run_once(X: np.ndarray, y: np.ndarray, X_test: np.ndarray, y_test: np.ndarray, strategy: str, seed: int,
-             cfg: SimConfig) -> dict:
-    """One replay: the learning curve (labels bought vs test accuracy), kappas and the stop point."""
+             cfg: SimConfig, relabel: str | int = "off") -> dict:
+    """One replay: the learning curve (labels bought vs test accuracy), the training labels'
+    accuracy at the same points, kappas and the stop point."""
+    relabel = relabel_lib.parse_mode(relabel)
     rng = np.random.default_rng(seed)
     classes = np.unique(y)
     people = [f"sim{i}" for i in range(cfg.annotators)]
-    error = {p: cfg.annotator_error[i % len(cfg.annotator_error)] for i, p in enumerate(people)}
+    errors = [cfg.annotator_error[i % len(cfg.annotator_error)] for i in range(cfg.annotators)]
     stop_idx = rng.choice(len(X), size=min(STOP_SET_SIZE, len(X)), replace=False)
-    labels: dict[int, list[str]] = {}
+    answers = simulated_answers(np.asarray(y, dtype=str), classes, errors, cfg.spammers, rng)
+    labels: dict[int, list[tuple[str, str]]] = {}
     spent, previous = 0, None
-    curve, kappas, stop_at = [], [], None
+    curve, label_curve, kappas, stop_at, relabelled = [], [], [], None, 0
     pool = np.arange(len(X))
     round_no = 0
+
+    def ask(item: int, who: str) -> None:
+        labels.setdefault(item, []).append((who, str(answers[item, people.index(who)])))
+
     while True:
+        round_seed = seed * 10_000 + round_no
         lab = np.fromiter(labels, dtype=np.int64)
-        agreed = _agreed(labels)
-        y_lab = [agreed[i] for i in lab]
-        room = (cfg.budget - spent) // cfg.overlap
-        size = min(cfg.batch, room, len(pool))
-        batch = choose_batch(X[lab], y_lab, X[pool], max(size, 1), strategy, seed=seed * 10_000 + round_no)
-        clf = batch.classifier
+        decisions = _decisions(labels)
+        y_lab = [decisions[i]["label"] for i in lab]
+        clf = fit(X[lab], y_lab, seed=round_seed)
+        room = cfg.budget - spent
+        size = min(cfg.batch, room)
+        again = _relabels(labels, decisions, lab, y_lab, X, pool, clf, relabel, size, people, round_seed)
+        new = min(size - len(again), (room - len(again)) // cfg.overlap, len(pool))
+        batch = choose_batch(X[lab], y_lab, X[pool], max(new, 1), strategy, seed=round_seed, classifier=clf)
         if clf is not None:
             m = measure_round(clf, previous, X[stop_idx], None, None, n_labels=spent)
             acc = float(accuracy_score(y_test, clf.predict(X_test)))
             curve.append((spent, acc))
+            label_curve.append((spent, _label_accuracy(decisions, y)))
             kappas.append(m.kappa)
             decision = cfg.stop_rule(kappas)
             if decision.stop and stop_at is None:
                 stop_at = {"labels": spent, "accuracy": acc, "round": round_no, "kappa": decision.value}
             previous = clf
-        if size < 1:
+        if new < 1 and not again:
             break
-        picked = pool[batch.picked[:size]]
+        for item, (who,) in again.items():
+            ask(int(item), who)
+        picked = pool[batch.picked[:max(new, 0)]]
         for item, who in assign([str(i) for i in picked], people, cfg.overlap).items():
-            labels[int(item)] = [(p, _answer(str(y[int(item)]), error[p], classes, rng)) for p in who]
-        spent += len(picked) * cfg.overlap
+            for person in who:
+                ask(int(item), person)
+        spent += len(again) + len(picked) * cfg.overlap
+        relabelled += len(again)
         pool = np.setdiff1d(pool, picked, assume_unique=True)
         round_no += 1
-    return {"strategy": strategy, "seed": seed, "curve": curve, "kappas": kappas, "stop": stop_at,
-            "label_noise": _label_noise(labels, y)}
+    return {"strategy": strategy, "relabel": relabel, "seed": seed, "curve": curve, "label_curve": label_curve,
+            "kappas": kappas, "stop": stop_at, "relabelled": relabelled,
+            "label_noise": 1.0 - _label_accuracy(_decisions(labels), y) if labels else 0.0}
 
 
-def _agreed(labels: dict[int, list[tuple[str, str]]]) -> dict[int, str]:
-    """One label per item from the simulated (annotator, label) votes, as the real loop aggregates."""
+def _relabels(labels: dict[int, list[tuple[str, str]]], decisions: dict[int, dict], lab: np.ndarray,
+              y_lab: list[str], X: np.ndarray, pool: np.ndarray, clf, mode: str | int, size: int,
+              people: list[str], seed: int) -> dict[str, list[str]]:
+    """This round's relabels, chosen as `next-round --relabel` chooses them."""
+    if mode == "off" or clf is None or size < 1:
+        return {}
+    labelled_by = {str(i): {who for who, _ in labels[i]} for i in lab}
+    eligible = np.array([len(labels[i]) < relabel_lib.MAX_LABELS and len(labelled_by[str(i)]) < len(people)
+                         for i in lab], dtype=bool)
+    rows = relabel_lib.choose_relabels(
+        X[lab], y_lab, np.array([decisions[i]["confidence"] for i in lab]),
+        np.array([decisions[i]["n_labels"] for i in lab]), eligible, clf, X[pool], mode, size, seed=seed)
+    return relabel_lib.assign_relabels([str(lab[r]) for r in rows], people, labelled_by)
+
+
+def _decisions(labels: dict[int, list[tuple[str, str]]]) -> dict[int, dict]:
+    """One decision per item from the simulated (annotator, label) votes, as the real loop aggregates."""
     records = [{"item_id": i, "annotator": who, "label": label} for i, votes in labels.items() for who, label in votes]
-    return {i: v["label"] for i, v in aggregate(records, DEFAULT_METHOD).items()}
+    return aggregate(records, DEFAULT_METHOD) if records else {}
 
 
-def _label_noise(labels: dict[int, list[tuple[str, str]]], y: np.ndarray) -> float:
-    """Share of items whose aggregated label is wrong."""
-    agreed = _agreed(labels)
-    return float(np.mean([agreed[i] != str(y[i]) for i in labels])) if labels else 0.0
+def _label_accuracy(decisions: dict[int, dict], y: np.ndarray) -> float:
+    """Share of labelled items whose aggregated label is the true one."""
+    return float(np.mean([d["label"] == str(y[i]) for i, d in decisions.items()])) if decisions else 1.0
 
 
 def labels_to_reach(curve: Sequence[tuple[int, float]], target: float) -> int | None:
@@ -117,15 +184,33 @@ def labels_to_reach(curve: Sequence[tuple[int, float]], target: float) -> int | 
     return None
 
 
-def summarise(runs: list[dict], full_accuracy: float, strategies: Sequence[str]) -> dict:
+def value_at(curve: Sequence[tuple[int, float]], budget: int) -> float | None:
+    """What a run had at `budget` labels: its last measurement with at most that many (runs with
+    relabels spend unevenly per round, so curves are compared at common budgets)."""
+    seen = [v for spent, v in curve if spent <= budget]
+    return seen[-1] if seen else None
+
+
+def budgets(cfg: SimConfig) -> list[int]:
+    """The budgets every arm is compared at: each round's worth of labels, and the whole budget."""
+    step = cfg.batch * cfg.overlap
+    return sorted(set(range(step, cfg.budget + 1, step)) | {cfg.budget})
+
+
+def summarise(runs: list[dict], full_accuracy: float, arms: Sequence[str], grid: Sequence[int]) -> dict:
     out: dict = {"full_data_accuracy": full_accuracy, "strategies": {}}
-    for name in strategies:
-        mine = [r for r in runs if r["strategy"] == name]
-        length = min(len(r["curve"]) for r in mine)
-        labels = [mine[0]["curve"][i][0] for i in range(length)]
-        accs = np.array([[r["curve"][i][1] for i in range(length)] for r in mine])
-        entry = {"labels": labels, "accuracy_mean": accs.mean(axis=0).round(4).tolist(),
-                 "accuracy_std": accs.std(axis=0).round(4).tolist(), "seeds": len(mine)}
+    for name in arms:
+        mine = [r for r in runs if r["arm"] == name]
+        points = [b for b in grid if all(value_at(r["curve"], b) is not None for r in mine)]
+        accs = np.array([[value_at(r["curve"], b) for b in points] for r in mine]).reshape(len(mine), len(points))
+        label_accs = np.array([[value_at(r["label_curve"], b) for b in points] for r in mine]
+                              ).reshape(len(mine), len(points))
+        entry = {"strategy": mine[0]["strategy"], "relabel": mine[0]["relabel"], "labels": points,
+                 "accuracy_mean": accs.mean(axis=0).round(4).tolist(),
+                 "accuracy_std": accs.std(axis=0).round(4).tolist(),
+                 "label_accuracy_mean": label_accs.mean(axis=0).round(4).tolist(),
+                 "label_accuracy_std": label_accs.std(axis=0).round(4).tolist(),
+                 "relabelled_mean": float(np.mean([r["relabelled"] for r in mine])), "seeds": len(mine)}
         for frac in (0.95, 0.98):
             reached = [labels_to_reach(r["curve"], frac * full_accuracy) for r in mine]
             ok = [v for v in reached if v is not None]
@@ -139,12 +224,12 @@ def summarise(runs: list[dict], full_accuracy: float, strategies: Sequence[str])
                          "per_seed": stops}
         entry["label_noise_mean"] = float(np.mean([r["label_noise"] for r in mine]))
         out["strategies"][name] = entry
-    if "random" in out["strategies"]:
-        base = out["strategies"]["random"]
-        for entry in out["strategies"].values():
-            for key in ("labels_to_95", "labels_to_98"):
-                entry[f"{key}_ratio_to_random"] = (round(entry[key] / base[key], 3)
-                                                   if entry[key] and base[key] else None)
+    for entry in out["strategies"].values():
+        base = next((e for e in out["strategies"].values()
+                     if e["strategy"] == "random" and e["relabel"] == entry["relabel"]), None)
+        for key in ("labels_to_95", "labels_to_98"):
+            entry[f"{key}_ratio_to_random"] = (round(entry[key] / base[key], 3)
+                                               if base and entry[key] and base[key] else None)
     return out
 
 
@@ -154,15 +239,18 @@ def simulate(X: np.ndarray, y: Sequence[str], X_test: np.ndarray, y_test: Sequen
     y, y_test = np.asarray(y, dtype=str), np.asarray(y_test, dtype=str)
     full = model_lib.train(X, list(y))
     full_accuracy = float(accuracy_score(y_test, full.predict(X_test)))
-    runs = []
+    runs, arms = [], []
     for name in cfg.strategies:
-        for seed in range(cfg.seeds):
-            runs.append(run_once(X, y, X_test, y_test, name, seed, cfg))
-            if progress:
-                progress(1)
-    result = summarise(runs, full_accuracy, cfg.strategies)
+        for mode in cfg.modes:
+            arms.append(cfg.arm(name, mode))
+            for seed in range(cfg.seeds):
+                runs.append({**run_once(X, y, X_test, y_test, name, seed, cfg, relabel=mode), "arm": arms[-1]})
+                if progress:
+                    progress(1)
+    result = summarise(runs, full_accuracy, arms, budgets(cfg))
     result["config"] = {"batch": cfg.batch, "budget": cfg.budget, "seeds": cfg.seeds, "annotators": cfg.annotators,
                         "overlap": cfg.overlap, "annotator_error": list(cfg.annotator_error),
+                        "spammers": cfg.spammers, "relabel": cfg.modes, "aggregation": DEFAULT_METHOD,
                         "stop_rule": vars(cfg.stop_rule), "pool": len(y), "test": len(y_test)}
     return result
 
@@ -183,21 +271,25 @@ def simulate_files(ctx, data: str | Path, test: str | Path, cfg: SimConfig, *, t
     X_test, _ = embed_texts([i.text for i in held], ctx.cache, ctx.embedder,
                             progress=progress("embedding test", len(held)))
     return simulate(X, [i.label for i in pool], X_test, [i.label for i in held], cfg,
-                    progress=progress("simulating", len(cfg.strategies) * cfg.seeds))
+                    progress=progress("simulating", len(cfg.strategies) * len(cfg.modes) * cfg.seeds))
 
 
 def plot(result: dict, path: str, title: str = "") -> None:
+    """Two panels over labels bought: the model's test accuracy (dotted: where the stop rule fired)
+    and the training labels' accuracy against the truth."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(8, 5))
+    fig, (ax, ax_labels) = plt.subplots(1, 2, figsize=(13, 5))
     full = result["full_data_accuracy"]
     for name, entry in result["strategies"].items():
-        x, mean, std = np.array(entry["labels"]), np.array(entry["accuracy_mean"]), np.array(entry["accuracy_std"])
-        line, = ax.plot(x, mean, label=name)
-        ax.fill_between(x, mean - std, mean + std, alpha=0.2, color=line.get_color())
+        x = np.array(entry["labels"])
+        for axis, key in ((ax, "accuracy"), (ax_labels, "label_accuracy")):
+            mean, std = np.array(entry[f"{key}_mean"]), np.array(entry[f"{key}_std"])
+            line, = axis.plot(x, mean, label=name)
+            axis.fill_between(x, mean - std, mean + std, alpha=0.2, color=line.get_color())
         if entry["stop"]["labels_mean"] is not None:
             ax.axvline(entry["stop"]["labels_mean"], color=line.get_color(), linestyle=":", linewidth=1)
     for frac in (0.95, 0.98):
@@ -205,8 +297,11 @@ def plot(result: dict, path: str, title: str = "") -> None:
         ax.text(ax.get_xlim()[0], frac * full, f" {int(frac * 100)}% of full data", va="bottom", fontsize=8)
     ax.set_xlabel("labels bought")
     ax.set_ylabel("test accuracy")
-    ax.set_title(title or "loop simulate: learning curves (mean ± sd over seeds; dotted: stop rule)")
+    ax.set_title(title or "test accuracy (mean ± sd over seeds; dotted: stop rule)")
     ax.legend()
+    ax_labels.set_xlabel("labels bought")
+    ax_labels.set_ylabel("training labels correct (aggregated vs truth)")
+    ax_labels.set_title("accuracy of the training labels")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

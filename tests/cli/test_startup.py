@@ -34,12 +34,14 @@ def test_help_renders_without_heavy_libraries():
 
 
 def test_the_cli_defaults_are_their_owners():
+    from loop.core.relabel import DEFAULT_MODE
     from loop.core.strategies import DEFAULT_STRATEGY, STRATEGIES
     from loop.curation.validate import MIN_CHARS, MINORITY_FRACTION, NEAR_THRESHOLD
     from loop.labels.aggregation import DEFAULT_METHOD, METHODS
 
     assert defaults.STRATEGY_NAMES == tuple(STRATEGIES)
     assert defaults.DEFAULT_STRATEGY == DEFAULT_STRATEGY
+    assert defaults.DEFAULT_RELABEL == DEFAULT_MODE
     assert defaults.AGGREGATION_METHODS == tuple(METHODS)
     assert defaults.DEFAULT_METHOD == DEFAULT_METHOD
     assert (defaults.NEAR_THRESHOLD, defaults.MINORITY_FRACTION, defaults.MIN_CHARS) == (
@@ -58,6 +60,7 @@ def test_the_options_show_those_defaults():
 
     assert default("next-round", "strategy") == defaults.DEFAULT_STRATEGY
     assert default("simulate", "strategy") == f"{defaults.DEFAULT_STRATEGY},random"
+    assert default("next-round", "relabel") == default("simulate", "relabel") == defaults.DEFAULT_RELABEL
     assert default("aggregate", "method") == default("agreement", "method") == defaults.DEFAULT_METHOD
     assert default("validate", "near_threshold") == default("export", "near_threshold") == defaults.NEAR_THRESHOLD
     assert default("validate", "minority_fraction") == defaults.MINORITY_FRACTION

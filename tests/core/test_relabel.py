@@ -8,6 +8,7 @@ import pytest
 from loop.core.relabel import (
     MAX_LABELS,
     assign_relabels,
+    choose_relabels,
     labelled_quality,
     out_of_sample_proba,
     parse_mode,
@@ -64,3 +65,35 @@ def test_out_of_sample_probabilities_do_not_vouch_for_a_flipped_label():
     assert list(classes) == ["a", "b"] and proba.shape == (60, 2)
     assert proba[0, 1] < 0.5  # the model that did not see it doubts it
     assert unlabelled_quality(np.array([0.7]))[0] == 0.7 and MAX_LABELS >= 3
+
+
+def _two_blobs(seed=0):
+    rng = np.random.default_rng(seed)
+    X = np.vstack([rng.normal(-2, 1, size=(30, 4)), rng.normal(2, 1, size=(30, 4))])
+    return X, ["a"] * 30 + ["b"] * 30
+
+
+def test_the_flipped_and_the_split_labels_are_chosen_first_and_only_eligible_rows():
+    from loop.core.model import train
+
+    X, y = _two_blobs()
+    y[0] = "b"                                   # a wrong consensus the model doubts
+    confidence, n_labels = np.ones(60), np.full(60, 2)
+    confidence[40] = 0.5                          # annotators split on row 40
+    eligible = np.ones(60, bool)
+    clf = train(X, y)
+    pool = np.array([[0.0, 0.0, 0.0, 0.0]])       # one new item the model cannot place
+    picked = choose_relabels(X, y, confidence, n_labels, eligible, clf, pool, 2, size=5)
+    assert set(picked) == {0, 40}
+    eligible[0] = False
+    assert 0 not in choose_relabels(X, y, confidence, n_labels, eligible, clf, pool, 2, size=5)
+    assert len(choose_relabels(X, y, confidence, n_labels, eligible, clf, pool, "off", size=5)) == 0
+    assert len(choose_relabels(X, y, confidence, n_labels, eligible, None, pool, "auto", size=5)) == 0
+    # auto weighs relabels against new items: sure labels lose to new items the model cannot place,
+    # a doubted label beats new items the model is sure of
+    clean = ["a"] * 30 + ["b"] * 30
+    unsure_pool = np.zeros((3, 4))
+    assert len(choose_relabels(X, clean, np.ones(60), n_labels, np.ones(60, bool), train(X, clean), unsure_pool,
+                               "auto", size=3)) == 0
+    sure_pool = np.vstack([np.full(4, -6.0), np.full(4, 6.0), np.full(4, 6.0)])
+    assert list(choose_relabels(X, y, np.ones(60), n_labels, np.ones(60, bool), clf, sure_pool, "auto", size=1)) == [0]

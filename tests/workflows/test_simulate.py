@@ -8,7 +8,17 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from loop.workflows.simulate import SimConfig, _answer, labels_to_reach, run_once, simulate
+from loop.errors import ConfigError
+from loop.workflows.simulate import (
+    SimConfig,
+    _answer,
+    budgets,
+    labels_to_reach,
+    run_once,
+    simulate,
+    simulated_answers,
+    value_at,
+)
 from tests.helpers import REPO, shared_data
 
 
@@ -60,6 +70,59 @@ def test_labels_to_reach():
     assert labels_to_reach(curve, 0.95) is None
 
 
+def test_answers_drawn_up_front_err_at_each_rate_and_spammers_answer_at_random():
+    classes = np.array(["a", "b", "c", "d"])
+    y = np.array(["a", "b", "c", "d"] * 2500)
+    answers = simulated_answers(y, classes, [0.0, 0.2, 0.5], spammers=1, rng=np.random.default_rng(0))
+    wrong = (answers != y[:, None]).mean(axis=0)
+    assert wrong[0] == 0.0 and 0.18 < wrong[1] < 0.22
+    assert 0.72 < wrong[2] < 0.78  # the spammer: right one time in four, whatever its error rate
+    assert set(np.unique(answers[:, 1][answers[:, 1] != y])) == set(classes)
+    again = simulated_answers(y, classes, [0.0, 0.2, 0.5], spammers=1, rng=np.random.default_rng(0))
+    assert (again == answers).all()  # one seed, one crowd: relabel on and off face the same answers
+
+
+def test_relabel_auto_buys_better_training_labels_from_noisy_annotators_within_the_budget():
+    X, y = blobs(150, 4, seed=3, spread=1.5)
+    X_test, y_test = blobs(50, 4, seed=3, spread=1.5)
+    cfg = SimConfig(strategies=["margin"], batch=20, budget=300, annotators=3, overlap=2, annotator_error=[0.25])
+    gains = []
+    for seed in range(3):
+        off = run_once(X, y, X_test, y_test, "margin", seed, cfg, relabel="off")
+        auto = run_once(X, y, X_test, y_test, "margin", seed, cfg, relabel="auto")
+        assert off["relabelled"] == 0 < auto["relabelled"]
+        assert auto["curve"][-1][0] <= 300 and [s for s, _ in auto["label_curve"]] == [s for s, _ in auto["curve"]]
+        gains.append(value_at(auto["label_curve"], 300) - value_at(off["label_curve"], 300))
+    assert np.mean(gains) > 0.03, gains  # a third label settles a split pair more often than a new pair is right
+
+
+def test_arms_are_compared_at_common_budgets():
+    cfg = SimConfig(strategies=["margin", "random"], batch=10, budget=95, overlap=2, relabel=["auto", "off"])
+    assert budgets(cfg) == [20, 40, 60, 80, 95]
+    assert cfg.arm("margin", "auto") == "margin, relabel auto"
+    assert SimConfig(strategies=["margin"]).arm("margin", "off") == "margin"
+    curve = [(20, 0.5), (39, 0.6), (58, 0.7)]
+    assert [value_at(curve, b) for b in (10, 20, 40, 60)] == [None, 0.5, 0.6, 0.7]
+    with pytest.raises(ConfigError, match="--spammers"):
+        SimConfig(strategies=["margin"], annotators=2, spammers=2).check()
+    with pytest.raises(ConfigError, match="--relabel"):
+        SimConfig(strategies=["margin"], relabel=["sometimes"]).check()
+
+
+def test_simulate_reports_each_relabel_mode_with_its_training_label_accuracy():
+    X, y = blobs(60, 3, seed=4)
+    cfg = SimConfig(strategies=["margin", "random"], batch=10, budget=80, seeds=2, annotators=3, overlap=2,
+                    annotator_error=[0.1, 0.2], spammers=1, relabel=["auto", "off"])
+    out = simulate(X, y, X, y, cfg)
+    assert set(out["strategies"]) == {"margin, relabel auto", "margin, relabel off", "random, relabel auto",
+                                      "random, relabel off"}
+    for entry in out["strategies"].values():
+        assert entry["labels"] and len(entry["label_accuracy_mean"]) == len(entry["labels"])
+        assert all(0 <= v <= 1 for v in entry["label_accuracy_mean"])
+    assert out["strategies"]["margin, relabel off"]["relabelled_mean"] == 0
+    assert out["config"]["spammers"] == 1 and out["config"]["relabel"] == ["auto", "off"]
+
+
 @pytest.mark.realdata
 def test_margin_beats_random_on_a_slice_of_trec(tmp_path):
     folder = shared_data("trec")
@@ -90,10 +153,13 @@ def test_cli_simulate_writes_json_and_a_plot(tmp_path, monkeypatch):
     png = tmp_path / "curve.png"
     result = CliRunner().invoke(app, ["simulate", str(tmp_path / "pool.jsonl"), "--test", str(tmp_path / "test.jsonl"),
                                       "--strategy", "margin-diverse,random", "--batch", "20", "--budget", "120",
-                                      "--seeds", "2", "--plot", str(png), "--json"])
+                                      "--seeds", "2", "--plot", str(png), "--relabel", "auto,off", "--spammers", "1",
+                                      "--json"])
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout)
-    assert set(out["strategies"]) == {"margin-diverse", "random"}
+    arms = {f"{s}, relabel {m}" for s in ("margin-diverse", "random") for m in ("auto", "off")}
+    assert set(out["strategies"]) == arms
+    assert all(e["label_accuracy_mean"] for e in out["strategies"].values())
     assert out["config"]["pool"] == 300 and 0 < out["full_data_accuracy"] <= 1
     assert png.stat().st_size > 10_000 and png.read_bytes()[:4] == b"\x89PNG"
     assert len(read_items(tmp_path / "pool.jsonl")) == 300
