@@ -23,6 +23,18 @@ REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
 
 
+def embedded(dataset: str) -> tuple:
+    """(X, y, X_test, y_test) of ../shared/data/<dataset>: train is the pool, test the held-out set,
+    embedded once into the repository's cache."""
+    folder = DATA / dataset
+    train = read_items(folder / "train.jsonl", label_field="label")
+    test = read_items(folder / "test.jsonl", label_field="label")
+    cache, embedder = EmbeddingCache(REPO / ".loop" / "embeddings.sqlite"), Embedder()
+    X, _ = embed_texts([i.text for i in train], cache, embedder)
+    X_test, _ = embed_texts([i.text for i in test], cache, embedder)
+    return X, [i.label for i in train], X_test, [i.label for i in test]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dataset", default="trec")
@@ -47,18 +59,13 @@ def main() -> None:
                                                                 tol=1e-3, random_state=seed)
         suffix = "-sgd"
 
-    folder = DATA / args.dataset
-    train = read_items(folder / "train.jsonl", label_field="label")
-    test = read_items(folder / "test.jsonl", label_field="label")
-    cache, embedder = EmbeddingCache(REPO / ".loop" / "embeddings.sqlite"), Embedder()
-    X, _ = embed_texts([i.text for i in train], cache, embedder)
-    X_test, _ = embed_texts([i.text for i in test], cache, embedder)
+    X, y, X_test, y_test = embedded(args.dataset)
     cfg = SimConfig(strategies=args.strategy.split(","), batch=args.batch, budget=args.budget, seeds=args.seeds,
                     annotators=args.annotators, overlap=args.overlap,
                     annotator_error=[float(e) for e in args.annotator_error.split(",")],
                     stop_rule=StabilizingPredictions())
     start = time.perf_counter()
-    result = simulate(X, [i.label for i in train], X_test, [i.label for i in test], cfg)
+    result = simulate(X, y, X_test, y_test, cfg)
     result["seconds"] = round(time.perf_counter() - start, 1)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -1,17 +1,19 @@
-"""Relabel or label new: where the next label teaches most.
+"""Relabel or label new: which labelled items get another label, and how many.
 
-After ActiveLab (Goh & Mueller, 2023), written from the paper. Every item gets a quality score in
-[0, 1], how sure we are of the label it would end up with, and a round's labels go to the lowest
-scores, labelled and unlabelled items competing on one scale:
+After ActiveLab (Goh & Mueller, 2023), written from the paper. Every labelled item gets a quality
+score in [0, 1], how likely its consensus label is right: the weighted mean of the annotators'
+confidence in it (the aggregation's posterior, weighted by its number of labels) and the model's
+probability of that label, predicted out of sample (cross-validated: a model that trained on the
+item would vouch for its own label), weighted as one label. An item whose annotators split, or
+whose consensus the model doubts, scores low.
 
-- a labelled item: the weighted mean of the annotators' confidence in its consensus label (the
-  aggregation's posterior or vote share, weighted by its number of labels: each label counts as
-  much as the model) and the model's probability of that label, predicted out of sample
-  (cross-validated: a model that trained on the item would vouch for its own label);
-- an unlabelled item: the model's confidence in its predicted label (it has no annotator yet).
+ActiveLab also scores unlabelled items (the model's confidence) and spends each label on the
+lowest score of either kind. In a pool of thousands there are always new items the model is less
+sure of than any label, so that comparison never relabelled (0 relabels in a 1,500-label trec run,
+docs/benchmarks.md "Relabel or label new"). `auto` instead relabels the items more likely wrong
+than `AUTO_BELOW`, lowest first, in at most `AUTO_SHARE` of a round, and spends the rest on new
+items: the rule and its numbers were chosen on `bench/relabel.py`.
 
-An item whose annotators split, or whose consensus the model doubts, scores lower than a new
-item the model is fairly sure of, and gets another label from someone who has not labelled it.
 Pure functions over arrays: no labels module, no I/O (`workflows.rounds` and `workflows.simulate`
 feed them).
 """
@@ -25,7 +27,6 @@ import numpy as np
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
 from threadpoolctl import threadpool_limits
 
-from loop.core.model import confidence as model_confidence
 from loop.core.model import new_classifier
 from loop.errors import ConfigError
 
@@ -33,6 +34,8 @@ MODES = ("off", "auto")
 DEFAULT_MODE = "off"  # `next-round --relabel` and `simulate --relabel`: docs/benchmarks.md "Relabel or label new"
 MODEL_WEIGHT = 1.0  # the model counts as much as one annotator's label
 MAX_LABELS = 5      # an item with this many labels is not relabelled: more voices will not settle it, a ruling will
+AUTO_BELOW = 0.6    # auto relabels an item whose label is more likely wrong than this ...
+AUTO_SHARE = 0.5    # ... in at most this share of a round: the rest grows the labelled set
 
 
 def parse_mode(value: str | int | None) -> str | int:
@@ -79,25 +82,18 @@ def labelled_quality(consensus_confidence: np.ndarray, n_labels: np.ndarray, mod
     return (model_weight * np.asarray(model_p_consensus) + n * np.asarray(consensus_confidence)) / (model_weight + n)
 
 
-def unlabelled_quality(model_confidence: np.ndarray) -> np.ndarray:
-    """Quality scores of unlabelled items: the model's confidence in its predicted label."""
-    return np.asarray(model_confidence, dtype=float)
+def relabel_count(mode: str | int, size: int, quality: np.ndarray) -> int:
+    """How many of a round's `size` items should be relabels, given the candidates' quality scores.
 
-
-def relabel_count(mode: str | int, size: int, labelled: np.ndarray, unlabelled: np.ndarray) -> int:
-    """How many of a round's `size` items should be relabels (the rest new items).
-
-    "off": none; a number N: min(N, size, candidates); "auto": as many as there are labelled
-    candidates among the `size` lowest quality scores of both kinds together.
+    "off": none; a number N: min(N, size, candidates); "auto": the candidates scoring below
+    `AUTO_BELOW`, at most `AUTO_SHARE` of the round.
     """
-    if mode == "off" or size < 1 or len(labelled) == 0:
+    quality = np.asarray(quality, dtype=float)
+    if mode == "off" or size < 1 or len(quality) == 0:
         return 0
     if mode != "auto":
-        return int(min(int(mode), size, len(labelled)))
-    both = np.concatenate([np.asarray(labelled, dtype=float), np.asarray(unlabelled, dtype=float)])
-    is_labelled = np.r_[np.ones(len(labelled), bool), np.zeros(len(unlabelled), bool)]
-    lowest = np.argsort(both, kind="stable")[:size]
-    return int(is_labelled[lowest].sum())
+        return int(min(int(mode), size, len(quality)))
+    return int(min((quality < AUTO_BELOW).sum(), int(size * AUTO_SHARE)))
 
 
 def assign_relabels(items: Sequence[str], annotators: Sequence[str],
@@ -116,24 +112,22 @@ def assign_relabels(items: Sequence[str], annotators: Sequence[str],
 
 
 def choose_relabels(X_labelled: np.ndarray, y_labelled: Sequence[str], confidence: np.ndarray,
-                    n_labels: np.ndarray, eligible: np.ndarray, classifier, X_pool: np.ndarray,
-                    mode: str | int, size: int, seed: int = 0) -> np.ndarray:
+                    n_labels: np.ndarray, eligible: np.ndarray, mode: str | int, size: int,
+                    seed: int = 0) -> np.ndarray:
     """Rows of the labelled set that get another label this round, lowest quality first.
 
     `confidence` and `n_labels` are each labelled row's aggregation (confidence in its consensus
     label `y_labelled`, number of labels); `eligible` masks the rows that may be relabelled (someone
-    is left to ask, not adjudicated, not already out); `classifier` is the round's model, whose
-    confidence on `X_pool` prices the new items the relabels compete with. `workflows.rounds` and
-    `workflows.simulate` both call this, so a simulation measures the real decision.
+    is left to ask, not adjudicated, not already out). `workflows.rounds` and `workflows.simulate`
+    both call this, so a simulation measures the real decision.
     """
     eligible = np.asarray(eligible, dtype=bool)
-    if mode == "off" or classifier is None or size < 1 or not eligible.any():
+    if mode == "off" or size < 1 or not eligible.any() or len(set(y_labelled)) < 2:
         return np.empty(0, dtype=int)
     rows = np.flatnonzero(eligible)
     proba, classes = out_of_sample_proba(X_labelled, y_labelled, seed=seed)
     column = {c: k for k, c in enumerate(classes)}
     model_p = np.array([proba[r, column[y_labelled[r]]] for r in rows])
-    labelled = labelled_quality(np.asarray(confidence, dtype=float)[rows], np.asarray(n_labels)[rows], model_p)
-    unlabelled = unlabelled_quality(model_confidence(classifier.predict_proba(X_pool)) if len(X_pool) else np.empty(0))
-    k = relabel_count(mode, size, labelled, unlabelled)
-    return rows[np.argsort(labelled, kind="stable")[:k]]
+    quality = labelled_quality(np.asarray(confidence, dtype=float)[rows], np.asarray(n_labels)[rows], model_p)
+    k = relabel_count(mode, size, quality)
+    return rows[np.argsort(quality, kind="stable")[:k]]

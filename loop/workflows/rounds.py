@@ -146,8 +146,7 @@ def next_round(ctx: Context, project: int | None, *, size: int, annotators: Sequ
     X_pool = ctx.vectors.matrix(p, pool)
     round_seed = n if seed is None else seed
     classifier = fit(train.X, train.y, round_seed)
-    relabels = _choose_relabels(store, p, relabel, size, annotators, train, counted, classifier, X_pool,
-                                seed=round_seed)
+    relabels = _choose_relabels(store, p, relabel, size, annotators, train, counted, classifier, seed=round_seed)
     size = size - len(relabels)
     if left is not None:
         size = min(size, (left - len(relabels)) // overlap)
@@ -187,10 +186,9 @@ def next_round(ctx: Context, project: int | None, *, size: int, annotators: Sequ
 
 
 def _choose_relabels(store: Store, p: int, mode: str | int, size: int, annotators: Sequence[str],
-                     train: training.TrainingSet, counted: list[dict], classifier, X_pool: np.ndarray,
-                     seed: int) -> dict[str, list[str]]:
+                     train: training.TrainingSet, counted: list[dict], classifier, seed: int) -> dict[str, list[str]]:
     """Labelled items for another label this round: item -> [an annotator who has not labelled
-    it] (`core.relabel`: the lowest quality scores, against the pool's when `mode` is "auto")."""
+    it] (`core.relabel.choose_relabels`: the labels most likely wrong). None before the first model."""
     if mode == "off" or classifier is None:
         return {}
     adjudication = store.adjudication(p)
@@ -205,8 +203,7 @@ def _choose_relabels(store: Store, p: int, mode: str | int, size: int, annotator
                          for i in train.item_ids], dtype=bool)
     rows = relabel_lib.choose_relabels(
         train.X, train.y, np.array([decisions[i]["confidence"] for i in train.item_ids]),
-        np.array([decisions[i]["n_labels"] for i in train.item_ids]), eligible, classifier, X_pool,
-        mode, size, seed=seed)
+        np.array([decisions[i]["n_labels"] for i in train.item_ids]), eligible, mode, size, seed=seed)
     return relabel_lib.assign_relabels([train.item_ids[r] for r in rows], list(annotators), labelled_by)
 
 

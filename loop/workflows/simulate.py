@@ -121,7 +121,7 @@ def run_once(X: np.ndarray, y: np.ndarray, X_test: np.ndarray, y_test: np.ndarra
         clf = fit(X[lab], y_lab, seed=round_seed)
         room = cfg.budget - spent
         size = min(cfg.batch, room)
-        again = _relabels(labels, decisions, lab, y_lab, X, pool, clf, relabel, size, people, round_seed)
+        again = _relabels(labels, decisions, lab, y_lab, X, clf, relabel, size, people, round_seed)
         new = min(size - len(again), (room - len(again)) // cfg.overlap, len(pool))
         batch = choose_batch(X[lab], y_lab, X[pool], max(new, 1), strategy, seed=round_seed, classifier=clf)
         if clf is not None:
@@ -152,7 +152,7 @@ def run_once(X: np.ndarray, y: np.ndarray, X_test: np.ndarray, y_test: np.ndarra
 
 
 def _relabels(labels: dict[int, list[tuple[str, str]]], decisions: dict[int, dict], lab: np.ndarray,
-              y_lab: list[str], X: np.ndarray, pool: np.ndarray, clf, mode: str | int, size: int,
+              y_lab: list[str], X: np.ndarray, clf, mode: str | int, size: int,
               people: list[str], seed: int) -> dict[str, list[str]]:
     """This round's relabels, chosen as `next-round --relabel` chooses them."""
     if mode == "off" or clf is None or size < 1:
@@ -162,7 +162,7 @@ def _relabels(labels: dict[int, list[tuple[str, str]]], decisions: dict[int, dic
                          for i in lab], dtype=bool)
     rows = relabel_lib.choose_relabels(
         X[lab], y_lab, np.array([decisions[i]["confidence"] for i in lab]),
-        np.array([decisions[i]["n_labels"] for i in lab]), eligible, clf, X[pool], mode, size, seed=seed)
+        np.array([decisions[i]["n_labels"] for i in lab]), eligible, mode, size, seed=seed)
     return relabel_lib.assign_relabels([str(lab[r]) for r in rows], people, labelled_by)
 
 

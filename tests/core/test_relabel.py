@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 
 from loop.core.relabel import (
+    AUTO_BELOW,
+    AUTO_SHARE,
     MAX_LABELS,
     assign_relabels,
     choose_relabels,
@@ -13,7 +15,6 @@ from loop.core.relabel import (
     out_of_sample_proba,
     parse_mode,
     relabel_count,
-    unlabelled_quality,
 )
 from loop.errors import ConfigError
 
@@ -39,14 +40,13 @@ def test_a_split_or_a_doubted_label_scores_lower_than_a_confident_one():
 
 
 def test_how_many_relabels_a_round_gets():
-    labelled = np.array([0.3, 0.9, 0.5])
-    unlabelled = np.array([0.4, 0.95, 0.6, 0.45])
-    assert relabel_count("auto", 3, labelled, unlabelled) == 1  # 0.3 beats 0.4 and 0.45; 0.5 does not make the 3
-    assert relabel_count("auto", 5, labelled, unlabelled) == 2
-    assert relabel_count("off", 5, labelled, unlabelled) == 0
-    assert relabel_count(2, 5, labelled, unlabelled) == 2 and relabel_count(9, 5, labelled, unlabelled) == 3
-    assert relabel_count("auto", 3, labelled, np.empty(0)) == 3  # the pool is empty: every label is a relabel
-    assert relabel_count("auto", 3, np.empty(0), unlabelled) == 0
+    quality = np.array([0.3, 0.9, 0.5, 0.55, 0.2])
+    assert AUTO_BELOW == 0.6 and AUTO_SHARE == 0.5
+    assert relabel_count("auto", 10, quality) == 4  # every label more likely wrong than AUTO_BELOW
+    assert relabel_count("auto", 5, quality) == 2   # ... in at most half the round: the rest are new items
+    assert relabel_count("auto", 10, np.array([0.9, 0.61])) == 0
+    assert relabel_count("off", 5, quality) == 0 and relabel_count("auto", 5, np.empty(0)) == 0
+    assert relabel_count(2, 5, quality) == 2 and relabel_count(9, 5, quality) == 5  # N: the N lowest, within the round
 
 
 def test_each_relabel_goes_to_someone_who_has_not_labelled_the_item_loads_balanced():
@@ -64,7 +64,7 @@ def test_out_of_sample_probabilities_do_not_vouch_for_a_flipped_label():
     proba, classes = out_of_sample_proba(X, y)
     assert list(classes) == ["a", "b"] and proba.shape == (60, 2)
     assert proba[0, 1] < 0.5  # the model that did not see it doubts it
-    assert unlabelled_quality(np.array([0.7]))[0] == 0.7 and MAX_LABELS >= 3
+    assert MAX_LABELS >= 3
 
 
 def _two_blobs(seed=0):
@@ -74,26 +74,19 @@ def _two_blobs(seed=0):
 
 
 def test_the_flipped_and_the_split_labels_are_chosen_first_and_only_eligible_rows():
-    from loop.core.model import train
-
     X, y = _two_blobs()
-    y[0] = "b"                                   # a wrong consensus the model doubts
+    y[0], y[41] = "b", "a"                        # wrong labels the model doubts
     confidence, n_labels = np.ones(60), np.full(60, 2)
-    confidence[40] = 0.5                          # annotators split on row 40
+    n_labels[0] = 1                               # row 0: one label
+    confidence[40] = confidence[41] = 0.5         # rows 40 and 41: the annotators split
     eligible = np.ones(60, bool)
-    clf = train(X, y)
-    pool = np.array([[0.0, 0.0, 0.0, 0.0]])       # one new item the model cannot place
-    picked = choose_relabels(X, y, confidence, n_labels, eligible, clf, pool, 2, size=5)
-    assert set(picked) == {0, 40}
+    assert set(choose_relabels(X, y, confidence, n_labels, eligible, 3, size=5)) == {0, 40, 41}
+    # auto: the lone label the model doubts and the split it doubts; the split it backs (0.67) and
+    # two agreeing labels (at least 0.67 whatever the model says) are left alone
+    assert set(choose_relabels(X, y, confidence, n_labels, eligible, "auto", size=5)) == {0, 41}
     eligible[0] = False
-    assert 0 not in choose_relabels(X, y, confidence, n_labels, eligible, clf, pool, 2, size=5)
-    assert len(choose_relabels(X, y, confidence, n_labels, eligible, clf, pool, "off", size=5)) == 0
-    assert len(choose_relabels(X, y, confidence, n_labels, eligible, None, pool, "auto", size=5)) == 0
-    # auto weighs relabels against new items: sure labels lose to new items the model cannot place,
-    # a doubted label beats new items the model is sure of
+    assert 0 not in choose_relabels(X, y, confidence, n_labels, eligible, 2, size=5)
+    assert len(choose_relabels(X, y, confidence, n_labels, eligible, "off", size=5)) == 0
+    assert len(choose_relabels(X, ["a"] * 60, confidence, n_labels, eligible, "auto", size=5)) == 0  # no model yet
     clean = ["a"] * 30 + ["b"] * 30
-    unsure_pool = np.zeros((3, 4))
-    assert len(choose_relabels(X, clean, np.ones(60), n_labels, np.ones(60, bool), train(X, clean), unsure_pool,
-                               "auto", size=3)) == 0
-    sure_pool = np.vstack([np.full(4, -6.0), np.full(4, 6.0), np.full(4, 6.0)])
-    assert list(choose_relabels(X, y, np.ones(60), n_labels, np.ones(60, bool), clf, sure_pool, "auto", size=1)) == [0]
+    assert len(choose_relabels(X, clean, np.ones(60), n_labels, np.ones(60, bool), "auto", size=10)) == 0
