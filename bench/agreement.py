@@ -4,9 +4,10 @@
     .venv/bin/python -m bench.agreement --json          # the same numbers as JSON
 
 Part 1, aggregation (weather_sentiment: 1000 tweets, 20 crowd labels each, 5 classes): for k in
---ks, draw k of each item's 20 labels (--draws seeded draws), aggregate the draw by majority vote
-by Dawid-Skene and by majority vote with Dawid-Skene breaking ties (`loop.labels.aggregation.aggregate`
-methods "majority", "dawid-skene", "majority-ds"), and measure the share of items whose label equals
+--ks, draw k of each item's 20 labels (--draws seeded draws), aggregate the draw by majority vote,
+by Dawid-Skene, by majority vote with Dawid-Skene breaking ties and by hierarchical Dawid-Skene
+(`loop.labels.aggregation.aggregate` methods "majority", "dawid-skene", "majority-ds",
+"hierarchical-ds"), and measure the share of items whose label equals
 each reference: majority vote and Dawid-Skene on all 20 labels, CrowdFlower's own aggregate
 (items.jsonl `crowdflower_aggregated_label`, a trust-weighted vote of the same 20 labels) and that
 aggregate where a second crowd job confirmed it (items.jsonl `label`, 992 items).
@@ -18,7 +19,8 @@ convabuse; other items keep all their labels as context).
 Part 2, agreement (`loop.labels.agreement.agreement_report`) on md_agreement, convabuse, armis and
 weather_sentiment, plus how often the two aggregation methods disagree there.
 
-Reads ../shared/data/<name>/annotations.jsonl (and weather_sentiment/items.jsonl).
+Reads ../shared/data/<name>/annotations.jsonl (and weather_sentiment/items.jsonl). None of these
+references is independent gold: bench/aggregation.py measures the methods against expert gold.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from loop.labels.label_files import read_label_file
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
-METHODS = ("majority", "dawid-skene", "majority-ds")
+METHODS = ("majority", "dawid-skene", "majority-ds", "hierarchical-ds")
 
 
 def _labels(aggregated: dict) -> dict:
@@ -96,7 +98,8 @@ def aggregation_part(ks: list[int], draws: int, seed: int, sweep: list[float]) -
                          **{name: {"mean": float(np.mean(v)), "sd": float(np.std(v))} for name, v in scores[m].items()},
                          "context": context})
     full_labels = {"majority": refs["majority-20"], "dawid-skene": refs["dawid-skene-20"],
-                   "majority-ds": _labels(aggregate(records, "majority-ds"))}
+                   "majority-ds": _labels(aggregate(records, "majority-ds")),
+                   "hierarchical-ds": _labels(aggregate(records, "hierarchical-ds"))}
     full = {m: {name: _agree(full_labels[m], ref) for name, ref in refs.items()} for m in METHODS}
     # Dawid-Skene's one free parameter, on the same draws (dawid_skene called directly).
     sensitivity = []

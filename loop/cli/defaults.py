@@ -15,8 +15,8 @@ STRATEGY_NAMES = ("margin-diverse", "margin", "least-confidence", "entropy", "en
 DEFAULT_STRATEGY = "margin-diverse"
 
 # loop.labels.aggregation: METHODS and DEFAULT_METHOD
-AGGREGATION_METHODS = ("majority", "dawid-skene", "majority-ds")
-DEFAULT_METHOD = "majority-ds"
+AGGREGATION_METHODS = ("majority", "dawid-skene", "majority-ds", "hierarchical-ds")
+DEFAULT_METHOD = "hierarchical-ds"
 
 # loop.core.relabel: DEFAULT_MODE (`--relabel`)
 DEFAULT_RELABEL = "off"

@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from loop.cli.defaults import AGGREGATION_METHODS, DEFAULT_METHOD
-from loop.cli.output import JSON_OPTION, PROJECT_OPTION_HELP, console, context, emit, handle_errors
+from loop.cli.output import JSON_OPTION, PROJECT_OPTION_HELP, console, context, emit, handle_errors, reliability_table
 from loop.errors import ConfigError
 
 METHOD_HELP = ", ".join(AGGREGATION_METHODS)
@@ -85,11 +85,11 @@ def _render_agreement(r: dict) -> None:
         pairs.add_row(" / ".join(map(str, pr["annotators"])), fmt(pr["kappa"]), fmt(pr.get("percent_agreement")),
                       str(pr["n_items"]))
     console.print(pairs)
-    people = Table("annotator", "labels", "agreement with consensus", "estimated accuracy",
-                   title=f"annotators (consensus: {r['consensus_method']})")
-    for name, a in sorted(r["annotators"].items()):
-        people.add_row(str(name), str(a["n"]), fmt(a["agreement_with_consensus"]), fmt(a["estimated_accuracy"]))
-    console.print(people)
+    console.print(reliability_table(r["annotators"], f"annotators (consensus: {r['consensus_method']})"))
+    est = r.get("consensus_accuracy") or {}
+    if est.get("value") is not None:
+        console.print(f"Consensus labels expected right: {est['value']:.1%} of {est['n_items']} items "
+                      f"(about {est['expected_wrong']:.0f} wrong; the {r['consensus_method']} posterior)")
     if r["confusions"]:
         conf = Table("label pair", "annotator pairs split on it", "items", "share of disagreements",
                      title="most confused labels (a missing guideline rule?)")

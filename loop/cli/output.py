@@ -87,3 +87,19 @@ def progress_bars(enabled: bool = True) -> Iterator[Callable[[str, int], Callabl
     finally:
         if bars is not None:
             bars.stop()
+
+
+def reliability_table(annotators: dict, title: str):
+    """Each annotator's estimated accuracy, its 95% interval, the labels it rests on and flags
+    (`labels.aggregation.annotator_reliability`), as `loop agreement` and `loop status` show it."""
+    from rich.table import Table
+
+    pct = lambda v: "-" if v is None else f"{v:.0%}"  # noqa: E731
+    table = Table("annotator", "labels", "agreement with consensus", "estimated accuracy", "95% interval",
+                  "rests on", "flags", title=title)
+    for name, a in sorted(annotators.items(), key=lambda kv: str(kv[0])):
+        low_high = a.get("accuracy_interval")
+        table.add_row(str(name), str(a.get("n_labels", a["n"])), pct(a["agreement_with_consensus"]),
+                      pct(a["estimated_accuracy"]), "-" if not low_high else f"{low_high[0]:.0%}-{low_high[1]:.0%}",
+                      f"{a.get('n_evidence', 0)} labels", ", ".join(a.get("flags") or []) or "-")
+    return table

@@ -9,7 +9,16 @@ import typer
 from rich.table import Table
 
 from loop.cli.defaults import AGGREGATION_METHODS, DEFAULT_RELABEL, DEFAULT_STRATEGY, STRATEGY_NAMES
-from loop.cli.output import JSON_OPTION, PROJECT_OPTION_HELP, console, context, csv_option, emit, handle_errors
+from loop.cli.output import (
+    JSON_OPTION,
+    PROJECT_OPTION_HELP,
+    console,
+    context,
+    csv_option,
+    emit,
+    handle_errors,
+    reliability_table,
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -106,6 +115,12 @@ def _render_status(s: dict, plot: str | None) -> None:
             curve.add_row(str(c["round"]), str(c["n_labels"]), fmt(c.get("kappa")), fmt(c.get("dev_accuracy")),
                           fmt(c.get("dev_macro_f1")))
         console.print(curve)
+    if s.get("annotators"):
+        console.print(reliability_table(s["annotators"], "annotators (estimated accuracy of their labels)"))
+    est = s.get("training_labels") or {}
+    if est.get("value") is not None:
+        console.print(f"Training labels expected right: {est['value']:.1%} of {est['n_items']} items "
+                      f"(about {est['expected_wrong']:.0f} wrong, by the {est['method']} posterior)")
     if s["contested"]:
         console.print(f"{s['contested']} contested items ({s['awaiting_adjudication']} with an adjudicator); "
                       "`loop adjudicate --adjudicator NAME` sends them to someone who decides")

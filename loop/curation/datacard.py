@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from loop.errors import DataError
+from loop.labels.aggregation import DEFAULT_METHOD, label_accuracy_estimate
 from loop.labels.agreement import agreement_records, agreement_report, full_report
 
 MIN_ITEMS = 20  # agreement resting on fewer items than this is flagged (as `loop agreement` does)
@@ -40,7 +41,9 @@ def _count(n: Any, one: str, many: str) -> str:
 
 
 # The tie-break each aggregation method applies (`labels.aggregation.aggregate`).
-TIE_BREAKS = {"majority-ds": "Dawid-Skene's estimate of annotator reliability picked one",
+TIE_BREAKS = {"hierarchical-ds": "the model of annotator reliability (hierarchical Dawid-Skene) picked one",
+              "dawid-skene": "Dawid-Skene's estimate of annotator reliability picked one",
+              "majority-ds": "Dawid-Skene's estimate of annotator reliability picked one",
               "majority": "the earliest label was kept"}
 
 
@@ -102,7 +105,7 @@ def _limitations(f: dict[str, Any]) -> list[str]:
         out.append(f"{single} of {_count(counts['rows'], 'item', 'items')} {has}.")
     ties = counts["decided_by"].get("tie-break", 0)
     if ties:
-        how = TIE_BREAKS.get((f.get("training_policy") or {}).get("aggregation"), TIE_BREAKS["majority-ds"])
+        how = TIE_BREAKS.get((f.get("training_policy") or {}).get("aggregation"), TIE_BREAKS[DEFAULT_METHOD])
         out.append(f"{_count(ties, 'item', 'items')} had equally many votes for two or more labels; {how}.")
     versions = counts["guideline_versions"]
     if len(versions) > 1:
@@ -236,6 +239,8 @@ def card_facts(store, p: int, *, status: Mapping, validation: Mapping, splits: M
                    "labels_changed_after_close": len(status.get("labels_changed_after_close") or []),
                    "labels_with_suggestion": status.get("labels_with_suggestion", 0)},
         "training_policy": dict(status.get("training_policy") or {}),
+        "training_labels": label_accuracy_estimate(
+            {r["id"]: r for r in rows}, (status.get("training_policy") or {}).get("aggregation") or DEFAULT_METHOD),
         "counts": {
             "rows": len(rows), "splits": {name: len(part) for name, part in splits.items()}, "clusters": n_clusters,
             "decided_by": dict(Counter(r["decided_by"] for r in rows).most_common()),
@@ -285,6 +290,20 @@ def _num(x: Any, digits: int = 3) -> str:
 
 def _pct(x: float | None) -> str:
     return "n/a" if x is None else f"{100 * x:.1f}%"
+
+
+def _interval(bounds: Sequence[float] | None) -> str:
+    return "-" if not bounds else f"{bounds[0]:.0%}-{bounds[1]:.0%}"
+
+
+def _training_labels_line(t: Mapping[str, Any]) -> str:
+    """The Summary's line on how many training labels are expected to be right."""
+    head = f"- Aggregation: `{t['method']}`"
+    if t["value"] is None:
+        return f"{head}; no estimate of the training labels' accuracy ({t['reason']})"
+    return (f"{head}; estimated share of training labels that are right: {t['value']:.1%} (about "
+            f"{t['expected_wrong']:.0f} of {t['n_items']} expected wrong; the aggregation's posterior, which "
+            "assumes annotators err independently)")
 
 
 def _cell(x: Any) -> str:
@@ -352,6 +371,7 @@ def render_card(facts: Mapping[str, Any]) -> str:
              f"{_count(st['items'], 'imported item', 'imported items')} ({st['pool']} still in the pool); "
              f"{_count(facts['annotators']['count'], 'annotator', 'annotators')}; "
              f"{_count(len(facts['selection']['rounds']), 'round', 'rounds')}"),
+            _training_labels_line(facts["training_labels"]),
             f"- How each label was decided: {decided}"
             + (f" (labels: {facts['training_policy']['description']})"
                if facts.get("training_policy", {}).get("description") else ""),
@@ -385,11 +405,17 @@ def render_card(facts: Mapping[str, Any]) -> str:
 
     ann = facts["annotators"]
     out += ["## Annotators", "", (f"{_count(ann['count'], 'annotator', 'annotators')}. Agreement with the consensus "
-            f"({ann['consensus_method']} vote) flatters everyone a little, since their own label is part of it; "
-            "estimated accuracy comes from a Dawid-Skene fit."), "",
-            _table(["annotator", "items", "agreement with consensus", "estimated accuracy"],
-                   [[a, v["n"], _pct(v["agreement_with_consensus"]), _num(v["estimated_accuracy"])]
+            f"({ann['consensus_method']}) flatters everyone a little, since their own label is part of it. "
+            "Estimated accuracy comes from a hierarchical Dawid-Skene fit of all the labels, with a 95% interval "
+            "and the number of labels it rests on (those on items someone else also labelled)."), "",
+            _table(["annotator", "items", "agreement with consensus", "estimated accuracy", "95% interval",
+                    "labels it rests on", "flags"],
+                   [[a, v["n"], _pct(v["agreement_with_consensus"]), _pct(v.get("estimated_accuracy")),
+                     _interval(v.get("accuracy_interval")), v.get("n_evidence", "-"), ", ".join(v.get("flags") or [])]
                     for a, v in ann["reliability"].items()]), ""]
+    out += [f"- {a}: {w}" for a, v in ann["reliability"].items() for w in v.get("warnings") or []]
+    if any(v.get("warnings") for v in ann["reliability"].values()):
+        out += [""]
     if ann["adjudicators"]:
         who = ", ".join(f"{a} ({n} assigned)" for a, n in ann["adjudicators"].items())
         out += [f"Adjudicators: {who}; {_count(ann['adjudicated'], 'item', 'items')} decided by adjudication.", ""]

@@ -15,7 +15,8 @@ never NaN. `agreement_report` combines them all into one JSON-serialisable dict.
 
 `agreement_records` says which of a project's labels count (adjudicators' rulings do not: they are
 decisions on contested items, not independent labels); `full_report` adds each annotator's
-agreement with the consensus (the default aggregation) and estimated accuracy.
+agreement with the consensus (the default aggregation), estimated accuracy with its interval and
+flags (`aggregation.annotator_reliability`), and the consensus labels' expected accuracy.
 """
 
 from __future__ import annotations
@@ -28,7 +29,14 @@ from typing import Any
 
 import numpy as np
 
-from loop.labels.aggregation import DEFAULT_METHOD, Grouped, aggregate, annotator_reliability, labels_by_item
+from loop.labels.aggregation import (
+    DEFAULT_METHOD,
+    Grouped,
+    aggregate,
+    annotator_reliability,
+    label_accuracy_estimate,
+    labels_by_item,
+)
 
 
 def _grouped(records: Iterable[Mapping] | Grouped) -> Grouped:
@@ -270,9 +278,17 @@ def agreement_records(annotations: Iterable[Mapping], adjudication: Mapping[str,
 
 
 def full_report(records: list[Mapping], method: str = DEFAULT_METHOD, min_items: int = 20) -> dict[str, Any]:
-    """Agreement figures plus each annotator's agreement with the consensus and estimated accuracy."""
+    """Agreement figures plus, per annotator, their agreement with the consensus and what their labels
+    are worth (`aggregation.annotator_reliability`: estimated accuracy, its 95% interval, the labels
+    it rests on, flags), and the consensus labels' expected accuracy ("consensus_accuracy",
+    `aggregation.label_accuracy_estimate`). Each flagged annotator adds one line to "warnings"
+    ("annotator bob: labels look random: 52% estimated accuracy over 140 labels (chance for their
+    label use: 50%)")."""
     report = agreement_report(records, min_items=min_items)
     consensus = aggregate(records, method=method) if records else {}
     report["annotators"] = annotator_reliability(records, consensus) if records else {}
     report["consensus_method"] = method
+    report["consensus_accuracy"] = label_accuracy_estimate(consensus, method)
+    for name, entry in report["annotators"].items():
+        report["warnings"] += [f"annotator {name}: {w}" for w in entry["warnings"]]
     return report

@@ -18,7 +18,13 @@ from typing import Any
 
 from loop.errors import ConfigError
 from loop.labels.adjudication import adjudicated_labels
-from loop.labels.aggregation import DEFAULT_METHOD, METHODS, aggregate
+from loop.labels.aggregation import (
+    DEFAULT_METHOD,
+    METHODS,
+    aggregate,
+    annotator_reliability,
+    label_accuracy_estimate,
+)
 
 
 @dataclass(frozen=True)
@@ -59,6 +65,20 @@ class TrainingPolicy:
         usable = self.counted(annotations)
         decided = adjudicated_labels(usable, adjudication) if self.adjudications else {}
         return aggregate(usable, self.aggregation, adjudicated=decided)
+
+    def label_quality(self, annotations: Iterable[Mapping], adjudication: Mapping[str, Mapping],
+                      decisions: Mapping[Any, Mapping] | None = None) -> dict[str, Any]:
+        """What the labels this policy counts are worth: "annotators" (annotator -> estimated accuracy,
+        its 95% interval, the labels it rests on, flags and warnings: `aggregation.annotator_reliability`,
+        adjudicators' rulings left out as in agreement) and "training_labels" (the expected share of
+        the training labels that are right: `aggregation.label_accuracy_estimate`). `decisions`: this
+        policy's `decisions` of the same labels, when the caller has them already."""
+        usable = self.counted(annotations)
+        decisions = self.decisions(usable, adjudication) if decisions is None else decisions
+        ruled = {item: d["label"] for item, d in decisions.items() if d["decided_by"] == "adjudicated"}
+        records = [a for a in usable if (adjudication.get(a["item_id"]) or {}).get("adjudicator") != a["annotator"]]
+        return {"annotators": annotator_reliability(records, decisions, adjudicated=ruled) if records else {},
+                "training_labels": label_accuracy_estimate(decisions, self.aggregation)}
 
     def final_labels(self, annotations: Iterable[Mapping], adjudication: Mapping[str, Mapping]) -> dict[Any, str]:
         """One training label per item: never two contradictory rows for one item."""

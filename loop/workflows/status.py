@@ -55,7 +55,10 @@ def status(ctx: Context, p: int, *, sync: bool = True) -> dict[str, Any]:
     labelled = [a for a in counted if a["label"] is not None]
     labelled_items = {a["item_id"] for a in labelled}
     policy = training.policy(store, p)
-    labels = policy.final_labels(counted, store.adjudication(p))
+    adjudication = store.adjudication(p)
+    decisions = policy.decisions(counted, adjudication)
+    labels = {item: d["label"] for item, d in decisions.items()}
+    quality = policy.label_quality(counted, adjudication, decisions)
     versions = Counter(a.get("guideline_version") for a in labelled)
     warnings = []
     if len(versions) > 1:
@@ -74,7 +77,8 @@ def status(ctx: Context, p: int, *, sync: bool = True) -> dict[str, Any]:
     if edited:
         warnings.append(f"{len(edited)} labels were changed by someone other than their author; each counts as "
                         "the editor's (labels_edited_by_other)")
-    queue = contested(counted, store.adjudication(p))
+    warnings += [f"annotator {name}: {w}" for name, a in quality["annotators"].items() for w in a["warnings"]]
+    queue = contested(counted, adjudication)
     items = store.items(p)
     assigned = store.assigned(p)
     closed_at = {r["id"]: r["closed_at"] for r in store.rounds(p) if r.get("closed_at")}
@@ -100,6 +104,7 @@ def status(ctx: Context, p: int, *, sync: bool = True) -> dict[str, Any]:
         "pool": sum(1 for i in items if i not in labelled_items and i not in assigned),
         "class_balance": {lab: balance.get(lab, 0) for lab in project["labels"]},
         "training_policy": {**policy.as_dict(), "description": policy.describe()},
+        "training_labels": quality["training_labels"], "annotators": quality["annotators"],
         "model_version": store.current_model_version(p), "guideline_version": project.get("guideline_version"),
         "rounds": rounds, "synced": synced, "learning_curve": curve, "warnings": warnings,
         "guideline_versions": {str(k): v for k, v in versions.items()},

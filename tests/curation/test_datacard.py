@@ -78,6 +78,13 @@ def test_the_card_holds_the_measured_figures(exported, ctx, redis_store):
     assert "| 0.777 |" in card  # round 1's alpha when it closed, as recorded
     # annotators
     assert "3 annotators" in card and "| ann | " in card and "judge (1 assigned)" in card
+    # the aggregation and the training labels' expected accuracy: the mean posterior of the rows
+    method = TrainingPolicy.of(redis_store.project(P)).aggregation
+    expected = sum(1.0 if r["decided_by"] == "adjudicated" else float(r["confidence"]) for r in every) / len(every)
+    assert (f"- Aggregation: `{method}`; estimated share of training labels that are right: {expected:.1%}"
+            in card)
+    ann_rel = [line for line in card.splitlines() if line.startswith("| ann | ")][-1]
+    assert "% | " in ann_rel and " - " not in ann_rel  # an estimate, its interval and the labels it rests on
     # selection and stopping
     assert "| 1 | closed | random | 12 | 2 | ann, bob, cat | 0 | v1 | v1 |" in card
     assert "| 2 | open | margin | 12 | 2 | ann, bob, cat | 26 | v2 | v2 |" in card
