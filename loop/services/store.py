@@ -42,6 +42,14 @@ Key names (one separator, ':'; `{p}` is the loop project id, which is the Label 
     loop:project:{p}:queue_synced_at          hash        queue's Label Studio project id -> its `updated_at` mark
     loop:project:{p}:accepted                 set         annotation ids an operator accepted into training although
                                                           their author was not assigned the item
+    loop:project:{p}:audits                   sorted set  audit numbers (score = number)
+    loop:project:{p}:audit:{n}                hash        audit record (JSON values): auditor, created_at, seed,
+                                                          scope, stratify, population, sample, status ("open" |
+                                                          "reported"), ls_project (the auditor's audit queue),
+                                                          report (None until `loop audit report`)
+    loop:project:{p}:audit:{n}:items          hash        sampled item id -> JSON {label, decided_by, annotators,
+                                                          guideline_version, round, task_id}: the final label as it
+                                                          was when sampled, and the item's task in the audit queue
 
 Every value that is not an array is JSON (never pickle), so any process or language can read it.
 A round is written in two steps that survive a crash: `plan_round` records the round as
@@ -180,6 +188,18 @@ class Keys:
     @staticmethod
     def accepted(p: int) -> str:
         return f"{Keys.project(p)}:accepted"
+
+    @staticmethod
+    def audits(p: int) -> str:
+        return f"{Keys.project(p)}:audits"
+
+    @staticmethod
+    def audit(p: int, n: int) -> str:
+        return f"{Keys.project(p)}:audit:{n}"
+
+    @staticmethod
+    def audit_items(p: int, n: int) -> str:
+        return f"{Keys.audit(p, n)}:items"
 
 
 def _dumps(value: Any) -> str:
@@ -639,6 +659,61 @@ class Store:
 
     def accepted(self, p: int) -> set[str]:
         return {v.decode() for v in self.r.smembers(Keys.accepted(p))}
+
+    # -- audits -----------------------------------------------------------------------------
+    def plan_audit(self, p: int, record: dict[str, Any], items: dict[str, dict[str, Any]]) -> int:
+        """Record a new audit (the next number) with its sample in one transaction; returns its number."""
+        with self.r.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    pipe.watch(Keys.audits(p))
+                    top = pipe.zrevrange(Keys.audits(p), 0, 0)
+                    n = int(top[0]) + 1 if top else 1
+                    pipe.multi()
+                    pipe.hset(Keys.audit(p, n), mapping={k: _dumps(v) for k, v in {**record, "id": n}.items()})
+                    if items:
+                        pipe.hset(Keys.audit_items(p, n), mapping={i: _dumps(v) for i, v in items.items()})
+                    pipe.zadd(Keys.audits(p), {str(n): n})
+                    pipe.execute()
+                    return n
+                except redis.WatchError:
+                    continue
+
+    def update_audit(self, p: int, n: int, **fields: Any) -> None:
+        self.r.hset(Keys.audit(p, n), mapping={k: _dumps(v) for k, v in fields.items()})
+
+    def audit(self, p: int, n: int) -> dict[str, Any] | None:
+        raw = self.r.hgetall(Keys.audit(p, n))
+        return _loads_hash(raw) if raw else None
+
+    def audit_numbers(self, p: int) -> list[int]:
+        return [int(n) for n in self.r.zrange(Keys.audits(p), 0, -1)]
+
+    def audits(self, p: int) -> list[dict[str, Any]]:
+        return [a for a in (self.audit(p, n) for n in self.audit_numbers(p)) if a]
+
+    def latest_audit(self, p: int) -> dict[str, Any] | None:
+        """The newest audit record (its "report" is None until `loop audit report` ran), or None."""
+        numbers = self.audit_numbers(p)
+        return self.audit(p, numbers[-1]) if numbers else None
+
+    def audit_items(self, p: int, n: int) -> dict[str, dict[str, Any]]:
+        return _loads_hash(self.r.hgetall(Keys.audit_items(p, n)))
+
+    def add_audit_tasks(self, p: int, n: int, tasks: dict[str, int]) -> None:
+        """Sampled items put in the audit queue: item id -> task id (recorded on the item and in the task map)."""
+        if not tasks:
+            return
+        items = self.audit_items(p, n)
+        pipe = self.r.pipeline(transaction=True)
+        pipe.hset(Keys.audit_items(p, n), mapping={i: _dumps({**items.get(i, {}), "task_id": int(t)})
+                                                   for i, t in tasks.items()})
+        pipe.hset(Keys.tasks(p), mapping={str(t): i for i, t in tasks.items()})
+        pipe.execute()
+
+    def audit_projects(self, p: int) -> dict[int, int]:
+        """Label Studio project of each audit queue -> the audit's number."""
+        return {int(a["ls_project"]): int(a["id"]) for a in self.audits(p) if a.get("ls_project")}
 
     def heartbeat(self) -> None:
         self.r.set(Keys.trainer_heartbeat(), time.time())

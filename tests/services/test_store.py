@@ -48,6 +48,9 @@ P = 3
     (Keys.accepted(3), "loop:project:3:accepted"),
     (Keys.round_relabels(3, 2), "loop:project:3:round:2:relabels"),
     (Keys.relabelling(3), "loop:project:3:relabelling"),
+    (Keys.audits(3), "loop:project:3:audits"),
+    (Keys.audit(3, 2), "loop:project:3:audit:2"),
+    (Keys.audit_items(3, 2), "loop:project:3:audit:2:items"),
 ])
 def test_key_shapes(key, expected):
     assert key == expected
@@ -60,7 +63,7 @@ def test_every_key_method_is_pinned():
                        "rounds", "round", "round_assignments", "models", "model", "current_model", "events",
                        "projects", "deadletter", "trainer_heartbeat", "model_seq", "adjudication", "ls_synced_at",
                        "texts", "queues", "queue", "queue_synced_at", "accepted", "round_relabels",
-                       "relabelling"}
+                       "relabelling", "audits", "audit", "audit_items"}
 
 
 def test_keys_written_are_the_documented_ones(redis_store):
@@ -82,13 +85,15 @@ def test_keys_written_are_the_documented_ones(redis_store):
     s.set_synced_at(P, "2026-11-22T10:00:05.000000Z", 77)
     assert s.synced_at(P, 77) == "2026-11-22T10:00:05.000000Z" and s.synced_at(P, P) == s.synced_at(P)
     s.accept(P, ["1"])
+    n = s.plan_audit(P, {"auditor": "dora", "status": "open"}, {"i1": {"label": "a"}})
+    s.add_audit_tasks(P, n, {"i1": 900})
     assert {k.decode() for k in s.r.keys("*")} == {
         Keys.projects(), Keys.deadletter(), Keys.trainer_heartbeat(), Keys.model_seq(P), Keys.adjudication(P),
         Keys.current_project(), Keys.annotators(), Keys.project(P), Keys.items(P), Keys.tasks(P),
         Keys.annotations(P), Keys.assigned(P), Keys.rounds(P), Keys.round(P, 1), Keys.round_assignments(P, 1),
         Keys.models(P), Keys.model(P, "v1"), Keys.current_model(P), Keys.events(P), Keys.ls_synced_at(P),
         Keys.texts(P), Keys.queues(P), Keys.queue(P, "alice"), Keys.queue_synced_at(P), Keys.accepted(P),
-        Keys.round_relabels(P, 1), Keys.relabelling(P),
+        Keys.round_relabels(P, 1), Keys.relabelling(P), Keys.audits(P), Keys.audit(P, 1), Keys.audit_items(P, 1),
     }
 
 
@@ -417,3 +422,16 @@ def test_a_relabel_is_planned_with_its_round_and_ends_when_the_round_closes(redi
     assert s.relabelling(P) == {} and s.round_relabels(P, 1) == {"i0": ["bob"], "i5": ["alice"]}
     s.plan_round(P, {"id": 2}, {}, relabels={"i5": ["carol"]})  # a relabel-only round
     assert s.relabelling(P) == {"i5": 2}
+
+
+def test_audits_are_numbered_and_keep_their_sample_and_tasks(redis_store):
+    s = redis_store
+    assert s.latest_audit(P) is None and s.audit_projects(P) == {}
+    first = s.plan_audit(P, {"auditor": "dora", "status": "open", "report": None}, {"i1": {"label": "a"}})
+    second = s.plan_audit(P, {"auditor": "eve", "status": "open", "report": None}, {"i2": {"label": "b"}})
+    assert (first, second) == (1, 2) and s.latest_audit(P)["auditor"] == "eve"
+    s.update_audit(P, 1, ls_project=81, status="reported", report={"verdict": "individual"})
+    s.add_audit_tasks(P, 1, {"i1": 901})
+    assert s.audit(P, 1)["report"] == {"verdict": "individual"} and s.audit_numbers(P) == [1, 2]
+    assert s.audit_items(P, 1) == {"i1": {"label": "a", "task_id": 901}}
+    assert s.items_for_tasks(P, [901]) == {901: "i1"} and s.audit_projects(P) == {81: 1}
