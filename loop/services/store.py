@@ -26,6 +26,12 @@ Key names (one separator, ':'; `{p}` is the loop project id, which is the Label 
                                                           of someone who had not labelled it (`next-round --relabel`)
     loop:project:{p}:relabelling              hash        item id -> the open round asking it to be relabelled (an
                                                           item is in at most one open relabel at a time)
+    loop:project:{p}:round:{n}:controls       hash        gold item id -> JSON [annotator, ...]: gold items mixed unmarked
+                                                          into those annotators' queues (`next-round --gold-rate`);
+                                                          their answers measure the annotator, never count as labels
+    loop:project:{p}:gold                     hash        item id -> JSON {label, source ("file:<name>" |
+                                                          "adjudicated"), added_at}: the gold set, kept apart (never
+                                                          selected, never trained on, its own export split)
     loop:project:{p}:models                   sorted set  model versions (score = creation time)
     loop:project:{p}:model:{version}          hash        fitted classifier: coef/intercept as bytes, dtype, shape
     loop:project:{p}:model:current            string      the newest model version
@@ -148,6 +154,14 @@ class Keys:
     @staticmethod
     def relabelling(p: int) -> str:
         return f"{Keys.project(p)}:relabelling"
+
+    @staticmethod
+    def round_controls(p: int, n: int) -> str:
+        return f"{Keys.round(p, n)}:controls"
+
+    @staticmethod
+    def gold(p: int) -> str:
+        return f"{Keys.project(p)}:gold"
 
     @staticmethod
     def models(p: int) -> str:
@@ -426,9 +440,10 @@ class Store:
         return _loads_hash(self.r.hgetall(Keys.round_assignments(p, n)))
 
     def plan_round(self, p: int, record: dict[str, Any], assignments: dict[str, list[str]],
-                   relabels: dict[str, list[str]] | None = None) -> None:
-        """Record a new round as planned, with its assignments (new items) and relabels (labelled
-        items sent for another label), in one transaction.
+                   relabels: dict[str, list[str]] | None = None,
+                   controls: dict[str, list[str]] | None = None) -> None:
+        """Record a new round as planned, with its assignments (new items), relabels (labelled
+        items sent for another label) and controls (gold items mixed into queues), in one transaction.
 
         Fails, writing nothing, if the round number exists, a new item is already assigned, or an
         item to relabel is in another open relabel.
@@ -455,12 +470,18 @@ class Store:
             if relabels:
                 pipe.hset(Keys.round_relabels(p, n), mapping={i: _dumps(a) for i, a in relabels.items()})
                 pipe.hset(Keys.relabelling(p), mapping={i: n for i in relabels})
+            if controls:
+                pipe.hset(Keys.round_controls(p, n), mapping={i: _dumps(a) for i, a in controls.items()})
             pipe.zadd(Keys.rounds(p), {str(n): n})
             pipe.execute()
 
     def round_relabels(self, p: int, n: int) -> dict[str, list[str]]:
         """Labelled items round n sent for another label: item id -> [annotator]."""
         return _loads_hash(self.r.hgetall(Keys.round_relabels(p, n)))
+
+    def round_controls(self, p: int, n: int) -> dict[str, list[str]]:
+        """Gold items round n mixed into queues as controls: item id -> [annotator]."""
+        return _loads_hash(self.r.hgetall(Keys.round_controls(p, n)))
 
     def relabelling(self, p: int) -> dict[str, int]:
         """Items in an open relabel: item id -> round."""
@@ -659,6 +680,26 @@ class Store:
 
     def accepted(self, p: int) -> set[str]:
         return {v.decode() for v in self.r.smembers(Keys.accepted(p))}
+
+    # -- the gold set -----------------------------------------------------------------------
+    def gold(self, p: int) -> dict[str, dict[str, Any]]:
+        """item id -> {label, source, added_at}."""
+        return _loads_hash(self.r.hgetall(Keys.gold(p)))
+
+    def add_gold(self, p: int, entries: dict[str, dict[str, Any]], items: dict[str, dict[str, Any]] | None = None,
+                 texts: dict[str, str] | None = None) -> None:
+        """Make items gold (item id -> {label, source, added_at}), adding the new ones among them to
+        the project (`items`/`texts` as in `add_items`) in the same transaction: all or nothing."""
+        if not entries:
+            return
+        pipe = self.r.pipeline(transaction=True)
+        if items:
+            pipe.hset(Keys.items(p), mapping={i: _dumps(v) for i, v in items.items()})
+            pipe.hset(Keys.tasks(p), mapping={str(v["task_id"]): i for i, v in items.items()})
+        if texts:
+            pipe.hset(Keys.texts(p), mapping=texts)
+        pipe.hset(Keys.gold(p), mapping={i: _dumps(v) for i, v in entries.items()})
+        pipe.execute()
 
     # -- audits -----------------------------------------------------------------------------
     def plan_audit(self, p: int, record: dict[str, Any], items: dict[str, dict[str, Any]]) -> int:

@@ -51,6 +51,8 @@ P = 3
     (Keys.audits(3), "loop:project:3:audits"),
     (Keys.audit(3, 2), "loop:project:3:audit:2"),
     (Keys.audit_items(3, 2), "loop:project:3:audit:2:items"),
+    (Keys.round_controls(3, 2), "loop:project:3:round:2:controls"),
+    (Keys.gold(3), "loop:project:3:gold"),
 ])
 def test_key_shapes(key, expected):
     assert key == expected
@@ -63,7 +65,7 @@ def test_every_key_method_is_pinned():
                        "rounds", "round", "round_assignments", "models", "model", "current_model", "events",
                        "projects", "deadletter", "trainer_heartbeat", "model_seq", "adjudication", "ls_synced_at",
                        "texts", "queues", "queue", "queue_synced_at", "accepted", "round_relabels",
-                       "relabelling", "audits", "audit", "audit_items"}
+                       "relabelling", "audits", "audit", "audit_items", "round_controls", "gold"}
 
 
 def test_keys_written_are_the_documented_ones(redis_store):
@@ -87,6 +89,8 @@ def test_keys_written_are_the_documented_ones(redis_store):
     s.accept(P, ["1"])
     n = s.plan_audit(P, {"auditor": "dora", "status": "open"}, {"i1": {"label": "a"}})
     s.add_audit_tasks(P, n, {"i1": 900})
+    s.plan_round(P, {"id": 2}, {}, controls={"g1": ["alice"]})
+    s.add_gold(P, {"g1": {"label": "a", "source": "file:gold.jsonl", "added_at": 1.0}})
     assert {k.decode() for k in s.r.keys("*")} == {
         Keys.projects(), Keys.deadletter(), Keys.trainer_heartbeat(), Keys.model_seq(P), Keys.adjudication(P),
         Keys.current_project(), Keys.annotators(), Keys.project(P), Keys.items(P), Keys.tasks(P),
@@ -94,6 +98,7 @@ def test_keys_written_are_the_documented_ones(redis_store):
         Keys.models(P), Keys.model(P, "v1"), Keys.current_model(P), Keys.events(P), Keys.ls_synced_at(P),
         Keys.texts(P), Keys.queues(P), Keys.queue(P, "alice"), Keys.queue_synced_at(P), Keys.accepted(P),
         Keys.round_relabels(P, 1), Keys.relabelling(P), Keys.audits(P), Keys.audit(P, 1), Keys.audit_items(P, 1),
+        Keys.round(P, 2), Keys.round_controls(P, 2), Keys.gold(P),
     }
 
 
@@ -435,3 +440,16 @@ def test_audits_are_numbered_and_keep_their_sample_and_tasks(redis_store):
     assert s.audit(P, 1)["report"] == {"verdict": "individual"} and s.audit_numbers(P) == [1, 2]
     assert s.audit_items(P, 1) == {"i1": {"label": "a", "task_id": 901}}
     assert s.items_for_tasks(P, [901]) == {901: "i1"} and s.audit_projects(P) == {81: 1}
+
+
+def test_gold_and_new_items_are_written_together_and_controls_with_their_round(redis_store):
+    s = redis_store
+    s.add_gold(P, {"g1": {"label": "a", "source": "file:g.jsonl", "added_at": 1.0},
+                   "i1": {"label": "b", "source": "adjudicated", "added_at": 2.0}},
+               items={"g1": {"task_id": 70, "key": "h"}}, texts={"g1": "gold text"})
+    assert s.gold(P)["g1"]["label"] == "a" and s.gold(P)["i1"]["source"] == "adjudicated"
+    assert s.items(P) == {"g1": {"task_id": 70, "key": "h"}} and s.item_texts(P, ["g1"]) == {"g1": "gold text"}
+    assert s.items_for_tasks(P, [70]) == {70: "g1"}
+    s.plan_round(P, {"id": 1}, {"i2": ["alice"]}, controls={"g1": ["alice", "bob"]})
+    assert s.round_controls(P, 1) == {"g1": ["alice", "bob"]} and s.round_controls(P, 2) == {}
+    assert "g1" not in s.assigned(P)  # a control is not an assignment: it never leaves the gold set
