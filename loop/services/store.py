@@ -56,6 +56,9 @@ Key names (one separator, ':'; `{p}` is the loop project id, which is the Label 
     loop:project:{p}:audit:{n}:items          hash        sampled item id -> JSON {label, decided_by, annotators,
                                                           guideline_version, round, task_id}: the final label as it
                                                           was when sampled, and the item's task in the audit queue
+    loop:project:{p}:releases                 sorted set  release versions "v1", "v2", ... (score = number)
+    loop:project:{p}:release:{version}        hash        release record (JSON values): version, number, path (its
+                                                          folder), created_at, manifest_sha256, parent, note
 
 Every value that is not an array is JSON (never pickle), so any process or language can read it.
 A round is written in two steps that survive a crash: `plan_round` records the round as
@@ -214,6 +217,14 @@ class Keys:
     @staticmethod
     def audit_items(p: int, n: int) -> str:
         return f"{Keys.audit(p, n)}:items"
+
+    @staticmethod
+    def releases(p: int) -> str:
+        return f"{Keys.project(p)}:releases"
+
+    @staticmethod
+    def release(p: int, version: str) -> str:
+        return f"{Keys.project(p)}:release:{version}"
 
 
 def _dumps(value: Any) -> str:
@@ -755,6 +766,36 @@ class Store:
     def audit_projects(self, p: int) -> dict[int, int]:
         """Label Studio project of each audit queue -> the audit's number."""
         return {int(a["ls_project"]): int(a["id"]) for a in self.audits(p) if a.get("ls_project")}
+
+    # -- releases ---------------------------------------------------------------------------
+    def save_release(self, p: int, number: int, record: dict[str, Any]) -> str:
+        """Record release `number` (its folder is already in place); refuses a number taken since
+        the caller chose it, so two releases never share a version. Returns the version name."""
+        version = f"v{number}"
+        with self.r.pipeline(transaction=True) as pipe:
+            pipe.watch(Keys.releases(p))
+            if pipe.zscore(Keys.releases(p), version) is not None:
+                raise LoopError(f"release {version} of project {p} was recorded by another `loop release` "
+                                "meanwhile; run the command again")
+            pipe.multi()
+            pipe.hset(Keys.release(p, version), mapping={k: _dumps(v) for k, v in
+                                                         {**record, "version": version, "number": number}.items()})
+            pipe.zadd(Keys.releases(p), {version: number})
+            try:
+                pipe.execute()
+            except redis.WatchError:
+                raise LoopError(f"another release of project {p} was recorded while {version} was written; "
+                                "run the command again") from None
+        return version
+
+    def release(self, p: int, version: str) -> dict[str, Any] | None:
+        raw = self.r.hgetall(Keys.release(p, version))
+        return _loads_hash(raw) if raw else None
+
+    def releases(self, p: int) -> list[dict[str, Any]]:
+        """Every release record of project p, oldest first."""
+        names = [v.decode() for v in self.r.zrange(Keys.releases(p), 0, -1)]
+        return [r for r in (self.release(p, v) for v in names) if r]
 
     def heartbeat(self) -> None:
         self.r.set(Keys.trainer_heartbeat(), time.time())

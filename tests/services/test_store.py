@@ -51,6 +51,8 @@ P = 3
     (Keys.audits(3), "loop:project:3:audits"),
     (Keys.audit(3, 2), "loop:project:3:audit:2"),
     (Keys.audit_items(3, 2), "loop:project:3:audit:2:items"),
+    (Keys.releases(3), "loop:project:3:releases"),
+    (Keys.release(3, "v2"), "loop:project:3:release:v2"),
     (Keys.round_controls(3, 2), "loop:project:3:round:2:controls"),
     (Keys.gold(3), "loop:project:3:gold"),
 ])
@@ -65,7 +67,8 @@ def test_every_key_method_is_pinned():
                        "rounds", "round", "round_assignments", "models", "model", "current_model", "events",
                        "projects", "deadletter", "trainer_heartbeat", "model_seq", "adjudication", "ls_synced_at",
                        "texts", "queues", "queue", "queue_synced_at", "accepted", "round_relabels",
-                       "relabelling", "audits", "audit", "audit_items", "round_controls", "gold"}
+                       "relabelling", "audits", "audit", "audit_items", "round_controls", "gold",
+                       "releases", "release"}
 
 
 def test_keys_written_are_the_documented_ones(redis_store):
@@ -89,6 +92,7 @@ def test_keys_written_are_the_documented_ones(redis_store):
     s.accept(P, ["1"])
     n = s.plan_audit(P, {"auditor": "dora", "status": "open"}, {"i1": {"label": "a"}})
     s.add_audit_tasks(P, n, {"i1": 900})
+    s.save_release(P, 1, {"path": "/tmp/v1", "manifest_sha256": "ab"})
     s.plan_round(P, {"id": 2}, {}, controls={"g1": ["alice"]})
     s.add_gold(P, {"g1": {"label": "a", "source": "file:gold.jsonl", "added_at": 1.0}})
     assert {k.decode() for k in s.r.keys("*")} == {
@@ -99,7 +103,19 @@ def test_keys_written_are_the_documented_ones(redis_store):
         Keys.texts(P), Keys.queues(P), Keys.queue(P, "alice"), Keys.queue_synced_at(P), Keys.accepted(P),
         Keys.round_relabels(P, 1), Keys.relabelling(P), Keys.audits(P), Keys.audit(P, 1), Keys.audit_items(P, 1),
         Keys.round(P, 2), Keys.round_controls(P, 2), Keys.gold(P),
+        Keys.releases(P), Keys.release(P, "v1"),
     }
+
+
+def test_releases_are_numbered_once_and_listed_in_order(redis_store):
+    assert redis_store.releases(P) == [] and redis_store.release(P, "v1") is None
+    assert redis_store.save_release(P, 2, {"path": "/r/v2", "parent": "v1"}) == "v2"
+    assert redis_store.save_release(P, 1, {"path": "/r/v1", "parent": None}) == "v1"
+    assert [(r["version"], r["number"], r["parent"]) for r in redis_store.releases(P)] == [
+        ("v1", 1, None), ("v2", 2, "v1")]
+    with pytest.raises(LoopError, match="v2 .*recorded by another"):
+        redis_store.save_release(P, 2, {"path": "/elsewhere/v2"})
+    assert redis_store.release(P, "v2")["path"] == "/r/v2"  # the first record stands
 
 
 def test_queues_their_tasks_and_accepted_labels(redis_store):
