@@ -347,6 +347,67 @@ def _agreement_row(name: Any, a: Mapping | None, extra: Sequence[Any] = ()) -> l
     return [name, a["pairable_items"], _pct(a["percent"]), _num(a["alpha"]), _num(a["mean_kappa"]), *extra]
 
 
+def _ids(ids: Sequence[str], shown: int = 10) -> str:
+    more = f" and {len(ids) - shown} more" if len(ids) > shown else ""
+    return ", ".join(f"`{i}`" for i in ids[:shown]) + more
+
+
+def release_lines(release: Mapping[str, Any], shown: int = 10) -> list[str]:
+    """The card's section on a release (`curation.release.card_section`): "First release", or
+    "Changes since vN" with the items added, removed and relabelled, split moves, the class balance
+    shift and the change in agreement and audit; an accepted systemic audit stands out."""
+    diff = release.get("diff")
+    out = [f"## {'Changes since ' + release['parent'] if diff else 'First release'}", ""]
+    head = f"Release {release['version']}" + (f", created {release['created_at']}" if release.get("created_at") else "")
+    out += [head + (f". Note: {release['note']}" if release.get("note") else "") + ".", ""]
+    audit = release.get("audit")
+    if release.get("accepted_audit"):
+        out += [(f"> **Released despite a systemic audit verdict** (audit #{audit.get('id')} by {audit.get('auditor')}"
+                 f", label accuracy {_pct(audit.get('accuracy'))}, 95% interval {_interval(audit.get('interval'))}). "
+                 f"Accepted because: {release['accepted_audit']}"), ""]
+    elif audit and audit.get("verdict"):
+        out += [f"Latest audit: #{audit['id']} by {audit.get('auditor')}, verdict {audit['verdict']}, label accuracy "
+                f"{_pct(audit.get('accuracy'))} (95% interval {_interval(audit.get('interval'))}).", ""]
+    if not diff:
+        return out
+
+    def counted(what: str, ids: Sequence[str]) -> str:
+        return f"- {what}: {len(ids)}" + (f" ({_ids(ids, shown)})" if ids else "")
+
+    out += [counted("Items added", diff["added"]), counted("Items removed", diff["removed"]),
+            f"- Labels changed: {len(diff['label_changes'])}",
+            counted("Split moves", [m["id"] for m in diff["split_moves"]])]
+    if diff["text_changes"]:
+        out.append(counted("Texts changed under the same id", diff["text_changes"]))
+    ag = diff["agreement"]
+    if ag["before"] or ag["after"]:
+        out.append(f"- Krippendorff's alpha: {_num((ag['before'] or {}).get('alpha'))} -> "
+                   f"{_num((ag['after'] or {}).get('alpha'))}; percent agreement: "
+                   f"{_pct((ag['before'] or {}).get('percent'))} -> {_pct((ag['after'] or {}).get('percent'))}")
+    au = diff["audit"]
+    if au["changed"]:
+        def said(a):
+            return "none" if not a else f"#{a.get('id')} ({a.get('verdict') or a.get('status')})"
+        out.append(f"- Latest audit: {said(au['before'])} -> {said(au['after'])}")
+    out.append("")
+    if diff["label_changes"]:
+        out += [_table(["item", "old label", "new label", "guideline (old -> new)", "decided by (old -> new)"],
+                       [[c["id"], c["old"], c["new"],
+                         f"{_num(c['old_guideline_version'])} -> {_num(c['new_guideline_version'])}",
+                         f"{c['old_decided_by']} -> {c['new_decided_by']}"]
+                        for c in diff["label_changes"][:shown]]), ""]
+        if len(diff["label_changes"]) > shown:
+            out += [f"... and {len(diff['label_changes']) - shown} more (`loop releases diff "
+                    f"{diff['from']} {diff['to']}`).", ""]
+    shifted = {lab: b for lab, b in diff["balance"].items() if b["change"]}
+    if shifted:
+        out += ["Class balance shift:", "",
+                _table(["label", diff["from"], diff["to"], "change", "share before", "share after"],
+                       [[lab, b["before"], b["after"], f"{b['change']:+d}", _pct(b["share_before"]),
+                         _pct(b["share_after"])] for lab, b in shifted.items()]), ""]
+    return out
+
+
 def render_card(facts: Mapping[str, Any]) -> str:
     """The card as markdown: YAML front matter, then Summary, Label balance, Agreement, Annotators,
     Selection, Stopping, Validation, Guidelines and Known limitations."""
@@ -384,6 +445,8 @@ def render_card(facts: Mapping[str, Any]) -> str:
             "Columns:", "", _table(["column", "meaning"], [
                 [c, COLUMN_DOCS[c]] for c in COLUMN_DOCS if c != "annotations" or settings.get("with_annotations")]),
             ""]
+    if facts.get("release"):  # `loop release` adds what changed since the parent release
+        out += release_lines(facts["release"])
 
     names = list(counts["splits"])
     out += ["## Label balance", "", _table(["label", *names, "total", "share"], [

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -27,10 +27,10 @@ from loop.curation.export import (
     _write_text,
     check_test_size,
     curated_rows,
-    split_by_cluster,
     write_hf,
     write_rows,
 )
+from loop.curation.release import split_keeping_sides
 from loop.curation.validate import (
     MIN_CHARS,
     MINORITY_FRACTION,
@@ -142,12 +142,16 @@ def guideline_negatives(project: Mapping) -> list[str] | None:
 
 def export_project(ctx, p: int, out_dir: str | Path, *, fmt: str = "jsonl", test_size: float = 0.2,
                    seed: int = 0, with_annotations: bool = False, allow_contradictions: bool = False,
-                   near_threshold: float | None = None, progress: Progress = no_progress) -> dict[str, Any]:
+                   near_threshold: float | None = None, progress: Progress = no_progress,
+                   keep_sides: Mapping[str, str] | None = None,
+                   release: Callable[[dict, dict], dict] | None = None) -> dict[str, Any]:
     """Validate, split and write project p's curated dataset into out_dir with its data card.
 
     Files: train.<ext> and test.<ext> (or a `dataset/` folder for fmt "hf"), README.md (the data
     card), learning_curve.png and validation.json. Refuses (DataError, nothing written) while
     identical inputs carry different labels, unless allow_contradictions (the card then says so).
+    `loop release` passes `keep_sides` (item id -> the split its parent release put it in: it stays
+    there) and `release(facts, splits)`, whose answer becomes the card's "release" section.
     """
     if fmt not in FORMATS:
         raise ConfigError(f"unknown export format {fmt!r}; use one of: {', '.join(FORMATS)}")
@@ -190,7 +194,7 @@ def export_project(ctx, p: int, out_dir: str | Path, *, fmt: str = "jsonl", test
     # The validator's near-duplicate pairs, not a second search (it leaves out empty inputs).
     near = report["checks"]["near_duplicates"].get("pairs") or []
     clusters = duplicate_clusters(items, None, near_threshold, pairs=[(q["a"], q["b"]) for q in near])
-    train, test = split_by_cluster(rows, clusters, test_size=test_size, seed=seed)
+    train, test = split_keeping_sides(rows, clusters, keep_sides or {}, test_size=test_size, seed=seed)
     splits = {"train": train, "test": test}
 
     out = Path(out_dir)
@@ -212,6 +216,8 @@ def export_project(ctx, p: int, out_dir: str | Path, *, fmt: str = "jsonl", test
     facts = card_facts(store, p, status=st, validation=report, splits=splits, data_files=data_files,
                        n_clusters=len(set(clusters)), allow_contradictions=allow_contradictions, settings=settings,
                        learning_curve=curve.name, annotations=annotations)
+    if release is not None:
+        facts["release"] = release(facts, splits)
     card = _write_text(out / "README.md", render_card(facts))
     written |= {"card": str(card), "learning_curve": str(curve), "validation": str(out / "validation.json")}
     return {"project_id": p, "out_dir": str(out), "format": fmt, "files": written,
