@@ -36,6 +36,7 @@ DOCUMENTED = {"", "up", "down", "ps", "credentials", "demo", "init", "annotators
               "next-round", "status", "predictions", "predictions push", "predictions prune", "adjudicate", "accept",
               "agreement", "aggregate", "guidelines", "guidelines show", "guidelines bump", "simulate",
               "validate", "export"}
+DOCUMENTED |= {"release", "releases", "releases list", "releases diff"}
 
 
 def test_the_tree_has_exactly_the_documented_commands():
