@@ -11,9 +11,15 @@ from collections import Counter
 from typing import Any, Iterable
 
 
-def contested(annotations: Iterable[dict], adjudication: dict[str, dict] | None = None) -> list[dict[str, Any]]:
-    """Items whose labels disagree and that no adjudicator has decided yet, worst first."""
+def contested(annotations: Iterable[dict], adjudication: dict[str, dict] | None = None,
+              disputes: dict[str, list[tuple[str, str]]] | None = None) -> list[dict[str, Any]]:
+    """Items whose labels disagree and that no adjudicator has decided yet, worst first.
+
+    `disputes`: item -> [(auditor, label)], an audit's disagreements with the final label
+    (`workflows.audit.disputes`): those items are contested too (with "audit": True and the
+    auditors in "auditors"), the auditor's label shown among the labels but never a vote."""
     adjudication = adjudication or {}
+    disputes = disputes or {}
     decided = adjudicated_labels(annotations, adjudication)
     by_item: dict[str, Counter] = {}
     for a in annotations:
@@ -23,13 +29,15 @@ def contested(annotations: Iterable[dict], adjudication: dict[str, dict] | None 
             continue  # the adjudicator's own label is the decision, not one of the votes
         by_item.setdefault(a["item_id"], Counter())[a["label"]] += 1
     queue = []
-    for item, counts in by_item.items():
+    for item in sorted(set(by_item) | set(disputes)):
+        counts = Counter(by_item.get(item, {})) + Counter(label for _, label in disputes.get(item, []))
         if len(counts) < 2 or item in decided:
             continue
         total = sum(counts.values())
         queue.append({"item_id": item, "labels": dict(counts.most_common()), "n_labels": total,
                       "top_share": round(counts.most_common(1)[0][1] / total, 3),
-                      "adjudicator": (adjudication.get(item) or {}).get("adjudicator")})
+                      "adjudicator": (adjudication.get(item) or {}).get("adjudicator"),
+                      "audit": item in disputes, "auditors": sorted({who for who, _ in disputes.get(item, [])})})
     return sorted(queue, key=lambda q: (q["top_share"], -q["n_labels"], q["item_id"]))
 
 

@@ -6,6 +6,8 @@ agreement and the contested queue only when its author was sent the item: in a r
 assignments, or as the item's adjudicator, and, for a label made in an annotator's queue, only when
 the author owns that queue. Anything else (an item nobody sent them, someone else's queue) is
 kept, reported by `loop status`, and left out until an operator accepts it (`loop accept`).
+An auditor's answers (made in an audit queue, `loop audit`) are neither: they never count and are
+not "left out"; they are the audit's evidence (`audit_answers`).
 """
 
 from __future__ import annotations
@@ -13,6 +15,28 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
 from typing import Any
+
+AUDIT_QUEUE = "audit:"  # the queue name of audit n's Label Studio project is "audit:n"
+
+
+def audit_queue(n: int) -> str:
+    return f"{AUDIT_QUEUE}{n}"
+
+
+def is_audit_answer(record: Mapping[str, Any]) -> bool:
+    return str(record.get("queue") or "").startswith(AUDIT_QUEUE)
+
+
+def audit_answers(annotations: Iterable[Mapping[str, Any]], n: int, auditor: str) -> dict[str, str]:
+    """item -> the auditor's label in audit n's queue (their latest; skips and others' labels ignored)."""
+    out: dict[str, tuple[str, str]] = {}
+    for rec in annotations:
+        if rec.get("queue") != audit_queue(n) or rec.get("annotator") != auditor or rec.get("label") is None:
+            continue
+        stamp = rec.get("updated_at") or rec.get("created_at") or ""
+        if rec["item_id"] not in out or stamp >= out[rec["item_id"]][0]:
+            out[rec["item_id"]] = (stamp, rec["label"])
+    return {item: label for item, (_, label) in out.items()}
 
 
 def assigned_to(round_assignments: Iterable[Mapping[str, Iterable[str]]],
@@ -44,6 +68,8 @@ def split(annotations: Iterable[Mapping[str, Any]], sent: Mapping[str, set[str]]
     accepted = {str(a) for a in accepted}
     counted, outside = [], []
     for rec in annotations:
+        if is_audit_answer(rec):
+            continue  # evidence for an audit, never a training label
         reason = None if str(rec.get("id")) in accepted else outside_reason(rec, sent)
         if reason is None:
             counted.append(rec)

@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from loop.errors import LoopError
+from loop.labels.attribution import audit_queue
 from loop.labels.interface import result_label
 from loop.services.labelstudio import LabelStudioClient
 from loop.services.store import Store
@@ -44,6 +45,7 @@ class Recorder:
         so a webhook costs the same at 1k and at 100k labels."""
         names = {a["ls_user_id"]: a["name"] for a in store.annotators().values()}
         queue_of = {q["ls_project"]: name for name, q in store.queues(p).items()}
+        queue_of |= {ls_project: audit_queue(n) for ls_project, n in store.audit_projects(p).items()}
         if task_ids is None:
             return cls(project=store.project(p) or {}, item_of_task=store.item_for_task(p), name_of_user=names,
                        stored=store.annotations(p), queue_of=queue_of)
@@ -106,8 +108,9 @@ NO_CHANGE = {"tasks": 0, "added": 0, "updated": 0, "removed": 0, "rejected": 0}
 
 
 def ls_projects(store: Store, p: int) -> list[int]:
-    """Every Label Studio project of loop project p: the main one, then the annotators' queues."""
-    return [p] + sorted(q["ls_project"] for q in store.queues(p).values())
+    """Every Label Studio project of loop project p: the main one, then the annotators' queues and
+    the audit queues."""
+    return [p] + sorted([q["ls_project"] for q in store.queues(p).values()] + list(store.audit_projects(p)))
 
 
 @dataclass

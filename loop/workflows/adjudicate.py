@@ -9,6 +9,7 @@ from loop.errors import ConfigError
 from loop.labels.adjudication import adjudicated_labels, contested
 from loop.services.context import Context
 from loop.services.sync import sync_annotations
+from loop.workflows.audit import disputes
 from loop.workflows.queues import enqueue
 from loop.workflows.training import labels_that_count
 
@@ -21,8 +22,10 @@ def assign(ctx: Context, p: int, adjudicator: str, limit: int | None = None) -> 
     sync_annotations(store, ctx.ls, p)
     annotations, _ = labels_that_count(store, p)
     adjudication = store.adjudication(p)
-    queue = contested(annotations, adjudication)
-    labelled_by = {(a["item_id"], a["annotator"]) for a in annotations}
+    queue = contested(annotations, adjudication, disputes(store, p))
+    # An auditor who disputed an item is a party to it, like its annotators: not its judge.
+    labelled_by = {(a["item_id"], a["annotator"]) for a in annotations} | {
+        (q["item_id"], who) for q in queue for who in q["auditors"]}
     own = [q["item_id"] for q in queue if (q["item_id"], adjudicator) in labelled_by and not q["adjudicator"]]
     todo = [q for q in queue if not q["adjudicator"] and (q["item_id"], adjudicator) not in labelled_by]
     todo = todo[:limit] if limit is not None else todo

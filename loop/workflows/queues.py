@@ -29,21 +29,30 @@ def queue_title(project_title: str, annotator: str) -> str:
 def ensure_queue(ctx: Context, p: int, annotator: str) -> int:
     """The Label Studio project of `annotator`'s queue in loop project p, created on first use
     with the project's labels, instructions and webhook."""
-    store, ls = ctx.store, ctx.ls
+    store = ctx.store
     known = store.queues(p).get(annotator)
     if known:
         return int(known["ls_project"])
     project = store.project(p) or {}
+    q = queue_project(ctx, p, annotator, QUEUE_TAB, suggestions=bool(project.get("assisted")))
+    store.add_queue(p, annotator, q)
+    return q
+
+
+def queue_project(ctx: Context, p: int, name: str, tab: str, *, suggestions: bool = False) -> int:
+    """The Label Studio project "<project> · <name>" (found by title, else created) with the project's
+    labels and instructions, its webhook, and a tab `tab` that hides others' labels and predictions."""
+    ls = ctx.ls
+    project = ctx.store.project(p) or {}
     main = ls.project(p)
-    title = queue_title(main.get("title") or f"loop project {p}", annotator)
+    title = queue_title(main.get("title") or f"loop project {p}", name)
     q = ls.find_project(title)  # made by a run that died before recording it
     if q is None:
         q = ls.create_project(title, project["labels"], main.get("expert_instruction") or "",
-                              suggestions=bool(project.get("assisted")), sampling="Sequential sampling")
+                              suggestions=suggestions, sampling="Sequential sampling")
     ls.ensure_webhook(q, f"{ctx.settings.backend_url}/webhook", LABEL_CHANGES, auth=ctx.workspace.backend_login(),
                       loop_project=p)
-    ls.ensure_view(q, QUEUE_TAB, hidden_columns=QUEUE_TAB_HIDDEN)
-    store.add_queue(p, annotator, q)
+    ls.ensure_view(q, tab, hidden_columns=QUEUE_TAB_HIDDEN)
     return q
 
 
