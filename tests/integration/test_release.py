@@ -19,7 +19,8 @@ LABELS = ["billing", "delivery", "account", "technical", "out_of_scope"]
 
 
 def test_two_releases_with_one_relabelled_item_and_a_third_with_no_change(stack_env, tmp_path):
-    rows = [json.loads(line) for line in (REPO / "examples" / "support_tickets.jsonl").read_text().splitlines()[200:240]]
+    lines = (REPO / "examples" / "support_tickets.jsonl").read_text().splitlines()[200:240]
+    rows = [json.loads(line) for line in lines]
     data = tmp_path / "tickets.jsonl"
     data.write_text("".join(json.dumps({**r, "id": f"rel-{r['id']}", "text": f"{r['text']} (release test)"}) + "\n"
                             for r in rows))
