@@ -5,6 +5,7 @@ Redis (reached through REDIS_URL), labels as stored (--no-sync)."""
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import pytest
 from typer.testing import CliRunner
@@ -18,7 +19,7 @@ from tests.curation.sample_project import P, build_project
 def env(clean_env, redis_server, redis_store, tmp_path, monkeypatch):
     build_project(redis_store, tmp_path)
     monkeypatch.setenv("REDIS_URL", f"unix://{redis_server.socket_file}")
-    return clean_env
+    return SimpleNamespace(workspace=clean_env, store=redis_store)
 
 
 def run(*args):
@@ -29,7 +30,8 @@ def test_release_list_diff_and_nothing_changed(env):
     first = run("release", "--no-sync", "--note", "pilot", "--project", str(P), "--json")
     assert first.exit_code == 0, first.output
     made = json.loads(first.stdout)
-    assert made["created"] and made["version"] == "v1" and made["path"] == str(env / "releases" / f"project-{P}" / "v1")
+    assert made["created"] and made["version"] == "v1"
+    assert made["path"] == str(env.workspace / "releases" / f"project-{P}" / "v1")  # under the workspace by default
     assert "manifest.json" in made["files"] and "README.md" in made["files"]
 
     again = run("release", "--no-sync", "--project", str(P))
@@ -43,6 +45,15 @@ def test_release_list_diff_and_nothing_changed(env):
 
     same = json.loads(run("releases", "diff", "v1", "v1", "--project", str(P), "--json").stdout)
     assert same["same_data"] and same["label_changes"] == [] and same["from"] == same["to"] == "v1"
+    relabelled = {aid: ({**a, "label": "account"} if a["item_id"] == "it10" else a)
+                  for aid, a in env.store.annotations(P).items()}
+    env.store.replace_annotations(P, relabelled)
+    second = run("release", "--no-sync", "--project", str(P))
+    assert second.exit_code == 0, second.output
+    assert "Released v2" in second.stdout and "since v1: 0 added, 0 removed" in second.stdout
+    shown = run("releases", "diff", "v1", "1", "--project", str(P))
+    assert shown.exit_code == 0, shown.output
+    assert "v1 -> v1 (same items, texts, labels and splits)" in shown.stdout and "class balance" in shown.stdout
 
 
 def test_unknown_versions_and_a_needless_audit_note_are_one_error_line(env):
