@@ -8,13 +8,25 @@ from __future__ import annotations
 
 import typer
 
-from loop.cli import annotators, curate, guidelines, labels, predictions, project, release, rounds, simulate, stack
+from loop.cli import (
+    annotators,
+    curate,
+    gold,
+    guidelines,
+    labels,
+    predictions,
+    project,
+    release,
+    rounds,
+    simulate,
+    stack,
+)
 
 app = typer.Typer(help=__doc__.splitlines()[0] + "\n\nStart with `loop up`, then `loop init DATA --labels A,B`, "
                   "`loop annotators add NAME` and `loop next-round`; before training, `loop validate` and "
                   "`loop export`.", no_args_is_help=True, rich_markup_mode="markdown", pretty_exceptions_enable=False)
 
-for noun in (stack, project, annotators, rounds, predictions, labels, guidelines, simulate, curate, release):
+for noun in (stack, project, annotators, rounds, predictions, labels, gold, guidelines, simulate, curate, release):
     noun.register(app)
 
 

@@ -95,11 +95,14 @@ def reliability_table(annotators: dict, title: str):
     from rich.table import Table
 
     pct = lambda v: "-" if v is None else f"{v:.0%}"  # noqa: E731
+    gold = any("gold_n" in a for a in annotators.values())  # `loop status` measures on control items
     table = Table("annotator", "labels", "agreement with consensus", "estimated accuracy", "95% interval",
-                  "rests on", "flags", title=title)
+                  "rests on", "flags", *(["measured on gold (95% interval)"] if gold else []), title=title)
     for name, a in sorted(annotators.items(), key=lambda kv: str(kv[0])):
         low_high = a.get("accuracy_interval")
+        measured = [] if not gold else ["-"] if not a.get("gold_n") else [
+            f"{a['gold_accuracy']:.0%} of {a['gold_n']} ({a['gold_interval'][0]:.0%}-{a['gold_interval'][1]:.0%})"]
         table.add_row(str(name), str(a.get("n_labels", a["n"])), pct(a["agreement_with_consensus"]),
                       pct(a["estimated_accuracy"]), "-" if not low_high else f"{low_high[0]:.0%}-{low_high[1]:.0%}",
-                      f"{a.get('n_evidence', 0)} labels", ", ".join(a.get("flags") or []) or "-")
+                      f"{a.get('n_evidence', 0)} labels", ", ".join(a.get("flags") or []) or "-", *measured)
     return table

@@ -73,6 +73,7 @@ def next_round(
     aggregation: Optional[str] = typer.Option(
         None, help=f"How several labels of an item become one: {', '.join(AGGREGATION_METHODS)}. Kept like --guideline-version."),
     relabel: str = typer.Option(DEFAULT_RELABEL, help="Spend part of the round on another label for labelled items whose label is least certain, each from an annotator who has not labelled it: auto (as many as score lower than the new items), a number per round, or off."),
+    gold_rate: float = typer.Option(0.0, help="Mix about this share of control items (gold items, unmarked) into each annotator's new items, at least one when above 0; their answers measure the annotator and never count as labels (e.g. 0.05)."),
     close_incomplete: bool = typer.Option(False, "--close-incomplete", help="Close the previous round even if annotators still owe items."),
     project: Optional[int] = typer.Option(None, help=PROJECT_OPTION_HELP),
     seed: Optional[int] = typer.Option(None, help="Random seed for cold start and random selection."),
@@ -87,7 +88,7 @@ def next_round(
     result = run(context(), project, size=size, annotators=csv_option(annotators), overlap=overlap,
                  strategy=strategy, close_incomplete=close_incomplete, seed=seed, budget=budget,
                  guideline_version=parse_guideline_version(guideline_version), aggregation=aggregation,
-                 relabel=relabel)
+                 relabel=relabel, gold_rate=gold_rate)
     emit(result, as_json, render_round)
 
 
@@ -95,7 +96,9 @@ def _render_status(s: dict, plot: str | None) -> None:
     budget = f" of a budget of {s['budget']}" if s["budget"] else ""
     console.print(f"[bold]Project {s['project_id']}[/]: {s['items']} items, {s['labels_spent']} labels spent{budget} "
                   f"on {s['items_labelled']} items, {s['pool']} in the pool; model {s['model_version'] or 'none yet'}")
-    console.print(f"Models learn from {s['training_policy']['description']} ({s['training_items']} items).")
+    gold = (s.get("gold") or {}).get("count")
+    console.print(f"Models learn from {s['training_policy']['description']} ({s['training_items']} items)."
+                  + (f" {gold} gold items kept apart (`loop gold list`)." if gold else ""))
     rounds = Table("round", "status", "strategy", "size", "overlap", "progress (done/assigned)", "started")
     for r in s["rounds"]:
         prog = ", ".join(f"{a} {v['done']}/{v['assigned']}" for a, v in sorted(r["progress"].items()))
@@ -109,11 +112,11 @@ def _render_status(s: dict, plot: str | None) -> None:
     console.print(balance)
     if s["learning_curve"]:
         curve = Table("round", "labelled items", "kappa vs previous", "dev accuracy", "dev macro-F1",
-                      title="learning curve")
+                      "gold accuracy", "gold macro-F1", title="learning curve")
         fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
         for c in s["learning_curve"]:
             curve.add_row(str(c["round"]), str(c["n_labels"]), fmt(c.get("kappa")), fmt(c.get("dev_accuracy")),
-                          fmt(c.get("dev_macro_f1")))
+                          fmt(c.get("dev_macro_f1")), fmt(c.get("gold_accuracy")), fmt(c.get("gold_macro_f1")))
         console.print(curve)
     if s.get("annotators"):
         console.print(reliability_table(s["annotators"], "annotators (estimated accuracy of their labels)"))

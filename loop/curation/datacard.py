@@ -26,7 +26,7 @@ COLUMN_DOCS = {
     "label": "the aggregated label (what the loop trains on)",
     "decided_by": ("single (one annotator's label, checked by nobody), unanimous (two or more labels, all alike), "
                    "majority, tie-break (as many votes for another label), model-weighted (Dawid-Skene's "
-                   "posterior) or adjudicated"),
+                   "posterior), adjudicated, or gold (the gold split: a trusted label, kept out of training)"),
     "confidence": "share of votes for the label (model-weighted: Dawid-Skene's posterior; 1.0 when adjudicated)",
     "n_labels": "number of annotators who labelled the item (an adjudicator's ruling not counted)",
     "guideline_version": "guideline version of the labels that decided the item",
@@ -239,8 +239,9 @@ def card_facts(store, p: int, *, status: Mapping, validation: Mapping, splits: M
                    "labels_changed_after_close": len(status.get("labels_changed_after_close") or []),
                    "labels_with_suggestion": status.get("labels_with_suggestion", 0)},
         "training_policy": dict(status.get("training_policy") or {}),
-        "training_labels": label_accuracy_estimate(
-            {r["id"]: r for r in rows}, (status.get("training_policy") or {}).get("aggregation") or DEFAULT_METHOD),
+        "training_labels": label_accuracy_estimate(  # gold rows are trusted, not trained on: left out
+            {r["id"]: r for r in rows if r["decided_by"] != "gold"},
+            (status.get("training_policy") or {}).get("aggregation") or DEFAULT_METHOD),
         "counts": {
             "rows": len(rows), "splits": {name: len(part) for name, part in splits.items()}, "clusters": n_clusters,
             "decided_by": dict(Counter(r["decided_by"] for r in rows).most_common()),
@@ -502,9 +503,11 @@ def render_card(facts: Mapping[str, Any]) -> str:
     if stop["png"]:
         out += [f"![learning curve]({stop['png']})", ""]
     if stop["curve"]:
-        out += [_table(["round", "labels", "kappa vs previous model", "dev accuracy", "dev macro-F1"],
+        out += [_table(["round", "labels", "kappa vs previous model", "dev accuracy", "dev macro-F1",
+                        "gold accuracy", "gold macro-F1"],
                        [[c.get("round"), c.get("n_labels"), _num(c.get("kappa")), _num(c.get("dev_accuracy")),
-                         _num(c.get("dev_macro_f1"))] for c in stop["curve"]]), ""]
+                         _num(c.get("dev_macro_f1")), _num(c.get("gold_accuracy")), _num(c.get("gold_macro_f1"))]
+                        for c in stop["curve"]]), ""]
 
     allowed = ("**Contradictions were allowed** (`--allow-contradictions`)" if val["allow_contradictions"]
                else "Contradictions were not allowed: the export refuses while any exist")

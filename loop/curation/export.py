@@ -110,6 +110,25 @@ def curated_rows(texts: Mapping[str, str], annotations: Iterable[dict], adjudica
     return rows
 
 
+def gold_rows(texts: Mapping[str, str], gold: Mapping[str, Mapping], assigned: Mapping[str, int], *,
+              with_annotations: bool = False) -> list[dict]:
+    """One row per gold item, sorted by id, with the columns of `curated_rows`: its trusted label,
+    decided_by "gold", confidence 1.0, n_labels 0 (no annotator's label decided it), no guideline
+    version, and the round that selected it, if any."""
+    missing = [item for item in gold if item not in texts]
+    if missing:
+        raise DataError(f"{len(missing)} gold items have no text (e.g. {min(missing)!r}); re-run `loop gold add` "
+                        "with the file that holds them")
+    rows = []
+    for item in sorted(gold, key=str):
+        row = {"id": str(item), "text": texts[item], "label": gold[item]["label"], "decided_by": "gold",
+               "confidence": 1.0, "n_labels": 0, "guideline_version": None, "round": assigned.get(item)}
+        if with_annotations:
+            row["annotations"] = []
+        rows.append(row)
+    return rows
+
+
 # --------------------------------------------------------------------------------------------
 # The split
 

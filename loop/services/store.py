@@ -26,9 +26,10 @@ Key names (one separator, ':'; `{p}` is the loop project id, which is the Label 
                                                           of someone who had not labelled it (`next-round --relabel`)
     loop:project:{p}:relabelling              hash        item id -> the open round asking it to be relabelled (an
                                                           item is in at most one open relabel at a time)
-    loop:project:{p}:round:{n}:controls       hash        gold item id -> JSON [annotator, ...]: gold items mixed unmarked
-                                                          into those annotators' queues (`next-round --gold-rate`);
-                                                          their answers measure the annotator, never count as labels
+    loop:project:{p}:round:{n}:controls       hash        gold item id -> JSON [annotator, ...]: gold items mixed
+                                                          unmarked into those annotators' queues (`next-round
+                                                          --gold-rate`); their answers measure the annotator and
+                                                          never count as labels
     loop:project:{p}:gold                     hash        item id -> JSON {label, source ("file:<name>" |
                                                           "adjudicated"), added_at}: the gold set, kept apart (never
                                                           selected, never trained on, its own export split)

@@ -27,6 +27,7 @@ from loop.curation.export import (
     _write_text,
     check_test_size,
     curated_rows,
+    gold_rows,
     write_hf,
     write_rows,
 )
@@ -103,6 +104,7 @@ def project_items(ctx, p: int) -> tuple[list[Item], list[dict[str, Any]], str]:
     store = ctx.store
     project = store.project(p)
     annotations, _ = training.labels_that_count(store, p)
+    annotations = training.without_gold(store, p, annotations)  # the training labels, as models see them
     labelled = {a["item_id"] for a in annotations if a.get("label") is not None}
     if not labelled:
         raise DataError(f"project {p} has no labels yet; nothing to validate (`loop status` shows the rounds)")
@@ -147,8 +149,9 @@ def export_project(ctx, p: int, out_dir: str | Path, *, fmt: str = "jsonl", test
                    release: Callable[[dict, dict], dict] | None = None) -> dict[str, Any]:
     """Validate, split and write project p's curated dataset into out_dir with its data card.
 
-    Files: train.<ext> and test.<ext> (or a `dataset/` folder for fmt "hf"), README.md (the data
-    card), learning_curve.png and validation.json. Refuses (DataError, nothing written) while
+    Files: train.<ext> and test.<ext> (or a `dataset/` folder for fmt "hf"), gold.<ext> when the
+    project has a gold set (its trusted labels, never in train or test), README.md (the data card),
+    learning_curve.png and validation.json. Refuses (DataError, nothing written) while
     identical inputs carry different labels, unless allow_contradictions (the card then says so).
     `loop release` passes `keep_sides` (item id -> the split its parent release put it in: it stays
     there) and `release(facts, splits)`, whose answer becomes the card's "release" section.
@@ -169,6 +172,7 @@ def export_project(ctx, p: int, out_dir: str | Path, *, fmt: str = "jsonl", test
     if project is None:
         raise NotInitialised(f"project {p} is unknown; `loop init DATA` creates one")
     annotations, _ = training.labels_that_count(store, p)
+    annotations = training.without_gold(store, p, annotations)  # gold goes to its own split, below
     labelled = {a["item_id"] for a in annotations if a.get("label") is not None}
     if not labelled:
         raise DataError(f"project {p} has no labels yet; nothing to export (`loop status` shows the rounds)")
@@ -196,6 +200,10 @@ def export_project(ctx, p: int, out_dir: str | Path, *, fmt: str = "jsonl", test
     clusters = duplicate_clusters(items, None, near_threshold, pairs=[(q["a"], q["b"]) for q in near])
     train, test = split_keeping_sides(rows, clusters, keep_sides or {}, test_size=test_size, seed=seed)
     splits = {"train": train, "test": test}
+    gold = store.gold(p)
+    if gold:  # the evaluation set, kept apart: never in train (nor test, whose split is by cluster)
+        gold_texts, _ = project_texts(ctx, p, project, gold)
+        splits["gold"] = gold_rows(gold_texts, gold, store.assigned(p), with_annotations=with_annotations)
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

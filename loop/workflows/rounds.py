@@ -7,6 +7,7 @@ finds the planned round and finishes it instead of choosing new items.
 
 from __future__ import annotations
 
+import random
 import time
 from typing import Any, Sequence
 
@@ -25,6 +26,7 @@ from loop.labels.policy import TrainingPolicy
 from loop.services.context import Context
 from loop.services.store import Store
 from loop.services.sync import sync_annotations
+from loop.workflows import gold as gold_flow
 from loop.workflows import training
 from loop.workflows.predictions import replace_predictions
 from loop.workflows.queues import enqueue, withdraw
@@ -57,6 +59,12 @@ def _close_previous(ctx: Context, p: int, counted: list[dict], close_incomplete:
         labelled_by = {(a["item_id"], a["annotator"]) for a in counted}
         for annotator, items in per_annotator(relabels).items():
             withdraw(ctx, p, annotator, [i for i in items if (i, annotator) not in labelled_by])
+        # A control nobody answered leaves the queue too (it would otherwise head their next round).
+        controls = store.round_controls(p, n)
+        if controls:
+            answered = {(a["item_id"], a["annotator"]) for a in training.control_answers(store, p)}
+            for annotator, items in per_annotator(controls).items():
+                withdraw(ctx, p, annotator, [i for i in items if (i, annotator) not in answered])
         store.close_round(p, n, release=release)
         round_labels = [a for a in counted if a["item_id"] in assignments and a["label"] is not None]
         report = agreement_report(round_labels) if round_labels else None
@@ -92,13 +100,16 @@ def check_round_options(size: int, annotators: Sequence[str], overlap: int, stra
 def next_round(ctx: Context, project: int | None, *, size: int, annotators: Sequence[str], overlap: int,
                strategy: str = DEFAULT_STRATEGY, close_incomplete: bool = False, seed: int | None = None,
                budget: int | None = None, guideline_version: Any = training.KEEP,
-               aggregation: str | None = None, relabel: str | int = relabel_lib.DEFAULT_MODE) -> dict[str, Any]:
+               aggregation: str | None = None, relabel: str | int = relabel_lib.DEFAULT_MODE,
+               gold_rate: float = 0.0) -> dict[str, Any]:
     """Run one round on `project` (None: the current one). `guideline_version` and `aggregation`
     change the project's training policy (kept for later rounds and the trainer): a version
     number, None for every version, or `training.KEEP`. `relabel` ("off", "auto" or a number)
     spends part of the round on another label for labelled items whose label is least certain
-    (`core.relabel`), each from an annotator who has not labelled it."""
+    (`core.relabel`), each from an annotator who has not labelled it. `gold_rate` mixes about that
+    share of control items (gold, unmarked) into each annotator's new items (`workflows.gold`)."""
     check_round_options(size, annotators, overlap, strategy, aggregation)
+    gold_rate = gold_flow.check_gold_rate(gold_rate)
     relabel = parse_relabel(relabel)
     if budget is not None and budget < 1:
         raise ConfigError(f"--budget is {budget}; it must be a positive number of labels")
@@ -111,6 +122,10 @@ def next_round(ctx: Context, project: int | None, *, size: int, annotators: Sequ
     unknown = [a for a in annotators if a not in known]
     if unknown:
         raise ConfigError(f"unknown annotator {unknown[0]!r}; add them first with `loop annotators add {unknown[0]}`")
+    gold = store.gold(p)
+    if gold_rate > 0 and not gold:
+        raise ConfigError(f"--gold-rate {gold_rate} needs a gold set, and project {p} has none; add one with "
+                          "`loop gold add FILE` or `loop gold promote`, or drop --gold-rate")
     if budget is not None:
         store.save_project(p, {"budget": budget}, make_current=False)
     policy = training.set_policy(store, p, aggregation=aggregation, guideline_version=guideline_version)
@@ -136,7 +151,8 @@ def next_round(ctx: Context, project: int | None, *, size: int, annotators: Sequ
     items = store.items(p)
     labelled_any = {a["item_id"] for a in counted if a["label"] is not None}
     assigned = store.assigned(p)
-    pool = [i for i in sorted(items) if i not in labelled_any and i not in assigned]
+    # Gold items are the evaluation set: never a strategy's to choose.
+    pool = [i for i in sorted(items) if i not in labelled_any and i not in assigned and i not in gold]
     if not pool and relabel == "off":
         raise EmptyPool("the pool is exhausted: every item is labelled or assigned; import more with `loop init`, "
                         "or spend rounds on another label for uncertain items with --relabel auto")
@@ -164,12 +180,15 @@ def next_round(ctx: Context, project: int | None, *, size: int, annotators: Sequ
             classifier, model_lib.restore(previous) if previous else None,
             ctx.vectors.matrix(p, project.get("stop_set") or []),
             _dev_matrix(ctx, dev), dev.get("labels"), n_labels=len(train.y)).as_dict()
+        metrics |= gold_flow.gold_metrics(ctx, p, classifier, gold)
     chosen = [pool[i] for i in batch.picked]
     scores = dict(zip(chosen, model_lib.predict(classifier, X_pool[batch.picked]))) if classifier is not None else {}
 
     assignments = assign(chosen, annotators, overlap)
     if not assignments and not relabels:
         raise EmptyPool("nothing to send: no new item is left and no labelled item needs another label")
+    controls = gold_flow.choose_controls(store, p, gold, {a: len(v) for a, v in per_annotator(assignments).items()},
+                                         gold_rate, annotations, seed=round_seed)
     record = {
         "id": n, "created_at": time.time(), "strategy": batch.strategy,
         "requested_strategy": strategy, "size": len(chosen), "overlap": overlap, "annotators": list(annotators),
@@ -179,8 +198,10 @@ def next_round(ctx: Context, project: int | None, *, size: int, annotators: Sequ
         "model_version": version, "guideline_version": project.get("guideline_version"),
         "labels_so_far": len(train.y), "labels_spent": spent, "training_policy": policy.as_dict(),
         "pool_before": len(pool), "scores": scores, "queues": {}, "closed_previous": closed, "metrics": metrics,
+        "controls": {"rate": gold_rate, "items": sum(len(v) for v in controls.values()),
+                     "per_annotator": {a: len(v) for a, v in per_annotator(controls).items()}},
     }
-    store.plan_round(p, record, assignments, relabels)
+    store.plan_round(p, record, assignments, relabels, controls)
     _publish(ctx, p, record, assignments, relabels)
     return {**round_detail(store, p, n), "resumed": False, "synced": synced}
 
@@ -225,10 +246,15 @@ def _publish(ctx: Context, p: int, record: dict[str, Any], assignments: dict[str
              relabels: dict[str, list[str]] | None = None) -> None:
     """Label Studio side of a planned round (each step idempotent), then mark the round open: each
     annotator's items (new ones and relabels) go to their queue; the model's scores go to the main
-    project (for operators), and to the queues only in an assisted project."""
+    project (for operators), and to the queues only in an assisted project. Control items are
+    shuffled in among an annotator's items, so nothing in the queue tells them apart."""
     store = ctx.store
     n = record["id"]
     mine = per_annotator({**assignments, **(relabels or {})})
+    for a, items in per_annotator(store.round_controls(p, n)).items():
+        mixed = mine.get(a, []) + items
+        random.Random(f"{n}:{a}").shuffle(mixed)  # seeded: a re-run after a crash asks for the same order
+        mine[a] = mixed
     queues = {a: enqueue(ctx, p, a, items, round=n) for a, items in mine.items()}
     version, scores = record.get("model_version"), record.get("scores") or {}
     if version and scores:

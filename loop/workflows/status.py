@@ -14,6 +14,7 @@ from loop.labels.attribution import changed_after_close
 from loop.services.context import Context
 from loop.services.store import Store
 from loop.services.sync import sync_annotations
+from loop.workflows import gold as gold_flow
 from loop.workflows import training
 
 
@@ -22,7 +23,8 @@ def round_detail(store: Store, p: int, n: int, annotations: dict[str, dict] | No
     ids they were given in assignment order, the Label Studio task ids of those items in their
     queue (`queue`, its project id; None before the round is published) and in the main project
     (`main_tasks`), the labelled items they were sent for another label (`relabels`: items and
-    tasks), how many they have done of both and the items they still owe."""
+    tasks), how many they have done of both and the items they still owe, and the gold items mixed
+    in as controls (`controls`: items and tasks; not counted in done or owed)."""
     record = store.round(p, n)
     if record is None:
         known = ", ".join(map(str, store.round_numbers(p))) or "none yet"
@@ -33,6 +35,7 @@ def round_detail(store: Store, p: int, n: int, annotations: dict[str, dict] | No
     counted, _ = training.labels_that_count(store, p, annotations)
     done = progress({**assignments, **relabels}, counted)
     again = per_annotator(relabels)
+    checks = per_annotator(store.round_controls(p, n))
     record.pop("scores", None)
     queues = store.queues(p)
     record["assignments"] = {}
@@ -42,6 +45,7 @@ def round_detail(store: Store, p: int, n: int, annotations: dict[str, dict] | No
             "items": mine, "queue": (queues.get(a) or {}).get("ls_project"), "tasks": [in_queue.get(i) for i in mine],
             "main_tasks": [items[i]["task_id"] for i in mine],
             "relabels": {"items": again.get(a, []), "tasks": [in_queue.get(i) for i in again.get(a, [])]},
+            "controls": {"items": checks.get(a, []), "tasks": [in_queue.get(i) for i in checks.get(a, [])]},
             "done": done[a]["done"], "owed": done[a]["owed"]}
     return record
 
@@ -56,9 +60,12 @@ def status(ctx: Context, p: int, *, sync: bool = True) -> dict[str, Any]:
     labelled_items = {a["item_id"] for a in labelled}
     policy = training.policy(store, p)
     adjudication = store.adjudication(p)
-    decisions = policy.decisions(counted, adjudication)
+    trained = training.without_gold(store, p, counted)  # what models learn from: gold is kept apart
+    decisions = policy.decisions(trained, adjudication)
     labels = {item: d["label"] for item, d in decisions.items()}
-    quality = policy.label_quality(counted, adjudication, decisions)
+    quality = policy.label_quality(trained, adjudication, decisions)
+    gold = store.gold(p)
+    _add_gold_accuracy(quality["annotators"], gold_flow.annotator_accuracy(store, p, annotations))
     versions = Counter(a.get("guideline_version") for a in labelled)
     warnings = []
     if len(versions) > 1:
@@ -101,7 +108,8 @@ def status(ctx: Context, p: int, *, sync: bool = True) -> dict[str, Any]:
         "project_id": p, "labels": project["labels"], "items": len(items),
         "labels_spent": len(labelled), "items_labelled": len(labelled_items), "training_items": len(labels),
         "budget": project.get("budget"),
-        "pool": sum(1 for i in items if i not in labelled_items and i not in assigned),
+        "pool": sum(1 for i in items if i not in labelled_items and i not in assigned and i not in gold),
+        "gold": {k: v for k, v in gold_flow.summary(store, p).items() if k != "items"},
         "class_balance": {lab: balance.get(lab, 0) for lab in project["labels"]},
         "training_policy": {**policy.as_dict(), "description": policy.describe()},
         "training_labels": quality["training_labels"], "annotators": quality["annotators"],
@@ -119,6 +127,18 @@ def status(ctx: Context, p: int, *, sync: bool = True) -> dict[str, Any]:
     }
 
 
+def _add_gold_accuracy(annotators: dict[str, dict], measured: dict[str, dict]) -> None:
+    """Each annotator's accuracy measured on control items next to the estimated one ("gold_accuracy",
+    "gold_n", "gold_correct", "gold_interval"; None and 0 without answers). Someone with control
+    answers and no counted label gets an entry of their own."""
+    for name in sorted(set(annotators) | set(measured)):
+        entry = annotators.setdefault(name, {"n": 0, "n_labels": 0, "agreement_with_consensus": None,
+                                             "estimated_accuracy": None, "accuracy_interval": None,
+                                             "n_evidence": 0, "flags": [], "warnings": []})
+        entry.update(measured.get(name) or {"gold_n": 0, "gold_correct": 0, "gold_accuracy": None,
+                                            "gold_interval": None})
+
+
 def round_status(ctx: Context, p: int, n: int, *, sync: bool = True) -> dict[str, Any]:
     """`loop status --round N`: that round in detail, after a sync."""
     synced = sync_annotations(ctx.store, ctx.ls, p) if sync else None
@@ -126,7 +146,8 @@ def round_status(ctx: Context, p: int, n: int, *, sync: bool = True) -> dict[str
 
 
 def plot_curve(status: dict[str, Any], path: str) -> None:
-    """The learning curve as a PNG: dev accuracy and macro-F1 (when a dev set exists) and the kappa series."""
+    """The learning curve as a PNG: dev and gold accuracy and macro-F1 (when there are such sets) and the
+    kappa series."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -135,9 +156,15 @@ def plot_curve(status: dict[str, Any], path: str) -> None:
     curve = status["learning_curve"]
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
     x = [c["n_labels"] for c in curve]
-    if any(c.get("dev_accuracy") is not None for c in curve):
+    dev = any(c.get("dev_accuracy") is not None for c in curve)
+    gold = any(c.get("gold_accuracy") is not None for c in curve)
+    if dev:
         left.plot(x, [c.get("dev_accuracy") for c in curve], marker="o", label="dev accuracy")
         left.plot(x, [c.get("dev_macro_f1") for c in curve], marker="s", label="dev macro-F1")
+    if gold:
+        left.plot(x, [c.get("gold_accuracy") for c in curve], marker="^", label="gold accuracy")
+        left.plot(x, [c.get("gold_macro_f1") for c in curve], marker="v", label="gold macro-F1")
+    if dev or gold:
         left.legend()
     else:
         left.text(0.5, 0.5, "no dev set\n(loop init --dev dev.jsonl)", ha="center", va="center")

@@ -68,18 +68,50 @@ def sent_to(store, p: int) -> dict[str, set[str]]:
                        store.adjudication(p))
 
 
+def controls_sent(store, p: int) -> set[tuple[str, str]]:
+    """(gold item, annotator) of every control item a round mixed into an annotator's queue."""
+    return {(item, who) for n in store.round_numbers(p) for item, people in store.round_controls(p, n).items()
+            for who in people}
+
+
+def is_control_answer(record: Mapping, controls: set[tuple[str, str]]) -> bool:
+    """A label its author gave in their own queue on a gold item sent to them as a control."""
+    return record.get("queue") == record["annotator"] and (record["item_id"], record["annotator"]) in controls
+
+
+def control_answers(store, p: int, annotations: Mapping[str, dict] | None = None) -> list[dict]:
+    """The answers to control items: evidence of each annotator's accuracy on gold (`labels.gold`)."""
+    annotations = store.annotations(p) if annotations is None else annotations
+    controls = controls_sent(store, p)
+    return [a for a in annotations.values() if is_control_answer(a, controls)] if controls else []
+
+
 def labels_that_count(store, p: int, annotations: Mapping[str, dict] | None = None) -> tuple[list, list]:
     """(records that count, records left out with the reason): a label counts when its author was
     sent the item, in their own queue, or an operator accepted it (`labels.attribution`). Training,
-    agreement, the contested queue, the budget and the pool all count the first list only."""
+    agreement, the contested queue, the budget and the pool all count the first list only.
+    Answers to control items are in neither list (`control_answers`)."""
     annotations = store.annotations(p) if annotations is None else annotations
-    return split(annotations.values(), sent_to(store, p), store.accepted(p))
+    controls = controls_sent(store, p)
+    # A control answer measures its author against gold: never a label spent, and not "outside" either.
+    records = [a for a in annotations.values() if not is_control_answer(a, controls)] if controls \
+        else annotations.values()
+    return split(records, sent_to(store, p), store.accepted(p))
+
+
+def without_gold(store, p: int, counted: list) -> list:
+    """The labels that count, minus those on gold items: gold is the evaluation set, never trained
+    on. Every path that trains or reports training labels (here, `status`, `validate`, `export`)
+    goes through it; the budget and round progress still see every label that counts."""
+    gold = store.gold(p)
+    return [a for a in counted if a["item_id"] not in gold] if gold else list(counted)
 
 
 def final_labels(store, p: int, annotations: Mapping[str, dict] | None = None) -> dict[str, str]:
-    """item -> the one label the project's models learn from, under its training policy."""
+    """item -> the one label the project's models learn from, under its training policy (gold items
+    never among them)."""
     counted, _ = labels_that_count(store, p, annotations)
-    return policy(store, p).final_labels(counted, store.adjudication(p))
+    return policy(store, p).final_labels(without_gold(store, p, counted), store.adjudication(p))
 
 
 @dataclass(frozen=True)

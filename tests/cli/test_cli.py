@@ -37,6 +37,7 @@ DOCUMENTED = {"", "up", "down", "ps", "credentials", "demo", "init", "annotators
               "agreement", "aggregate", "guidelines", "guidelines show", "guidelines bump", "simulate",
               "validate", "export"}
 DOCUMENTED |= {"release", "releases", "releases list", "releases diff"}
+DOCUMENTED |= {"gold", "gold add", "gold promote", "gold list"}
 
 
 def test_the_tree_has_exactly_the_documented_commands():

@@ -31,7 +31,8 @@ def test_round_detail_lists_each_annotators_items_and_tasks(ctx):
     detail = round_detail(ctx.store, P, 1)
     assert "scores" not in detail and detail["id"] == 1
     unpublished = {"items": ["i0", "i2", "i4"], "queue": None, "tasks": [None, None, None],
-                   "main_tasks": [100, 102, 104], "relabels": {"items": [], "tasks": []}, "done": 0,
+                   "main_tasks": [100, 102, 104], "relabels": {"items": [], "tasks": []},
+                   "controls": {"items": [], "tasks": []}, "done": 0,
                    "owed": ["i0", "i2", "i4"]}
     assert detail["assignments"] == {"alice": unpublished, "bob": unpublished}
     ctx.store.add_queue(P, "alice", 40)
