@@ -23,6 +23,7 @@ def start(
     auditor: str = typer.Option(..., help="Who re-labels the sample (a recorded annotator); never sent their own items."),
     sample: int = typer.Option(50, help="How many items to sample (all of them when fewer are final)."),
     round_id: Optional[int] = typer.Option(None, "--round", help="Sample only the items of this round."),
+    release: Optional[str] = typer.Option(None, help="Sample a release's items (e.g. v2), with the labels it published."),
     stratify: Optional[str] = typer.Option(None, help="`label`: each label gets its share of the sample."),
     seed: Optional[int] = typer.Option(None, help="Seed of the draw (default: a random one, recorded)."),
     project: Optional[int] = typer.Option(None, help=PROJECT_OPTION_HELP),
@@ -34,7 +35,8 @@ def start(
     from loop.workflows.audit import start as run
 
     ctx = context()
-    r = run(ctx, ctx.project_id(project), auditor, sample=sample, round_id=round_id, stratify=stratify, seed=seed)
+    r = run(ctx, ctx.project_id(project), auditor, sample=sample, round_id=round_id, release=release,
+            stratify=stratify, seed=seed)
     emit(r, as_json, lambda r: console.print(
         f"Audit {r['audit']}{' (resumed)' if r['resumed'] else ''}: {len(r['sample'])} of {r['population']} final "
         f"labels sampled (seed {r['seed']}{', stratified by ' + r['stratify'] if r['stratify'] else ''}) for "

@@ -2,7 +2,8 @@
 
 `start` draws the sample (`labels.audit.draw_sample`, seeded and recorded) from the items whose
 label is final under the training policy, leaving out the auditor's own items, items waiting for an
-adjudicator and items out for another label; freezes each sampled item's label as it is; and puts
+adjudicator and items out for another label (or from a release's items, with the labels it
+published); freezes each sampled item's label as it is; and puts
 the items, text only, in an audit queue of the auditor's own: a Label Studio project
 "<project> · audit N · NAME" with a tab "Audit · NAME" (no other label, no prediction on it).
 `report` reads the auditor's answers (`labels.attribution.audit_answers`; they never count as
@@ -37,17 +38,28 @@ def audit_tab(auditor: str) -> str:
     return f"Audit · {auditor}"
 
 
-def final_labels_to_audit(store, p: int, auditor: str, *, round_id: int | None = None) -> dict[str, dict]:
+def final_labels_to_audit(store, p: int, auditor: str, *, round_id: int | None = None,
+                          release: str | None = None) -> dict[str, dict]:
     """item -> its decision ({"label", "decided_by", "confidence", "n_labels"}) for the items an
     audit may sample: labelled, decided (not waiting for an adjudicator, not out for another label),
-    of round `round_id` when given, and never labelled by the auditor."""
+    of round `round_id` when given, and never labelled by the auditor. With `release`, the items of
+    that release with the label it published (what a team that cites the release relies on)."""
     annotations = store.annotations(p)
+    theirs = {a["item_id"] for a in annotations.values() if a.get("annotator") == auditor}
+    if release is not None:
+        if round_id is not None:
+            raise ConfigError("audit one round (--round) or one release (--release), not both")
+        from loop.workflows.release import read_manifest
+
+        manifest = read_manifest(store, p, release)
+        return {e["id"]: {"label": e["label"], "decided_by": e["decided_by"], "confidence": None,
+                          "n_labels": e["n_labels"], "guideline_version": e.get("guideline_version")}
+                for e in manifest["items"] if e["id"] not in theirs}
     counted, _ = training.labels_that_count(store, p, annotations)
     adjudication = store.adjudication(p)
     decisions = training.policy(store, p).decisions(counted, adjudication)
     waiting = {i for i, rec in adjudication.items() if rec.get("adjudicator")
                and decisions.get(i, {}).get("decided_by") != "adjudicated"}
-    theirs = {a["item_id"] for a in annotations.values() if a.get("annotator") == auditor}
     scope = None
     if round_id is not None:
         if store.round(p, round_id) is None:
@@ -63,14 +75,14 @@ def _frozen(item: str, decision: dict, counted: list[dict], round_of: dict) -> d
     """What the item's label was when sampled: the decision, who gave which label, the guideline."""
     mine = [a for a in counted if a["item_id"] == item and a.get("label") is not None]
     versions = Counter(a.get("guideline_version") for a in mine if a["label"] == decision["label"])
+    version = max(versions, key=lambda v: (versions[v], str(v))) if versions else None
     return {"label": decision["label"], "decided_by": decision["decided_by"],
             "confidence": decision.get("confidence"), "annotators": {a["annotator"]: a["label"] for a in mine},
-            "guideline_version": max(versions, key=lambda v: (versions[v], str(v))) if versions else None,
-            "round": round_of.get(item)}
+            "guideline_version": decision.get("guideline_version", version), "round": round_of.get(item)}
 
 
 def start(ctx: Context, p: int, auditor: str, *, sample: int = 50, round_id: int | None = None,
-          stratify: str | None = None, seed: int | None = None) -> dict[str, Any]:
+          release: str | None = None, stratify: str | None = None, seed: int | None = None) -> dict[str, Any]:
     store = ctx.store
     if auditor not in store.annotators():
         raise ConfigError(f"unknown auditor {auditor!r}; add them with `loop annotators add {auditor}`")
@@ -83,9 +95,9 @@ def start(ctx: Context, p: int, auditor: str, *, sample: int = 50, round_id: int
     if unfinished is not None:  # a run that died while publishing: finish it
         return {**_publish(ctx, p, unfinished["id"]), "resumed": True}
     sync_annotations(store, ctx.ls, p)
-    population = final_labels_to_audit(store, p, auditor, round_id=round_id)
+    population = final_labels_to_audit(store, p, auditor, round_id=round_id, release=release)
     if not population:
-        where = f" in round {round_id}" if round_id is not None else ""
+        where = (f" in round {round_id}" if round_id is not None else f" in release {release}" if release else "")
         raise ConfigError(f"no final labels to audit{where} that {auditor} did not make themselves; "
                           "label some items first (`loop next-round`)")
     seed = secrets.randbelow(2**31) if seed is None else int(seed)
@@ -94,7 +106,7 @@ def start(ctx: Context, p: int, auditor: str, *, sample: int = 50, round_id: int
     round_of = store.assigned(p)
     frozen = {i: _frozen(i, population[i], counted, round_of) for i in chosen}
     record = {"auditor": auditor, "created_at": time.time(), "seed": seed, "sample_size": sample,
-              "scope": {"round": round_id}, "stratify": stratify, "population": len(population),
+              "scope": {"round": round_id, "release": release}, "stratify": stratify, "population": len(population),
               "sample": chosen, "status": "open", "published": False, "ls_project": None, "report": None,
               "training_policy": training.policy(store, p).as_dict()}
     n = store.plan_audit(p, record, frozen)

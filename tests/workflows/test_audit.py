@@ -123,3 +123,22 @@ def test_a_start_that_died_while_publishing_is_finished_not_drawn_again(ctx, mon
     assert resumed["resumed"] and resumed["audit"] == 1 and resumed["seed"] == 5
     assert ctx.store.audit_numbers(P) == [1]
     assert all(v["task_id"] for v in ctx.store.audit_items(P, 1).values())
+
+
+def test_an_audit_of_a_release_samples_its_items_with_the_labels_it_published(ctx, tmp_path):
+    import hashlib
+    import json
+
+    items = [{"id": f"i{n:02d}", "label": "billing", "decided_by": "unanimous", "guideline_version": 1,
+              "n_labels": 2, "split": "train", "sha256": "x"} for n in range(20, 30)]
+    raw = json.dumps({"items": items}).encode()
+    (tmp_path / "manifest.json").write_bytes(raw)
+    ctx.store.save_release(P, 1, {"path": str(tmp_path), "manifest_sha256": hashlib.sha256(raw).hexdigest()})
+    started = audit.start(ctx, P, "dora", sample=50, release="v1", seed=2)
+    # i25-i29 are dora's own; the rest carry the label the release published, not today's
+    assert started["sample"] == [f"i{n}" for n in range(20, 25)] and started["scope"]["release"] == "v1"
+    assert {v["label"] for v in ctx.store.audit_items(P, started["audit"]).values()} == {"billing"}
+    with pytest.raises(ConfigError, match="not both"):
+        audit.start(ctx, P, "judge", round_id=1, release="v1")
+    with pytest.raises(ConfigError, match="has no release v7"):
+        audit.start(ctx, P, "judge", release="v7")
