@@ -1,0 +1,37 @@
+"""The gold set in `loop export` (and so in a release): its own split, never in train or test, out
+of the rows the validator and the training-label estimate see; the card's curve has gold columns."""
+
+from __future__ import annotations
+
+import time
+
+from loop.core.dataset import text_key
+from loop.workflows.curate import export_project, validate_project
+from loop.workflows.training import final_labels
+from tests.curation.sample_project import LABELS_OF, P, read_back
+
+
+def test_gold_items_go_to_their_own_split(ctx, project, tmp_path):
+    store = ctx.store
+    # it05 was labelled in round 1; "g1" is an item `loop gold add` brought in (its text in Redis)
+    store.add_gold(P, {"it05": {"label": "out_of_scope", "source": "file:expert.jsonl", "added_at": time.time()},
+                       "g1": {"label": "billing", "source": "file:expert.jsonl", "added_at": time.time()}},
+                   items={"g1": {"task_id": 5000, "key": text_key("Refund my double charge please.")}},
+                   texts={"g1": "Refund my double charge please."})
+    rounds = store.rounds(P)
+    store.update_round(P, rounds[-1]["id"], metrics={**rounds[-1]["metrics"], "gold_accuracy": 0.5,
+                                                     "gold_macro_f1": 0.4, "gold_n": 2})
+    assert "it05" not in final_labels(store, P)
+    summary = export_project(ctx, P, tmp_path / "out")
+    out = tmp_path / "out"
+    gold = read_back(out / "gold.jsonl", "jsonl")
+    assert [(r["id"], r["label"], r["decided_by"]) for r in gold] == [("g1", "billing", "gold"),
+                                                                      ("it05", "out_of_scope", "gold")]
+    assert gold[0]["text"] == "Refund my double charge please." and gold[1]["round"] == 1
+    trained = {r["id"] for n in ("train", "test") for r in read_back(out / f"{n}.jsonl", "jsonl")}
+    assert trained == set(LABELS_OF) - {"it05"}
+    assert summary["splits"]["gold"] == 2 and summary["rows"] == len(LABELS_OF) - 1
+    card = (out / "README.md").read_text()
+    assert "gold accuracy" in card and "| 0.500 |" in card and "2 gold" in card
+    report = validate_project(ctx, P)
+    assert report["n_items"] == len(LABELS_OF) - 1  # validate checks the training labels, as export does
