@@ -99,22 +99,24 @@ def release(
 @releases_app.command("list")
 @handle_errors
 def list_(
+    verify: bool = typer.Option(False, "--verify", help="Also check every file against the manifest's sha256."),
     project: Optional[int] = typer.Option(None, help=PROJECT_OPTION_HELP),
     as_json: bool = JSON_OPTION,
 ):
     """Every release of the project, oldest first: when, its parent, items and splits, audit verdict,
-    note, folder, and whether its manifest is intact (same sha256 as when it was written)."""
+    note, folder, and whether its manifest is intact (same sha256 as when it was written); with
+    --verify, whether every file still matches its checksum."""
     from loop.workflows.release import list_releases
 
     ctx = context()
     p = ctx.project_id(project)
-    rows = list_releases(ctx, p)
+    rows = list_releases(ctx, p, verify=verify)
 
     def render(rows: list[dict[str, Any]]) -> None:
         if not rows:
             console.print(f"Project {p} has no release yet; `loop release --note TEXT` makes v1.")
             return
-        table = Table("version", "created", "parent", "items", "splits", "audit", "note", "manifest", "folder")
+        table = Table("version", "created", "parent", "items", "splits", "audit", "note", "state", "folder")
         for r in rows:
             splits = ", ".join(f"{k} {v}" for k, v in (r["splits"] or {}).items()) or "-"
             table.add_row(r["version"], r["created_at"] or "-", r["parent"] or "-", str(r["items"] or "-"), splits,

@@ -180,8 +180,16 @@ def create_release(ctx, p: int, *, note: str | None = None, out_root: str | Path
             "diff": built["diff"]}
 
 
-def list_releases(ctx, p: int) -> list[dict[str, Any]]:
-    """Every release of project p, oldest first, with its manifest's state ("ok", or why it is not)
+def changed_files(folder: Path, manifest: dict[str, Any]) -> list[str]:
+    """Files of a release that differ from its manifest's checksums: changed, missing or added."""
+    found = {name: sha for name, sha in _checksums(folder).items() if name != MANIFEST}
+    listed = manifest.get("files") or {}
+    return sorted(name for name in set(found) | set(listed) if found.get(name) != listed.get(name))
+
+
+def list_releases(ctx, p: int, *, verify: bool = False) -> list[dict[str, Any]]:
+    """Every release of project p, oldest first, with its state ("ok", or why it is not: its
+    manifest changed or is gone, or with `verify` a file that no longer matches its checksum)
     and, when intact, its item and split counts and audit verdict."""
     out = []
     for record in ctx.store.releases(p):
@@ -191,7 +199,9 @@ def list_releases(ctx, p: int) -> list[dict[str, Any]]:
         except DataError as exc:
             out.append({**row, "state": str(exc), "items": None, "splits": None, "audit_verdict": None})
             continue
-        out.append({**row, "state": "ok", "items": manifest["counts"]["items"], "splits": manifest["counts"]["splits"],
+        changed = changed_files(Path(record["path"]), manifest) if verify else []
+        state = f"files differ from the manifest's checksums: {', '.join(changed)}" if changed else "ok"
+        out.append({**row, "state": state, "items": manifest["counts"]["items"], "splits": manifest["counts"]["splits"],
                     "audit_verdict": (manifest.get("audit") or {}).get("verdict"),
                     "accepted_audit": manifest.get("accepted_audit")})
     return out

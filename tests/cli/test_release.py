@@ -40,6 +40,8 @@ def test_release_list_diff_and_nothing_changed(env):
 
     listed = json.loads(run("releases", "list", "--project", str(P), "--json").stdout)
     assert [(r["version"], r["note"], r["state"]) for r in listed] == [("v1", "pilot", "ok")]
+    verified = json.loads(run("releases", "list", "--verify", "--project", str(P), "--json").stdout)
+    assert [r["state"] for r in verified] == ["ok"]
     table = run("releases", "list", "--project", str(P))
     assert table.exit_code == 0 and "v1" in table.stdout and "pilot" in table.stdout
 

@@ -119,6 +119,16 @@ def test_no_change_writes_nothing_then_a_relabel_makes_v2_naming_exactly_it(ctx,
     assert ctx.store.release(P, "v2")["parent"] == "v1"
 
 
+def test_verify_finds_a_data_file_changed_after_the_release(ctx, tmp_path):
+    root = tmp_path / "releases"
+    create_release(ctx, P, out_root=root)
+    train = root / f"project-{P}" / "v1" / "train.jsonl"
+    os.chmod(train, 0o644)
+    train.write_text(train.read_text().replace('"technical"', '"account"'))
+    assert list_releases(ctx, P)[0]["state"] == "ok"  # the manifest alone is intact
+    assert list_releases(ctx, P, verify=True)[0]["state"] == "files differ from the manifest's checksums: train.jsonl"
+
+
 def test_unknown_versions_name_the_known_ones_and_a_changed_manifest_is_refused(ctx, project, tmp_path):
     root = tmp_path / "releases"
     create_release(ctx, P, out_root=root)
