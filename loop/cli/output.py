@@ -95,7 +95,7 @@ def reliability_table(annotators: dict, title: str):
     from rich.table import Table
 
     pct = lambda v: "-" if v is None else f"{v:.0%}"  # noqa: E731
-    gold = any("gold_n" in a for a in annotators.values())  # `loop status` measures on control items
+    gold = any(a.get("gold_n") for a in annotators.values())  # `loop status`: answers on control items
     table = Table("annotator", "labels", "agreement with consensus", "estimated accuracy", "95% interval",
                   "rests on", "flags", *(["measured on gold (95% interval)"] if gold else []), title=title)
     for name, a in sorted(annotators.items(), key=lambda kv: str(kv[0])):

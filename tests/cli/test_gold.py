@@ -55,3 +55,21 @@ def test_a_label_outside_the_set_is_one_error_line_and_nothing_is_written(env):
     result = run("gold", "add", str(expert), "--project", str(P))
     one_error_line(result, "expert.jsonl:2", "'label' field is 'refunds'", "billing")
     assert env.store.gold(P) == {}
+
+
+def test_the_status_table_shows_measured_accuracy_next_to_the_estimated_one():
+    from rich.console import Console
+
+    from loop.cli.output import reliability_table
+
+    base = {"n": 10, "n_labels": 10, "agreement_with_consensus": 0.9, "estimated_accuracy": 0.88,
+            "accuracy_interval": [0.7, 0.95], "n_evidence": 10, "flags": [], "warnings": []}
+    console = Console(width=250, record=True)
+    console.print(reliability_table({"ann": {**base, "gold_n": 10, "gold_correct": 8, "gold_accuracy": 0.8,
+                                             "gold_interval": [0.49, 0.94]},
+                                     "bob": {**base, "gold_n": 0, "gold_accuracy": None, "gold_interval": None}}, "t"))
+    text = console.export_text()
+    assert "measured on gold" in text and "80% of 10 (49%-94%)" in text
+    console = Console(width=250, record=True)
+    console.print(reliability_table({"bob": {**base, "gold_n": 0}}, "t"))  # no control answered: no column
+    assert "measured on gold" not in console.export_text()
