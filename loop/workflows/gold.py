@@ -86,6 +86,7 @@ def add_gold(ctx: Context, p: int, path: str | Path, *, text_field: str = "text"
                    texts={i: it.text for i, it in new.items()})
     counted, _ = training.labels_that_count(store, p)
     trained_before = {a["item_id"] for a in counted if a.get("label") is not None} & set(entries)
+    _retrain_without(store, p, trained_before)
     return {"project_id": p, "source": source, "rows": len(items), "added": len(entries) - changed,
             "relabelled": changed, "unchanged": unchanged, "new_items": len(new),
             "existing_items": len(targets) - len(new), "no_longer_trained_on": len(trained_before),
@@ -104,8 +105,15 @@ def promote(ctx: Context, p: int) -> dict[str, Any]:
     entries = {i: {"label": lab, "source": "adjudicated", "added_at": now}
                for i, lab in sorted(ruled.items()) if i not in gold}
     store.add_gold(p, entries)
+    _retrain_without(store, p, entries)
     return {"project_id": p, "promoted": len(entries), "promoted_items": sorted(entries),
             "already_gold": sum(1 for i in ruled if i in gold), "gold": len(gold) + len(entries)}
+
+
+def _retrain_without(store, p: int, items) -> None:
+    # The served model learnt from items that are gold now: have the trainer refit without them.
+    if items:
+        store.append_event(p, {"action": "GOLD_CHANGED", "retrain": True})
 
 
 def summary(store, p: int) -> dict[str, Any]:

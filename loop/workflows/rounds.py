@@ -189,6 +189,11 @@ def next_round(ctx: Context, project: int | None, *, size: int, annotators: Sequ
         raise EmptyPool("nothing to send: no new item is left and no labelled item needs another label")
     controls = gold_flow.choose_controls(store, p, gold, {a: len(v) for a, v in per_annotator(assignments).items()},
                                          gold_rate, annotations, seed=round_seed)
+    control_scores = {}
+    if controls and classifier is not None and project.get("assisted"):
+        # An assisted queue shows the model's answer on every item: a control without one would stand out.
+        ids = sorted(controls)
+        control_scores = dict(zip(ids, model_lib.predict(classifier, ctx.vectors.matrix(p, ids))))
     record = {
         "id": n, "created_at": time.time(), "strategy": batch.strategy,
         "requested_strategy": strategy, "size": len(chosen), "overlap": overlap, "annotators": list(annotators),
@@ -200,6 +205,7 @@ def next_round(ctx: Context, project: int | None, *, size: int, annotators: Sequ
         "pool_before": len(pool), "scores": scores, "queues": {}, "closed_previous": closed, "metrics": metrics,
         "controls": {"rate": gold_rate, "items": sum(len(v) for v in controls.values()),
                      "per_annotator": {a: len(v) for a, v in per_annotator(controls).items()}},
+        "control_scores": control_scores,
     }
     store.plan_round(p, record, assignments, relabels, controls)
     _publish(ctx, p, record, assignments, relabels)
@@ -262,9 +268,10 @@ def _publish(ctx: Context, p: int, record: dict[str, Any], assignments: dict[str
         replace_predictions(ctx, p, [(task_of[i]["task_id"], label, score) for i, (label, score) in scores.items()],
                             version)
         if store.project(p).get("assisted"):
+            shown = {**scores, **(record.get("control_scores") or {})}
             for a, q in queues.items():
                 in_queue = dict(zip(mine[a], q["tasks"]))
                 replace_predictions(ctx, q["ls_project"], [(in_queue[i], label, score) for i, (label, score)
-                                                           in scores.items() if i in in_queue], version)
+                                                           in shown.items() if i in in_queue], version)
     store.update_round(p, n, queues={a: {k: q[k] for k in ("ls_project", "url")} for a, q in queues.items()},
                        status="open", opened_at=time.time())

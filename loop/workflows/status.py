@@ -37,6 +37,7 @@ def round_detail(store: Store, p: int, n: int, annotations: dict[str, dict] | No
     again = per_annotator(relabels)
     checks = per_annotator(store.round_controls(p, n))
     record.pop("scores", None)
+    record.pop("control_scores", None)
     queues = store.queues(p)
     record["assignments"] = {}
     for a in sorted(set(per_annotator(assignments)) | set(again)):

@@ -126,7 +126,9 @@ def test_promote_takes_the_adjudicators_ruling(ctx):
     from loop.services.sync import sync_annotations
 
     sync_annotations(ctx.store, ctx.ls, P)
+    events = ctx.store.event_count(P)
     r = gold_flow.promote(ctx, P)
+    assert ctx.store.event_count(P) == events + 1  # the trainer refits without the item
     assert r["promoted_items"] == [split_item] and ctx.store.gold(P)[split_item] == {
         "label": truth(split_item), "source": "adjudicated", "added_at": ctx.store.gold(P)[split_item]["added_at"]}
     assert split_item not in final_labels(ctx.store, P)  # gold now: never trained on
@@ -205,3 +207,16 @@ def test_an_unanswered_control_leaves_the_queue_when_the_round_closes(ctx, tmp_p
 def test_gold_rate_without_gold_is_refused(ctx):
     with pytest.raises(ConfigError, match="needs a gold set"):
         next_round(ctx, P, size=2, annotators=["ann"], overlap=1, gold_rate=0.05)
+
+
+def test_in_an_assisted_project_a_control_carries_the_models_answer_like_any_item(ctx, tmp_path):
+    ctx.store.save_project(P, {"assisted": True}, make_current=False)
+    write_jsonl(tmp_path / "gold.jsonl", [{"id": i, "text": f"text {i[1:]}", "label": truth(i)} for i in ("i2", "i13")])
+    gold_flow.add_gold(ctx, P, tmp_path / "gold.jsonl")
+    r1 = next_round(ctx, P, size=4, annotators=["ann"], overlap=1)
+    label_all(ctx, r1, 1)
+    r2 = next_round(ctx, P, size=2, annotators=["ann"], overlap=1, gold_rate=0.1)
+    given = r2["assignments"]["ann"]
+    predicted = {pr["task"] for pr in ctx.ls.predictions(given["queue"])}
+    assert given["controls"]["tasks"] and set(given["controls"]["tasks"]) | set(given["tasks"]) == predicted
+    assert "control_scores" not in r2  # operators' JSON stays free of per-item scores
