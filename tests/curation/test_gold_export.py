@@ -3,6 +3,7 @@ of the rows the validator and the training-label estimate see; the card's curve 
 
 from __future__ import annotations
 
+import json
 import time
 
 from loop.core.dataset import text_key
@@ -33,5 +34,18 @@ def test_gold_items_go_to_their_own_split(ctx, project, tmp_path):
     assert summary["splits"]["gold"] == 2 and summary["rows"] == len(LABELS_OF) - 1
     card = (out / "README.md").read_text()
     assert "gold accuracy" in card and "| 0.500 |" in card and "2 gold" in card
+    leak = json.loads((out / "validation.json").read_text())["checks"]["leakage"]
+    assert leak["status"] == "ok" and leak["count"] == 0  # checked against gold, nothing shared
     report = validate_project(ctx, P)
     assert report["n_items"] == len(LABELS_OF) - 1  # validate checks the training labels, as export does
+
+
+def test_a_copy_of_a_gold_item_in_the_training_rows_is_reported_as_leakage(ctx, project, tmp_path):
+    from tests.curation.sample_project import ITEMS
+
+    copy = ITEMS["it01"][0]  # it01 stays a training item; a gold item with the same text leaks into train
+    ctx.store.add_gold(P, {"g9": {"label": "billing", "source": "file:expert.jsonl", "added_at": time.time()}},
+                       items={"g9": {"task_id": 5001, "key": text_key(copy)}}, texts={"g9": copy})
+    export_project(ctx, P, tmp_path / "out")
+    leak = json.loads((tmp_path / "out" / "validation.json").read_text())["checks"]["leakage"]
+    assert leak["status"] == "found" and leak["exact"][0]["train_ids"] == ["it01"]
