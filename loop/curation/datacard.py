@@ -135,7 +135,8 @@ def _limitations(f: dict[str, Any]) -> list[str]:
     if counts["outside_rounds"]:
         out.append(f"{_count(counts['outside_rounds'], 'item was', 'items were')} labelled outside the loop's "
                    "rounds (no round).")
-    if not f["project"]["dev_set"]:
+    gold_scored = any(c.get("gold_accuracy") is not None for c in f["stopping"]["curve"])
+    if not f["project"]["dev_set"] and not gold_scored:  # a gold set scores held-out accuracy too
         out.append("No labelled dev set: the learning curve shows only how much successive models agree, "
                    "not held-out accuracy.")
     if not f["stopping"]["recommend"]:

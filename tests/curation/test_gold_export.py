@@ -34,6 +34,7 @@ def test_gold_items_go_to_their_own_split(ctx, project, tmp_path):
     assert summary["splits"]["gold"] == 2 and summary["rows"] == len(LABELS_OF) - 1
     card = (out / "README.md").read_text()
     assert "gold accuracy" in card and "| 0.500 |" in card and "2 gold" in card
+    assert "No labelled dev set" not in card  # the gold set gave held-out accuracy
     leak = json.loads((out / "validation.json").read_text())["checks"]["leakage"]
     assert leak["status"] == "ok" and leak["count"] == 0  # checked against gold, nothing shared
     report = validate_project(ctx, P)
