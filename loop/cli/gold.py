@@ -34,12 +34,16 @@ def add(
 
     ctx = context()
     r = add_gold(ctx, ctx.project_id(project), data, text_field=text_field, label_field=label_field, id_field=id_field)
-    emit(r, as_json, lambda r: console.print(
-        f"{r['rows']} rows of {r['source']}: {r['added']} items made gold ({r['existing_items']} already in the "
-        f"project, {r['new_items']} added to it), {r['relabelled']} gold labels changed, {r['unchanged']} unchanged; "
-        f"{r['gold']} gold items in all."
-        + (f" {r['no_longer_trained_on']} of them had labels that models will no longer learn from."
-           if r["no_longer_trained_on"] else "")))
+    def render(r):
+        console.print(f"{r['rows']} rows of {r['source']}: {r['added']} items made gold ({r['existing_items']} already "
+                      f"in the project, {r['new_items']} added to it), {r['relabelled']} gold labels changed, "
+                      f"{r['unchanged']} unchanged; {r['gold']} gold items in all."
+                      + (f" {r['no_longer_trained_on']} of them had labels that models will no longer learn from."
+                         if r["no_longer_trained_on"] else ""))
+        for warning in r["warnings"]:
+            console.print(f"[bold yellow]Warning[/]: {warning}")
+
+    emit(r, as_json, render)
 
 
 @gold_app.command("promote")

@@ -50,7 +50,7 @@ def add_gold(ctx: Context, p: int, path: str | Path, *, text_field: str = "text"
     for item_id in sorted(existing):
         by_hash.setdefault(existing[item_id].get("key"), item_id)
     targets: dict[str, tuple[str, int]] = {}  # project item id -> (gold label, the row that gave it)
-    new = {}
+    new, other_text = {}, []  # other_text: rows matched by id whose text is not the item's
     for item, n in zip(items, lines):
         if item.label is None:
             raise DataError(f"{path}:{n}: the {label_field!r} field is empty; every gold row needs its trusted label "
@@ -65,6 +65,8 @@ def add_gold(ctx: Context, p: int, path: str | Path, *, text_field: str = "text"
         targets[target] = (item.label, n)
         if target not in existing:
             new[target] = item
+        elif existing[target].get("key") != text_key(item.text):
+            other_text.append(f"{path.name}:{n} ({target})")
     ls, task_ids = ctx.ls, {}
     if new:
         # Like `loop init`: tasks a crashed run imported are found by item id, not imported twice.
@@ -90,7 +92,10 @@ def add_gold(ctx: Context, p: int, path: str | Path, *, text_field: str = "text"
     return {"project_id": p, "source": source, "rows": len(items), "added": len(entries) - changed,
             "relabelled": changed, "unchanged": unchanged, "new_items": len(new),
             "existing_items": len(targets) - len(new), "no_longer_trained_on": len(trained_before),
-            "gold": len(store.gold(p))}
+            "gold": len(store.gold(p)),
+            "warnings": [f"{len(other_text)} rows matched an item by id but carry another text (e.g. "
+                         f"{other_text[0]}); the label went to the project's item: check the ids"]
+            if other_text else []}
 
 
 def promote(ctx: Context, p: int) -> dict[str, Any]:

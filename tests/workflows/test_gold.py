@@ -15,6 +15,7 @@ from loop.core.dataset import text_key
 from loop.core.embeddings import DIM
 from loop.errors import ConfigError, DataError
 from loop.labels.gold import wilson
+from loop.services.store import Keys
 from loop.workflows import gold as gold_flow
 from loop.workflows.rounds import next_round
 from loop.workflows.status import status
@@ -86,6 +87,11 @@ def test_gold_add_matches_by_id_and_by_text_and_adds_new_items(ctx, tmp_path):
     again = gold_flow.add_gold(ctx, P, path)  # idempotent: nothing imported twice, nothing changed
     assert (again["added"], again["unchanged"], again["new_items"]) == (0, 3, 0)
     assert sum(1 for t in ctx.ls.tasks.values() if t["data"]["item_id"] == "i150") == 1
+    assert r["warnings"] == [] and again["warnings"] == []
+    odd = write_jsonl(tmp_path / "odd.jsonl", [{"id": "i7", "text": "not what i7 says", "label": "neg"}])
+    warned = gold_flow.add_gold(ctx, P, odd)
+    assert warned["warnings"] and "odd.jsonl:1 (i7)" in warned["warnings"][0] and "i7" in ctx.store.gold(P)
+    ctx.store.r.hdel(Keys.gold(P), "i7")  # back to the three rows above
     listed = gold_flow.summary(ctx.store, P)
     assert listed["count"] == 3 and listed["per_label"] == {"neg": 1, "pos": 2}
     assert listed["sources"] == {"file:expert.jsonl": 3}
