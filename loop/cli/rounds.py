@@ -50,6 +50,10 @@ def render_round(r: dict) -> None:
     if relabels:
         console.print(f"{relabels} labelled items sent for another label (their label is least certain), "
                       f"{r['size']} new items")
+    controls = (r.get("controls") or {}).get("items", 0)
+    if controls:
+        console.print(f"{controls} control items (gold, unmarked) mixed into the queues: their answers measure each "
+                      "annotator (`loop status`) and are no labels")
     table = Table("annotator", "new items", "relabels", "done", "their queue in Label Studio")
     for a, given in r["assignments"].items():
         table.add_row(a, str(len(given["items"])), str(len((given.get("relabels") or {}).get("items", []))),
