@@ -10,6 +10,7 @@ import typer
 
 from loop.cli import (
     annotators,
+    audit,
     curate,
     gold,
     guidelines,
@@ -26,7 +27,8 @@ app = typer.Typer(help=__doc__.splitlines()[0] + "\n\nStart with `loop up`, then
                   "`loop annotators add NAME` and `loop next-round`; before training, `loop validate` and "
                   "`loop export`.", no_args_is_help=True, rich_markup_mode="markdown", pretty_exceptions_enable=False)
 
-for noun in (stack, project, annotators, rounds, predictions, labels, gold, guidelines, simulate, curate, release):
+for noun in (stack, project, annotators, rounds, predictions, labels, audit, gold, guidelines, simulate, curate,
+             release):
     noun.register(app)
 
 

@@ -128,8 +128,13 @@ def _render_status(s: dict, plot: str | None) -> None:
     if est.get("value") is not None:
         console.print(f"Training labels expected right: {est['value']:.1%} of {est['n_items']} items "
                       f"(about {est['expected_wrong']:.0f} wrong, by the {est['method']} posterior)")
+    if s.get("latest_audit"):
+        a = s["latest_audit"]
+        console.print(f"Latest audit ({a['audit']}, by {a['auditor']}, {a['n_answered']} of {a['sample']} answered): "
+                      f"{a['summary']}")
     if s["contested"]:
-        console.print(f"{s['contested']} contested items ({s['awaiting_adjudication']} with an adjudicator); "
+        audited = f", {s['disputed_by_audit']} disputed by an audit" if s.get("disputed_by_audit") else ""
+        console.print(f"{s['contested']} contested items ({s['awaiting_adjudication']} with an adjudicator{audited}); "
                       "`loop adjudicate --adjudicator NAME` sends them to someone who decides")
     for warning in s["warnings"]:
         console.print(f"[bold yellow]Warning[/]: {warning}")

@@ -16,7 +16,7 @@ def contested(annotations: Iterable[dict], adjudication: dict[str, dict] | None 
     """Items whose labels disagree and that no adjudicator has decided yet, worst first.
 
     `disputes`: item -> [(auditor, label)], an audit's disagreements with the final label
-    (`workflows.audit.disputes`): those items are contested too (with "audit": True and the
+    (`labels.audit.disputes`): those items are contested too (with "audit": True and the
     auditors in "auditors"), the auditor's label shown among the labels but never a vote."""
     adjudication = adjudication or {}
     disputes = disputes or {}

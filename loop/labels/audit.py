@@ -133,3 +133,25 @@ def audit_report(sample: Mapping[str, Mapping[str, Any]], answers: Mapping[str, 
                       f"most errors are on label {label['name']!r} ({label['errors']} of {errors}, "
                       f"{label['error_rate']:.0%} of its audited items){who}; {estimate}")
     return out
+
+
+def disputes(audits: Sequence[Mapping[str, Any]]) -> dict[str, list[tuple[str, str]]]:
+    """item -> [(auditor, their label)] for every audited item whose auditor disagreed with the final
+    label, as of each audit's last report (audit records as the store keeps them): they join the
+    contested queue until an adjudicator rules (`labels.adjudication.contested`)."""
+    out: dict[str, list[tuple[str, str]]] = {}
+    for audit in audits:
+        for row in (audit.get("report") or {}).get("disagreements", []):
+            out.setdefault(row["item_id"], []).append((audit["auditor"], row["auditor_label"]))
+    return out
+
+
+def brief(audit: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """An audit record in brief, for `loop status`."""
+    if audit is None:
+        return None
+    rep = audit.get("report") or {}
+    return {"audit": audit["id"], "auditor": audit["auditor"], "created_at": audit["created_at"],
+            "status": audit["status"], "sample": len(audit.get("sample") or []), "population": audit["population"],
+            "n_answered": rep.get("n_answered", 0), "verdict": rep.get("verdict"), "accuracy": rep.get("accuracy"),
+            "interval": rep.get("interval"), "summary": rep.get("summary") or "no report yet (`loop audit report`)"}

@@ -143,7 +143,7 @@ def _publish(ctx: Context, p: int, n: int) -> dict[str, Any]:
 
 def report(ctx: Context, p: int, audit_id: int | None = None) -> dict[str, Any]:
     """Measure audit `audit_id` (default: the latest) on the auditor's answers so far, record the
-    report on the audit, and return it. Disagreements wait for an adjudicator (`disputes`)."""
+    report on the audit, and return it. Disagreements wait for an adjudicator (`labels.audit.disputes`)."""
     store = ctx.store
     numbers = store.audit_numbers(p)
     if not numbers:
@@ -160,25 +160,3 @@ def report(ctx: Context, p: int, audit_id: int | None = None) -> dict[str, Any]:
     store.update_audit(p, n, report=result, status="reported" if done else "open")
     return {"audit": n, "auditor": audit["auditor"], "scope": audit["scope"], "seed": audit["seed"],
             "stratify": audit["stratify"], "complete": done, **result}
-
-
-def disputes(store, p: int) -> dict[str, list[tuple[str, str]]]:
-    """item -> [(auditor, their label)] for every audited item whose auditor disagreed with the final
-    label (as of the audit's last report): they join the contested queue until an adjudicator rules."""
-    out: dict[str, list[tuple[str, str]]] = {}
-    for audit in store.audits(p):
-        for row in (audit.get("report") or {}).get("disagreements", []):
-            out.setdefault(row["item_id"], []).append((audit["auditor"], row["auditor_label"]))
-    return out
-
-
-def latest(store, p: int) -> dict[str, Any] | None:
-    """The latest audit in brief, for `loop status` (and releases)."""
-    audit = store.latest_audit(p)
-    if audit is None:
-        return None
-    rep = audit.get("report") or {}
-    return {"audit": audit["id"], "auditor": audit["auditor"], "created_at": audit["created_at"],
-            "status": audit["status"], "sample": len(audit.get("sample") or []), "population": audit["population"],
-            "n_answered": rep.get("n_answered", 0), "verdict": rep.get("verdict"), "accuracy": rep.get("accuracy"),
-            "interval": rep.get("interval"), "summary": rep.get("summary") or "no report yet (`loop audit report`)"}

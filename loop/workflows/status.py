@@ -9,6 +9,7 @@ from typing import Any
 from loop.core.assign import per_annotator, progress
 from loop.core.stopping import Plateau, StabilizingPredictions
 from loop.errors import ConfigError
+from loop.labels import audit
 from loop.labels.adjudication import contested
 from loop.labels.attribution import changed_after_close
 from loop.services.context import Context
@@ -86,7 +87,7 @@ def status(ctx: Context, p: int, *, sync: bool = True) -> dict[str, Any]:
         warnings.append(f"{len(edited)} labels were changed by someone other than their author; each counts as "
                         "the editor's (labels_edited_by_other)")
     warnings += [f"annotator {name}: {w}" for name, a in quality["annotators"].items() for w in a["warnings"]]
-    queue = contested(counted, adjudication)
+    queue = contested(counted, adjudication, audit.disputes(store.audits(p)))
     items = store.items(p)
     assigned = store.assigned(p)
     closed_at = {r["id"]: r["closed_at"] for r in store.rounds(p) if r.get("closed_at")}
@@ -118,6 +119,7 @@ def status(ctx: Context, p: int, *, sync: bool = True) -> dict[str, Any]:
         "rounds": rounds, "synced": synced, "learning_curve": curve, "warnings": warnings,
         "guideline_versions": {str(k): v for k, v in versions.items()},
         "contested": len(queue), "awaiting_adjudication": sum(1 for q in queue if q["adjudicator"]),
+        "disputed_by_audit": sum(1 for q in queue if q["audit"]), "latest_audit": audit.brief(store.latest_audit(p)),
         "queues": {name: q["ls_project"] for name, q in store.queues(p).items()},
         "labels_outside": outside, "labels_edited_by_other": edited, "labels_changed_after_close": late,
         "labels_with_suggestion": sum(1 for a in labelled if a.get("suggested")),

@@ -36,6 +36,7 @@ DOCUMENTED = {"", "up", "down", "ps", "credentials", "demo", "init", "annotators
               "next-round", "status", "predictions", "predictions push", "predictions prune", "adjudicate", "accept",
               "agreement", "aggregate", "guidelines", "guidelines show", "guidelines bump", "simulate",
               "validate", "export"}
+DOCUMENTED |= {"audit", "audit start", "audit report"}
 DOCUMENTED |= {"release", "releases", "releases list", "releases diff"}
 DOCUMENTED |= {"gold", "gold add", "gold promote", "gold list"}
 

@@ -74,7 +74,7 @@ def test_status_shows_each_annotators_estimated_accuracy_and_flags_one_who_answe
     ann_id = 0
     for k, item in enumerate(items):
         truth = ("neg", "pos")[k % 2]
-        for name, (uid, acc) in people.items():
+        for uid, acc in people.values():
             right = rng.random() < (0.5 if acc is None else acc)
             ann_id += 1
             fake_ls.annotate(items[item]["task_id"], ann_id, truth if right else ("pos" if truth == "neg" else "neg"),

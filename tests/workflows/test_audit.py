@@ -34,7 +34,8 @@ def ctx(redis_store, fake_ls):
                            {i: ["ann", "bob"] + (["dora"] if i >= "i25" else []) for i in labelled})
     redis_store.update_round(P, 1, status="open", queues={})
     for n, (item, text) in enumerate(texts.items()):  # the main project's tasks
-        fake_ls.tasks[100 + n] = {"id": 100 + n, "project": P, "data": {"text": text, "item_id": item}, "annotations": []}
+        fake_ls.tasks[100 + n] = {"id": 100 + n, "project": P, "data": {"text": text, "item_id": item},
+                                  "annotations": []}
     ann_id = 0
     for n, item in enumerate(labelled):
         for name in ("ann", "bob") + (("dora",) if item >= "i25" else ()):
@@ -63,7 +64,8 @@ def test_an_audit_samples_final_labels_blind_and_its_answers_never_count(ctx):
     again = audit.final_labels_to_audit(ctx.store, P, "dora")
     assert sorted(again) == [f"i{n:02d}" for n in range(25)]
     q = started["ls_project"]
-    assert ctx.ls.projects[q]["title"].endswith("· audit 1 · dora") and not ctx.ls.projects[q]["show_collab_predictions"]
+    assert ctx.ls.projects[q]["title"].endswith("· audit 1 · dora")
+    assert not ctx.ls.projects[q]["show_collab_predictions"]
     tasks = [t for t in ctx.ls.tasks.values() if t.get("project") == q]
     assert sorted(t["data"]["item_id"] for t in tasks) == started["sample"]
     assert all(t["annotations"] == [] and set(t["data"]) == {"text", "item_id"} for t in tasks)  # text only
