@@ -11,7 +11,7 @@ from loop.labels.audit import disputes
 from loop.services.context import Context
 from loop.services.sync import sync_annotations
 from loop.workflows.queues import enqueue
-from loop.workflows.training import labels_that_count
+from loop.workflows.training import labels_that_count, without_gold
 
 
 def assign(ctx: Context, p: int, adjudicator: str, limit: int | None = None) -> dict[str, Any]:
@@ -22,7 +22,8 @@ def assign(ctx: Context, p: int, adjudicator: str, limit: int | None = None) -> 
     sync_annotations(store, ctx.ls, p)
     annotations, _ = labels_that_count(store, p)
     adjudication = store.adjudication(p)
-    queue = contested(annotations, adjudication, disputes(store.audits(p)))
+    # A gold item's label is settled (it is the trusted one): never contested.
+    queue = contested(without_gold(store, p, annotations), adjudication, disputes(store.audits(p)))
     # An auditor who disputed an item is a party to it, like its annotators: not its judge.
     labelled_by = {(a["item_id"], a["annotator"]) for a in annotations} | {
         (q["item_id"], who) for q in queue for who in q["auditors"]}

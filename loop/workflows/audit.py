@@ -56,6 +56,7 @@ def final_labels_to_audit(store, p: int, auditor: str, *, round_id: int | None =
                           "n_labels": e["n_labels"], "guideline_version": e.get("guideline_version")}
                 for e in manifest["items"] if e["id"] not in theirs}
     counted, _ = training.labels_that_count(store, p, annotations)
+    counted = training.without_gold(store, p, counted)  # gold labels are trusted, not audited
     adjudication = store.adjudication(p)
     decisions = training.policy(store, p).decisions(counted, adjudication)
     waiting = {i for i, rec in adjudication.items() if rec.get("adjudicator")

@@ -87,7 +87,7 @@ def status(ctx: Context, p: int, *, sync: bool = True) -> dict[str, Any]:
         warnings.append(f"{len(edited)} labels were changed by someone other than their author; each counts as "
                         "the editor's (labels_edited_by_other)")
     warnings += [f"annotator {name}: {w}" for name, a in quality["annotators"].items() for w in a["warnings"]]
-    queue = contested(counted, adjudication, audit.disputes(store.audits(p)))
+    queue = contested(trained, adjudication, audit.disputes(store.audits(p)))  # a gold item's label is settled
     items = store.items(p)
     assigned = store.assigned(p)
     closed_at = {r["id"]: r["closed_at"] for r in store.rounds(p) if r.get("closed_at")}

@@ -226,3 +226,23 @@ def test_in_an_assisted_project_a_control_carries_the_models_answer_like_any_ite
     predicted = {pr["task"] for pr in ctx.ls.predictions(given["queue"])}
     assert given["controls"]["tasks"] and set(given["controls"]["tasks"]) | set(given["tasks"]) == predicted
     assert "control_scores" not in r2  # operators' JSON stays free of per-item scores
+
+
+def test_a_gold_item_annotators_split_on_is_never_contested(ctx, tmp_path):
+    """Its trusted label settles it: no adjudicator is sent it, status counts no contested item."""
+    from loop.workflows.adjudicate import assign
+
+    round1 = next_round(ctx, P, size=4, annotators=["ann", "bob"], overlap=2)
+    split_item = round1["assignments"]["ann"]["items"][0]
+    k = 1
+    for name in ("ann", "bob"):
+        given = round1["assignments"][name]
+        for item, task in zip(given["items"], given["tasks"]):
+            wrong = item == split_item and name == "bob"
+            ctx.ls.annotate(task, k, {"neg": "pos", "pos": "neg"}[truth(item)] if wrong else truth(item), stamp(k),
+                            user=USERS[name])
+            k += 1
+    assert status(ctx, P)["contested"] == 1
+    gold_flow.add_gold(ctx, P, write_jsonl(tmp_path / "gold.jsonl", [{"id": split_item, "text": f"text {split_item[1:]}",
+                                                                   "label": truth(split_item)}]))
+    assert status(ctx, P)["contested"] == 0 and assign(ctx, P, "cat")["assigned"] == []
