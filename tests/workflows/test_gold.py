@@ -243,6 +243,6 @@ def test_a_gold_item_annotators_split_on_is_never_contested(ctx, tmp_path):
                             user=USERS[name])
             k += 1
     assert status(ctx, P)["contested"] == 1
-    gold_flow.add_gold(ctx, P, write_jsonl(tmp_path / "gold.jsonl", [{"id": split_item, "text": f"text {split_item[1:]}",
-                                                                   "label": truth(split_item)}]))
+    row = {"id": split_item, "text": f"text {split_item[1:]}", "label": truth(split_item)}
+    gold_flow.add_gold(ctx, P, write_jsonl(tmp_path / "gold.jsonl", [row]))
     assert status(ctx, P)["contested"] == 0 and assign(ctx, P, "cat")["assigned"] == []
