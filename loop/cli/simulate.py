@@ -16,15 +16,19 @@ def register(app: typer.Typer) -> None:
 
 
 def _render(r: dict, plot: str | None) -> None:
-    table = Table("strategy", "labels to 95%", "labels to 98%", "x random (98%)", "stop fired at",
-                  "accuracy there", "training labels correct", "relabels",
-                  title=f"full-data accuracy {r['full_data_accuracy']:.3f}; training labels correct at the whole budget "
-                        f"(aggregated by {r['config']['aggregation']}, vs the truth)")
+    table = Table("strategy", "labels to 95%", "labels to 98%", "x random (95% / 98%)", "x margin (95% / 98%)",
+                  "AUC", "stop fired at", "accuracy there", "training labels correct", "relabels",
+                  title=f"full-data accuracy {r['full_data_accuracy']:.3f}; AUC: mean test accuracy over the "
+                        f"{r['config']['budget']} labels (area under the learning curve / budget); training labels "
+                        f"correct at the whole budget (aggregated by {r['config']['aggregation']}, vs the truth)")
     fmt = lambda v: "-" if v is None else f"{v:.0f}"  # noqa: E731
+    ratio = lambda v: "-" if v is None else f"{v:.2f}"  # noqa: E731
     for name, e in r["strategies"].items():
         stop = e["stop"]
         table.add_row(name, fmt(e["labels_to_95"]), fmt(e["labels_to_98"]),
-                      "-" if e.get("labels_to_98_ratio_to_random") is None else f"{e['labels_to_98_ratio_to_random']:.2f}",
+                      *(f"{ratio(e.get(f'labels_to_95_ratio_to_{ref}'))} / {ratio(e.get(f'labels_to_98_ratio_to_{ref}'))}"
+                        for ref in ("random", "margin")),
+                      "-" if e.get("auc") is None else f"{e['auc']:.3f}",
                       f"{fmt(stop['labels_mean'])} ({stop['fired']}/{stop['of']} runs)",
                       "-" if stop["accuracy_mean"] is None else f"{stop['accuracy_mean']:.3f}",
                       f"{e['label_accuracy_mean'][-1]:.3f}" if e["label_accuracy_mean"] else "-",

@@ -191,6 +191,22 @@ def value_at(curve: Sequence[tuple[int, float]], budget: int) -> float | None:
     return seen[-1] if seen else None
 
 
+def learning_curve_area(curve: Sequence[tuple[int, float]], budget: int) -> float:
+    """The area under the learning curve up to `budget` labels, divided by `budget` (so in [0, 1]):
+    the accuracy a run had at each label bought, averaged over the budget. Between measurements
+    the last accuracy holds (as in `value_at`); before the first model it is 0."""
+    if budget <= 0:
+        return 0.0
+    area, prev_spent, prev_acc = 0.0, 0, 0.0
+    for spent, acc in curve:
+        if spent > budget:
+            break
+        area += (spent - prev_spent) * prev_acc
+        prev_spent, prev_acc = spent, acc
+    area += (budget - prev_spent) * prev_acc
+    return area / budget
+
+
 def budgets(cfg: SimConfig) -> list[int]:
     """The budgets every arm is compared at: each round's worth of labels, and the whole budget."""
     step = cfg.batch * cfg.overlap
@@ -198,6 +214,10 @@ def budgets(cfg: SimConfig) -> list[int]:
 
 
 def summarise(runs: list[dict], full_accuracy: float, arms: Sequence[str], grid: Sequence[int]) -> dict:
+    """Per arm: mean and sd curves, labels to 95% / 98% of full-data accuracy (mean and per seed),
+    the area under the learning curve up to the budget (`learning_curve_area`, mean and per seed),
+    the stop rule, and the ratios of labels to 95% / 98% to random's and to plain margin's (with
+    the same relabel mode) when those are among the arms."""
     out: dict = {"full_data_accuracy": full_accuracy, "strategies": {}}
     for name in arms:
         mine = [r for r in runs if r["arm"] == name]
@@ -216,6 +236,9 @@ def summarise(runs: list[dict], full_accuracy: float, arms: Sequence[str], grid:
             ok = [v for v in reached if v is not None]
             entry[f"labels_to_{int(frac * 100)}"] = float(np.mean(ok)) if len(ok) == len(reached) else None
             entry[f"labels_to_{int(frac * 100)}_per_seed"] = reached
+        areas = [learning_curve_area(r["curve"], grid[-1]) for r in mine] if grid else []
+        entry["auc"] = round(float(np.mean(areas)), 4) if areas else None
+        entry["auc_per_seed"] = [round(a, 4) for a in areas]
         stops = [r["stop"] for r in mine]
         fired = [s for s in stops if s]
         entry["stop"] = {"fired": len(fired), "of": len(stops),
@@ -225,11 +248,12 @@ def summarise(runs: list[dict], full_accuracy: float, arms: Sequence[str], grid:
         entry["label_noise_mean"] = float(np.mean([r["label_noise"] for r in mine]))
         out["strategies"][name] = entry
     for entry in out["strategies"].values():
-        base = next((e for e in out["strategies"].values()
-                     if e["strategy"] == "random" and e["relabel"] == entry["relabel"]), None)
-        for key in ("labels_to_95", "labels_to_98"):
-            entry[f"{key}_ratio_to_random"] = (round(entry[key] / base[key], 3)
-                                               if base and entry[key] and base[key] else None)
+        for reference in ("random", "margin"):
+            base = next((e for e in out["strategies"].values()
+                         if e["strategy"] == reference and e["relabel"] == entry["relabel"]), None)
+            for key in ("labels_to_95", "labels_to_98"):
+                entry[f"{key}_ratio_to_{reference}"] = (round(entry[key] / base[key], 3)
+                                                        if base and entry[key] and base[key] else None)
     return out
 
 
@@ -274,6 +298,19 @@ def simulate_files(ctx, data: str | Path, test: str | Path, cfg: SimConfig, *, t
                     progress=progress("simulating", len(cfg.strategies) * len(cfg.modes) * cfg.seeds))
 
 
+def legend_label(name: str, entry: dict) -> str:
+    """An arm's name with its labels to 98% of full-data accuracy, their ratios to random and to
+    plain margin (where measured) and its AUC: what the plot's legend shows."""
+    parts = [f"98% at {entry['labels_to_98']:.0f}" if entry.get("labels_to_98") is not None else "98% not reached"]
+    for reference in ("random", "margin"):
+        value = entry.get(f"labels_to_98_ratio_to_{reference}")
+        if value is not None and entry["strategy"] != reference:
+            parts.append(f"{value:.2f}x {reference}")
+    if entry.get("auc") is not None:
+        parts.append(f"AUC {entry['auc']:.3f}")
+    return f"{name} ({', '.join(parts)})"
+
+
 def plot(result: dict, path: str, title: str = "") -> None:
     """Two panels over labels bought: the model's test accuracy (dotted: where the stop rule fired)
     and the training labels' accuracy against the truth."""
@@ -288,7 +325,7 @@ def plot(result: dict, path: str, title: str = "") -> None:
         x = np.array(entry["labels"])
         for axis, key in ((ax, "accuracy"), (ax_labels, "label_accuracy")):
             mean, std = np.array(entry[f"{key}_mean"]), np.array(entry[f"{key}_std"])
-            line, = axis.plot(x, mean, label=name)
+            line, = axis.plot(x, mean, label=legend_label(name, entry))
             axis.fill_between(x, mean - std, mean + std, alpha=0.2, color=line.get_color())
         if entry["stop"]["labels_mean"] is not None:
             ax.axvline(entry["stop"]["labels_mean"], color=line.get_color(), linestyle=":", linewidth=1)
@@ -297,8 +334,9 @@ def plot(result: dict, path: str, title: str = "") -> None:
         ax.text(ax.get_xlim()[0], frac * full, f" {int(frac * 100)}% of full data", va="bottom", fontsize=8)
     ax.set_xlabel("labels bought")
     ax.set_ylabel("test accuracy")
-    ax.set_title(title or "test accuracy (mean ± sd over seeds; dotted: stop rule)")
-    ax.legend()
+    ax.set_title(title or "test accuracy (mean ± sd over seeds; dotted: stop rule)\n"
+                          "legend: labels to 98% of full data, x random, x margin; AUC up to the budget", fontsize=10)
+    ax.legend(fontsize=8)
     ax_labels.set_xlabel("labels bought")
     ax_labels.set_ylabel("training labels correct (aggregated vs truth)")
     ax_labels.set_title("accuracy of the training labels")

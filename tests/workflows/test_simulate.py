@@ -14,9 +14,12 @@ from loop.workflows.simulate import (
     _answer,
     budgets,
     labels_to_reach,
+    learning_curve_area,
+    legend_label,
     run_once,
     simulate,
     simulated_answers,
+    summarise,
     value_at,
 )
 from tests.helpers import REPO, shared_data
@@ -68,6 +71,53 @@ def test_labels_to_reach():
     curve = [(10, 0.5), (20, 0.7), (30, 0.9)]
     assert labels_to_reach(curve, 0.7) == 20
     assert labels_to_reach(curve, 0.95) is None
+
+
+def test_learning_curve_area_holds_the_last_accuracy_and_is_normalised_by_the_budget():
+    # 0 until the first model at 10 labels, then 0.5 for 10 labels, 0.8 for the last 20
+    assert learning_curve_area([(10, 0.5), (20, 0.8)], 40) == pytest.approx((10 * 0.5 + 20 * 0.8) / 40)
+    assert learning_curve_area([(10, 0.5), (20, 0.8), (60, 1.0)], 40) == pytest.approx(0.525)  # beyond: ignored
+    assert learning_curve_area([(0, 0.7)], 100) == pytest.approx(0.7)
+    assert learning_curve_area([], 100) == 0.0
+    # earlier gains, same end point: a larger area
+    assert learning_curve_area([(10, 0.8), (40, 0.8)], 40) > learning_curve_area([(10, 0.2), (40, 0.8)], 40)
+
+
+def _run(strategy: str, seed: int, curve: list[tuple[int, float]]) -> dict:
+    return {"arm": strategy, "strategy": strategy, "relabel": "off", "seed": seed, "curve": curve,
+            "label_curve": [(s, 1.0) for s, _ in curve], "stop": None, "relabelled": 0, "label_noise": 0.0}
+
+
+def test_summary_gives_ratios_to_random_and_to_margin_and_the_area_per_seed():
+    # full accuracy 1.0: 95% / 98% reached at the first point >= 0.95 / 0.98
+    runs = [_run("margin", 0, [(10, 0.9), (20, 0.96), (30, 0.99), (40, 0.99)]),
+            _run("margin", 1, [(10, 0.9), (20, 0.9), (30, 0.96), (40, 0.99)]),
+            _run("random", 0, [(10, 0.5), (20, 0.9), (30, 0.96), (40, 0.99)]),
+            _run("random", 1, [(10, 0.5), (20, 0.9), (30, 0.96), (40, 0.99)]),
+            _run("other", 0, [(10, 0.96), (20, 0.99), (30, 0.99), (40, 0.99)]),
+            _run("other", 1, [(10, 0.96), (20, 0.96), (30, 0.99), (40, 0.99)])]
+    out = summarise(runs, 1.0, ["margin", "random", "other"], [10, 20, 30, 40])["strategies"]
+    assert out["margin"]["labels_to_98_per_seed"] == [30, 40] and out["margin"]["labels_to_98"] == 35
+    assert out["other"]["labels_to_95"] == 10 and out["other"]["labels_to_98"] == 25
+    assert out["other"]["labels_to_98_ratio_to_margin"] == pytest.approx(25 / 35, abs=1e-3)
+    assert out["other"]["labels_to_98_ratio_to_random"] == pytest.approx(25 / 40, abs=1e-3)
+    assert out["other"]["labels_to_95_ratio_to_margin"] == pytest.approx(10 / 25, abs=1e-3)
+    assert out["margin"]["labels_to_98_ratio_to_margin"] == 1.0
+    assert out["random"]["labels_to_98_ratio_to_margin"] == pytest.approx(40 / 35, abs=1e-3)
+    assert out["margin"]["auc_per_seed"] == [pytest.approx((0.9 + 0.96 + 0.99) * 10 / 40, abs=1e-4),
+                                             pytest.approx((0.9 + 0.9 + 0.96) * 10 / 40, abs=1e-4)]
+    assert out["other"]["auc"] > out["margin"]["auc"] > out["random"]["auc"]
+    label = legend_label("other", out["other"])
+    assert "98% at 25" in label and "0.62x random" in label and "0.71x margin" in label and "AUC 0.7" in label
+    assert "x margin" not in legend_label("margin", out["margin"])
+
+
+def test_without_margin_among_the_arms_there_is_no_ratio_to_margin():
+    runs = [_run("random", 0, [(10, 0.5), (20, 0.99)]), _run("other", 0, [(10, 0.99), (20, 0.99)])]
+    out = summarise(runs, 1.0, ["random", "other"], [10, 20])["strategies"]
+    assert out["other"]["labels_to_98_ratio_to_margin"] is None
+    assert out["other"]["labels_to_98_ratio_to_random"] == 0.5
+    assert "margin" not in legend_label("other", out["other"])
 
 
 def test_answers_drawn_up_front_err_at_each_rate_and_spammers_answer_at_random():
@@ -161,5 +211,8 @@ def test_cli_simulate_writes_json_and_a_plot(tmp_path, monkeypatch):
     assert set(out["strategies"]) == arms
     assert all(e["label_accuracy_mean"] for e in out["strategies"].values())
     assert out["config"]["pool"] == 300 and 0 < out["full_data_accuracy"] <= 1
+    for entry in out["strategies"].values():
+        assert 0 < entry["auc"] <= 1 and len(entry["auc_per_seed"]) == 2
+        assert "labels_to_98_ratio_to_margin" in entry and "labels_to_98_ratio_to_random" in entry
     assert png.stat().st_size > 10_000 and png.read_bytes()[:4] == b"\x89PNG"
     assert len(read_items(tmp_path / "pool.jsonl")) == 300
