@@ -88,3 +88,22 @@ def test_there_is_no_import_cycle():
     for module in sorted(graph):
         if module not in state:
             visit(module, [module])
+
+
+def test_integration_tests_never_share_an_annotator_name():
+    """The integration tests share one Label Studio for the session: an annotator added by two
+    tests makes the second fail ("exists already") depending on the order they run in."""
+    owner: dict[str, str] = {}
+    for path in sorted((REPO / "tests" / "integration").glob("test_*.py")):
+        names = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "PEOPLE" for t in node.targets) \
+                    and isinstance(node.value, ast.Dict):
+                names |= {k.value for k in node.value.keys if isinstance(k, ast.Constant)}
+            literal = isinstance(node, ast.Call) and all(isinstance(a, ast.Constant) for a in node.args[:3])
+            if literal and len(node.args) >= 3 and [a.value for a in node.args[:2]] == ["annotators", "add"]:
+                names.add(node.args[2].value)
+        for name in names:
+            assert name not in owner, f"{name!r} is added by both {owner[name]} and {path.name}"
+            owner[name] = path.name
+    assert len(owner) > 10  # the scan found the tests' annotators

@@ -35,8 +35,8 @@ def test_gold_is_never_selected_and_measures_models_and_annotators(stack_env, tm
     extra = [json.loads(line) for line in lines[300:302]]
     expert.write_text("".join(json.dumps({"id": f"expert-{k}", "text": f"{r['text']} (gold test)", "label": r["label"]})
                               + "\n" for k, r in enumerate(rows[:6]))
-                      + "".join(json.dumps({"id": f"new-{r['id']}", "text": r["text"], "label": r["label"]}) + "\n"
-                                for r in extra))
+                      + "".join(json.dumps({"id": f"new-{r['id']}", "text": f"{r['text']} (new gold)",
+                                            "label": r["label"]}) + "\n" for r in extra))
     added = cli("gold", "add", str(expert), "--project", str(p))
     assert (added["existing_items"], added["new_items"], added["gold"]) == (6, 2, 8)
     gold = {i["id"]: i["label"] for i in cli("gold", "list", "--project", str(p))["items"]}

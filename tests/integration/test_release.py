@@ -14,7 +14,7 @@ from tests.helpers import REPO, cli, login_token
 
 pytestmark = pytest.mark.integration
 
-PEOPLE = {"lena": "lena-pass-1234", "milo": "milo-pass-1234"}
+PEOPLE = {"rhea": "rhea-pass-1234", "milo": "milo-pass-1234"}
 LABELS = ["billing", "delivery", "account", "technical", "out_of_scope"]
 
 
