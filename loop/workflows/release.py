@@ -64,9 +64,10 @@ def _checksums(folder: Path) -> dict[str, str]:
 
 
 def _seal(folder: Path) -> None:
-    """Files read-only (0444), folders private (0700): the workspace is private already."""
+    """Files read-only to their owner (0400), folders private (0700), like the rest of the workspace:
+    a release can hold texts a team must not share beyond those allowed to read the workspace."""
     for path in folder.rglob("*"):
-        os.chmod(path, 0o700 if path.is_dir() else 0o444)
+        os.chmod(path, 0o700 if path.is_dir() else 0o400)
     os.chmod(folder, 0o700)
 
 
@@ -125,6 +126,8 @@ def create_release(ctx, p: int, *, note: str | None = None, out_root: str | Path
     folder = releases_folder(ctx, p, out_root)
     folder.mkdir(parents=True, exist_ok=True)
     os.chmod(folder, 0o700)
+    if out_root is None:  # the workspace's own releases/ folder: private like the workspace
+        os.chmod(folder.parent, 0o700)
     number = _next_number(records, folder)
     target = folder / version_name(number)
     created_at = (now or datetime.now(timezone.utc)).isoformat(timespec="seconds")

@@ -62,9 +62,10 @@ def test_a_release_is_the_export_with_a_manifest_sealed_and_recorded(ctx, tmp_pa
     record = ctx.store.release(P, "v1")
     assert record["manifest_sha256"] == hashlib.sha256((folder / MANIFEST).read_bytes()).hexdigest()
     assert (record["path"], record["note"], record["parent"]) == (str(folder), "pilot", None)
-    # read-only files
-    assert all(stat.S_IMODE(f.stat().st_mode) == 0o444 for f in files_of(folder).values())
-    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    # read-only files, private like the workspace (no group or other access anywhere)
+    assert all(stat.S_IMODE(f.stat().st_mode) == 0o400 for f in files_of(folder).values())
+    assert folder.parent.parent.name == "releases"  # the workspace's own folder: private too
+    assert {stat.S_IMODE(d.stat().st_mode) for d in (folder, folder.parent, folder.parent.parent)} == {0o700}
     # the items are the exported rows, on the sides the export put them
     rows = {name: read_back(folder / f"{name}.jsonl", "jsonl") for name in ("train", "test")}
     assert {e["id"]: (e["label"], e["split"]) for e in manifest["items"]} == {
