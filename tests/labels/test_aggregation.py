@@ -457,7 +457,9 @@ def test_snow2008_temp_default_at_least_the_best_crowd_kit_method():
     by_item: dict = {}
     for r in records:
         by_item.setdefault(r["item_id"], []).append(r)
-    best_crowd_kit = {2: 0.830, 3: 0.893, 5: 0.926, 10: 0.942}  # docs/benchmarks.md, "Against expert gold"
+    # docs/benchmarks.md, "Against expert gold": crowd-kit's best at each count (DS, DS, 1coin/GLAD/MACE,
+    # ZeroBasedSkill). At 10 the default is 0.942, 0.004 (two items) below ZeroBasedSkill: the tolerance.
+    best_crowd_kit = {2: 0.829, 3: 0.890, 5: 0.927, 10: 0.946}
     for k, floor in best_crowd_kit.items():
         scores = []
         for d in range(10):
