@@ -78,3 +78,31 @@ def view_task_ids(ls, project_id: int, view_id: int) -> list[int]:
                                              "fields": "task_only"}).json()
     tasks = body.get("tasks", []) if isinstance(body, dict) else body
     return sorted(int(t["id"]) for t in tasks)
+
+
+TICKET_LABELS = "billing,delivery,account,technical,out_of_scope"
+
+
+def ticket_project(tmp_path: Path, lines: slice, tag: str, title: str) -> tuple[int, dict[str, str], list[dict]]:
+    """`loop init` a project of the sample tickets `lines`, with ids and texts of the test's own
+    (`tag`): the integration tests share one Label Studio and one embedding cache, and
+    test_loop_e2e counts what `init` embeds. Returns (project id, item id -> true label, rows)."""
+    import json
+
+    rows = [json.loads(line) for line in (REPO / "examples" / "support_tickets.jsonl").read_text().splitlines()[lines]]
+    data = tmp_path / "tickets.jsonl"
+    data.write_text("".join(json.dumps({**r, "id": f"{tag}-{r['id']}", "text": f"{r['text']} ({tag})"}) + "\n"
+                            for r in rows))
+    p = cli("init", str(data), "--label-field", "label", "--labels", TICKET_LABELS, "--title", title)["project_id"]
+    return p, {f"{tag}-{r['id']}": r["label"] for r in rows}, rows
+
+
+def add_annotators(ls_url: str, people: dict[str, str]) -> dict:
+    """`loop annotators add` each of `people` (name -> password), then an SDK client logged in as each."""
+    from label_studio_sdk import LabelStudio
+
+    clients = {}
+    for name, password in people.items():
+        cli("annotators", "add", name, "--password", password)
+        clients[name] = LabelStudio(base_url=ls_url, api_key=login_token(ls_url, f"{name}@loop.local", password))
+    return clients

@@ -24,14 +24,13 @@ import time
 from collections import Counter
 from typing import Any
 
-from loop.errors import ConfigError, DataError
+from loop.errors import ConfigError
 from loop.labels.attribution import audit_answers
 from loop.labels.audit import STRATIFY, audit_report, draw_sample
 from loop.services.context import Context
 from loop.services.sync import sync_annotations
 from loop.workflows import training
-from loop.workflows.queues import queue_project
-from loop.workflows.texts import project_texts
+from loop.workflows.queues import import_missing, queue_project
 
 
 def audit_tab(auditor: str) -> str:
@@ -116,24 +115,13 @@ def start(ctx: Context, p: int, auditor: str, *, sample: int = 50, round_id: int
 
 def _publish(ctx: Context, p: int, n: int) -> dict[str, Any]:
     """Put audit n's sample in the auditor's audit queue (idempotent)."""
-    store, ls = ctx.store, ctx.ls
+    store = ctx.store
     audit = store.audit(p, n)
     q = audit.get("ls_project") or queue_project(ctx, p, f"audit {n} · {audit['auditor']}", audit_tab(audit["auditor"]))
     store.update_audit(p, n, ls_project=q)
     items = store.audit_items(p, n)
     todo = [i for i in audit["sample"] if not items[i].get("task_id")]
-    if todo:
-        orphans = {i: t for i, t in ls.task_item_ids(q).items() if i in set(todo)}  # imported, never recorded
-        store.add_audit_tasks(p, n, orphans)
-        todo = [i for i in todo if i not in orphans]
-    if todo:
-        texts, _ = project_texts(ctx, p, store.project(p) or {}, todo)
-        missing = [i for i in todo if i not in texts]
-        if missing:
-            raise DataError(f"{len(missing)} sampled items (e.g. {missing[0]!r}) have no text; "
-                            "re-run `loop init` on the project's data file")
-        task_ids = ls.import_tasks(q, [{"text": texts[i], "item_id": i} for i in todo])
-        store.add_audit_tasks(p, n, dict(zip(todo, task_ids)))
+    import_missing(ctx, p, q, todo, lambda tasks: store.add_audit_tasks(p, n, tasks), "sampled items")
     store.update_audit(p, n, published=True)
     audit = store.audit(p, n)
     return {"audit": n, "auditor": audit["auditor"], "population": audit["population"],

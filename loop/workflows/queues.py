@@ -14,7 +14,7 @@ title, and tasks already in it are found by their item id before anything is imp
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from loop.errors import DataError
 from loop.labels.interface import LABEL_CHANGES, QUEUE_TAB, QUEUE_TAB_HIDDEN
@@ -60,28 +60,37 @@ def enqueue(ctx: Context, p: int, annotator: str, item_ids: Sequence[str], *,
             round: int | None = None) -> dict[str, Any]:
     """Put items in an annotator's queue (those not there yet); returns {ls_project, url, tasks}
     with the queue's task id of every item asked for."""
-    store, ls = ctx.store, ctx.ls
+    store = ctx.store
     q = ensure_queue(ctx, p, annotator)
     have = store.queue_tasks(p, annotator)
     todo = [i for i in item_ids if i not in have]
-    if todo:
-        # Tasks a crashed run imported but never recorded: take them, import only the rest.
-        orphans = {i: t for i, t in ls.task_item_ids(q).items() if i in set(todo)}
-        store.add_queue_tasks(p, annotator, orphans)
-        have = {**have, **orphans}
-        todo = [i for i in todo if i not in orphans]
-    if todo:
-        texts, _ = project_texts(ctx, p, store.project(p) or {}, todo)
-        missing = [i for i in todo if i not in texts]
-        if missing:
-            raise DataError(f"{len(missing)} items for {annotator} (e.g. {missing[0]!r}) have no text; "
-                            "re-run `loop init` on the project's data file")
-        rows = [{"text": texts[i], "item_id": i, **({"round": round} if round is not None else {})} for i in todo]
-        task_ids = ls.import_tasks(q, rows)
-        store.add_queue_tasks(p, annotator, dict(zip(todo, task_ids)))
-        have = {**have, **dict(zip(todo, task_ids))}
+    have |= import_missing(ctx, p, q, todo, lambda tasks: store.add_queue_tasks(p, annotator, tasks),
+                           f"items for {annotator}", {"round": round} if round is not None else {})
     return {"ls_project": q, "url": f"{ctx.settings.ls_url}/projects/{q}/data",
             "tasks": [have[i] for i in item_ids]}
+
+
+def import_missing(ctx: Context, p: int, q: int, todo: Sequence[str], record: Callable[[dict[str, int]], None],
+                   what: str, fields: dict[str, Any] | None = None) -> dict[str, int]:
+    """Import items `todo` (text only, plus `fields`) as tasks of Label Studio project q, recording
+    item id -> task id with `record` as they become known; returns that mapping. Tasks a crashed
+    run imported but never recorded are taken as they are, so a re-run never imports twice."""
+    if not todo:
+        return {}
+    orphans = {i: t for i, t in ctx.ls.task_item_ids(q).items() if i in set(todo)}
+    record(orphans)
+    todo = [i for i in todo if i not in orphans]
+    if not todo:
+        return orphans
+    texts, _ = project_texts(ctx, p, ctx.store.project(p) or {}, todo)
+    missing = [i for i in todo if i not in texts]
+    if missing:
+        raise DataError(f"{len(missing)} {what} (e.g. {missing[0]!r}) have no text; "
+                        "re-run `loop init` on the project's data file")
+    imported = dict(zip(todo, ctx.ls.import_tasks(q, [{"text": texts[i], "item_id": i, **(fields or {})}
+                                                      for i in todo])))
+    record(imported)
+    return orphans | imported
 
 
 def withdraw(ctx: Context, p: int, annotator: str, item_ids: Sequence[str]) -> int:

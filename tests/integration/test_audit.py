@@ -4,17 +4,15 @@ that carries the errors; the disagreements wait for an adjudicator and change no
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 import pytest
-from label_studio_sdk import LabelStudio
 
 from loop.labels.interface import choice_result
 from loop.services.context import Context
 from loop.workflows import training
-from tests.helpers import REPO, cli, login_token
+from tests.helpers import add_annotators, cli, ticket_project
 from tests.integration import browser
 
 pytestmark = pytest.mark.integration
@@ -24,18 +22,8 @@ PEOPLE = {"lena": "lena-pass-1234", "moss": "moss-pass-1234", "nora": "nora-pass
 
 def test_a_planted_error_rate_is_found_systemic_and_the_label_carrying_it_named(stack_env, tmp_path):
     ctx = Context(stack_env)
-    rows = [json.loads(line) for line in (REPO / "examples" / "support_tickets.jsonl").read_text().splitlines()[:50]]
-    data = tmp_path / "tickets.jsonl"
-    data.write_text("".join(json.dumps({**r, "id": f"a-{r['id']}", "text": f"{r['text']} (by post)"}) + "\n"
-                            for r in rows))
-    truth = {f"a-{r['id']}": r["label"] for r in rows}
-    p = cli("init", str(data), "--label-field", "label", "--labels", "billing,delivery,account,technical,"
-            "out_of_scope", "--title", "Audit test")["project_id"]
-    clients = {}
-    for name, password in PEOPLE.items():
-        cli("annotators", "add", name, "--password", password)
-        clients[name] = LabelStudio(base_url=stack_env.ls_url,
-                                    api_key=login_token(stack_env.ls_url, f"{name}@loop.local", password))
+    p, truth, _ = ticket_project(tmp_path, slice(0, 50), "audit", "Audit test")
+    clients = add_annotators(stack_env.ls_url, PEOPLE)
 
     round1 = cli("next-round", "--size", "50", "--annotators", "lena,moss", "--overlap", "2", "--project", str(p))
     items = round1["assignments"]["lena"]["items"]

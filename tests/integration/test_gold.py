@@ -7,11 +7,10 @@ from __future__ import annotations
 import json
 
 import pytest
-from label_studio_sdk import LabelStudio
 
 from loop.labels.interface import choice_result
 from loop.services.context import Context
-from tests.helpers import REPO, cli, login_token
+from tests.helpers import REPO, add_annotators, cli, ticket_project
 
 pytestmark = pytest.mark.integration
 
@@ -23,17 +22,11 @@ WRONG = {"billing": "delivery", "delivery": "billing", "account": "technical", "
 def test_gold_is_never_selected_and_measures_models_and_annotators(stack_env, tmp_path):
     ctx = Context(stack_env)
     lines = (REPO / "examples" / "support_tickets.jsonl").read_text().splitlines()
-    rows = [json.loads(line) for line in lines[200:240]]
-    data = tmp_path / "tickets.jsonl"
-    data.write_text("".join(json.dumps({**r, "id": f"g-{r['id']}", "text": f"{r['text']} (gold test)"}) + "\n"
-                            for r in rows))
-    truth = {f"g-{r['id']}": r["label"] for r in rows}
-    p = cli("init", str(data), "--label-field", "label", "--labels", "billing,delivery,account,technical,"
-            "out_of_scope", "--title", "Gold test")["project_id"]
+    p, truth, rows = ticket_project(tmp_path, slice(200, 240), "g", "Gold test")
     # six items of the project (matched by text, under other ids) and two new ones, with expert labels
     expert = tmp_path / "expert.jsonl"
     extra = [json.loads(line) for line in lines[300:302]]
-    expert.write_text("".join(json.dumps({"id": f"expert-{k}", "text": f"{r['text']} (gold test)", "label": r["label"]})
+    expert.write_text("".join(json.dumps({"id": f"expert-{k}", "text": f"{r['text']} (g)", "label": r["label"]})
                               + "\n" for k, r in enumerate(rows[:6]))
                       + "".join(json.dumps({"id": f"new-{r['id']}", "text": f"{r['text']} (new gold)",
                                             "label": r["label"]}) + "\n" for r in extra))
@@ -44,11 +37,7 @@ def test_gold_is_never_selected_and_measures_models_and_annotators(stack_env, tm
     assert set(gold) == {f"g-{r['id']}" for r in rows[:6]} | {f"new-{r['id']}" for r in extra}
     assert all(ctx.store.items(p)[f"new-{r['id']}"]["task_id"] for r in extra)  # tasks in the main project
 
-    clients = {}
-    for name, password in PEOPLE.items():
-        cli("annotators", "add", name, "--password", password)
-        clients[name] = LabelStudio(base_url=stack_env.ls_url,
-                                    api_key=login_token(stack_env.ls_url, f"{name}@loop.local", password))
+    clients = add_annotators(stack_env.ls_url, PEOPLE)
     chosen, controls_seen = set(), {name: [] for name in PEOPLE}
     for _ in range(5):
         r = cli("next-round", "--size", "4", "--annotators", "lia,max", "--overlap", "1", "--gold-rate", "0.25",

@@ -3,16 +3,14 @@ from an annotator who had not labelled it, in her own queue; the trainer learns 
 
 from __future__ import annotations
 
-import json
 import time
 
 import pytest
-from label_studio_sdk import LabelStudio
 
 from loop.labels.interface import choice_result
 from loop.services.context import Context
 from loop.workflows import training
-from tests.helpers import REPO, cli, login_token
+from tests.helpers import add_annotators, cli, ticket_project
 
 pytestmark = pytest.mark.integration
 
@@ -21,18 +19,8 @@ PEOPLE = {"ivy": "ivy-pass-1234", "jack": "jack-pass-123", "kim": "kim-pass-1234
 
 def test_a_contested_item_gets_a_third_label_and_the_trainer_uses_it(stack_env, tmp_path):
     ctx = Context(stack_env)
-    rows = [json.loads(line) for line in (REPO / "examples" / "support_tickets.jsonl").read_text().splitlines()[80:120]]
-    data = tmp_path / "tickets.jsonl"
-    data.write_text("".join(json.dumps({**r, "id": f"r-{r['id']}", "text": f"{r['text']} (by phone)"}) + "\n"
-                            for r in rows))
-    truth = {f"r-{r['id']}": r["label"] for r in rows}
-    p = cli("init", str(data), "--label-field", "label", "--labels", "billing,delivery,account,technical,"
-            "out_of_scope", "--title", "Relabel test")["project_id"]
-    clients = {}
-    for name, password in PEOPLE.items():
-        cli("annotators", "add", name, "--password", password)
-        clients[name] = LabelStudio(base_url=stack_env.ls_url,
-                                    api_key=login_token(stack_env.ls_url, f"{name}@loop.local", password))
+    p, truth, _ = ticket_project(tmp_path, slice(80, 120), "relabel", "Relabel test")
+    clients = add_annotators(stack_env.ls_url, PEOPLE)
 
     round1 = cli("next-round", "--size", "6", "--annotators", "ivy,jack", "--overlap", "2", "--project", str(p))
     items = round1["assignments"]["ivy"]["items"]

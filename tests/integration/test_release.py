@@ -3,14 +3,12 @@ diff names exactly that item, and a third release with no change that writes not
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
-from label_studio_sdk import LabelStudio
 
 from loop.labels.interface import choice_result
-from tests.helpers import REPO, cli, login_token
+from tests.helpers import add_annotators, cli, ticket_project
 
 pytestmark = pytest.mark.integration
 
@@ -19,19 +17,8 @@ LABELS = ["billing", "delivery", "account", "technical", "out_of_scope"]
 
 
 def test_two_releases_with_one_relabelled_item_and_a_third_with_no_change(stack_env, tmp_path):
-    lines = (REPO / "examples" / "support_tickets.jsonl").read_text().splitlines()[200:240]
-    rows = [json.loads(line) for line in lines]
-    data = tmp_path / "tickets.jsonl"
-    data.write_text("".join(json.dumps({**r, "id": f"rel-{r['id']}", "text": f"{r['text']} (release test)"}) + "\n"
-                            for r in rows))
-    truth = {f"rel-{r['id']}": r["label"] for r in rows}
-    p = cli("init", str(data), "--label-field", "label", "--labels", ",".join(LABELS),
-            "--title", "Release test")["project_id"]
-    clients = {}
-    for name, password in PEOPLE.items():
-        cli("annotators", "add", name, "--password", password)
-        clients[name] = LabelStudio(base_url=stack_env.ls_url,
-                                    api_key=login_token(stack_env.ls_url, f"{name}@loop.local", password))
+    p, truth, _ = ticket_project(tmp_path, slice(200, 240), "rel", "Release test")
+    clients = add_annotators(stack_env.ls_url, PEOPLE)
     round1 = cli("next-round", "--size", "20", "--annotators", ",".join(PEOPLE), "--overlap", "2", "--project", str(p))
     made: dict[str, dict[str, int]] = {}  # item -> annotator -> annotation id
     for name in PEOPLE:  # both agree with the truth everywhere: no tie anywhere for a relabel to tip

@@ -92,7 +92,7 @@ def test_keys_written_are_the_documented_ones(redis_store):
     s.accept(P, ["1"])
     n = s.plan_audit(P, {"auditor": "dora", "status": "open"}, {"i1": {"label": "a"}})
     s.add_audit_tasks(P, n, {"i1": 900})
-    s.save_release(P, 1, {"path": "/tmp/v1", "manifest_sha256": "ab"})
+    s.save_release(P, 1, {"path": "releases/project-3/v1", "manifest_sha256": "ab"})
     s.plan_round(P, {"id": 2}, {}, controls={"g1": ["alice"]})
     s.add_gold(P, {"g1": {"label": "a", "source": "file:gold.jsonl", "added_at": 1.0}})
     assert {k.decode() for k in s.r.keys("*")} == {

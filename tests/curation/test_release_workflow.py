@@ -1,7 +1,7 @@
 """Releases of a project: written whole and read-only with a manifest that checks out, recorded in
 Redis, nothing written when nothing changed, the diff naming what changed, the audit and
 contradiction gates. The sample project of the curation tests in the real test Redis, with the
-fake Label Studio."""
+fake Label Studio (the fixtures of tests/curation/conftest.py)."""
 
 from __future__ import annotations
 
@@ -18,22 +18,6 @@ from tests.curation.sample_project import LABELS_OF, P, build_project, make_ctx,
 
 RELABELLED = "it10"  # unanimous "technical" under v1; relabelled "account" under v2 below
 
-
-@pytest.fixture(scope="session")
-def embedder():
-    from loop.core.embeddings import Embedder
-
-    return Embedder()
-
-
-@pytest.fixture
-def project(redis_store, tmp_path):
-    return build_project(redis_store, tmp_path)
-
-
-@pytest.fixture
-def ctx(redis_store, tmp_path, embedder, project, fake_ls):
-    return make_ctx(redis_store, tmp_path, embedder, fake_ls, project["texts"])
 
 
 def relabel(store, annotations, item, label, version=2):
