@@ -50,7 +50,8 @@ def _render_report(r: dict) -> None:
         console.print(r["summary"])
         return
     colour = "red" if r["verdict"] == "systemic" else "green"
-    console.print(f"[bold {colour}]{r['verdict']}[/]: {r['summary']}")
+    verdict, rest = r["summary"].split(": ", 1)  # the summary opens with the verdict
+    console.print(f"[bold {colour}]{verdict}[/]: {rest}")
     for title, key in (("errors by label", "by_label"), ("errors by annotator", "by_annotator"),
                        ("errors by guideline version", "by_guideline_version")):
         table = Table(title.split(" by ")[1], "audited", "errors", "error rate", title=title)
