@@ -179,7 +179,8 @@ def demo(
         console.print(
             f"\n[bold]Label Studio[/]: {r['url']}\n"
             f"  admin  {r['admin']['email']:<18} password {r['admin']['password']}\n{people}\n\n"
-            "[bold]Next[/]: log in as an annotator, open your \"Round 1 · name\" tab and label its items;\n"
+            "[bold]Next[/]: log in as an annotator, open your queue (the project \"<title> · name\", link above) "
+            "and click \"Label All Tasks\";\n"
             "then run `loop status` to watch progress and `loop next-round --annotators alice,bob,carol` "
             "for round 2.\n`loop down` stops the stack; its data stays in .loop/.")
 
