@@ -57,14 +57,20 @@ def login_line(settings, creds, new: bool) -> str:
 
 
 @handle_errors
-def up(as_json: bool = JSON_OPTION):
+def up(
+    label_studio_db: str = typer.Option(
+        None, "--label-studio-db", metavar="sqlite|postgres",
+        help="Label Studio's database (LOOP_LABEL_STUDIO_DB): sqlite (default), or postgres, a PostgreSQL server "
+             "`up` runs too (Debian's `postgresql` package). Chosen on the first start and kept by the workspace."),
+    as_json: bool = JSON_OPTION,
+):
     """Start the local stack (embedded Redis, Label Studio, ML backend) in the workspace; harmless twice.
     Prints the Label Studio admin's password on the first start only (`loop credentials` shows it later)."""
     from loop.services import stack
     from loop.services.settings import load_settings
     from loop.services.workspace import credentials, kept_secrets
 
-    settings = load_settings()
+    settings = load_settings(label_studio_db=label_studio_db)
     new = admin_login_is_new(settings, kept_secrets(settings))  # read before `up` keeps anything
     services = stack.up(settings, log=_log(as_json))
     emit([vars(s) for s in services], as_json, lambda _: (

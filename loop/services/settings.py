@@ -47,6 +47,20 @@ class Settings:
                                       "<workspace>/label-studio-venv, created on first `loop up`.")
     label_studio_requirement: str = _setting("label-studio==1.23.2", "LOOP_LABEL_STUDIO_REQUIREMENT",
                                              "What `loop up` installs into that virtualenv.")
+    label_studio_db: str = _setting("", "LOOP_LABEL_STUDIO_DB",
+                                    "Where the local Label Studio keeps its data: `sqlite` (a file in the "
+                                    "workspace, needs nothing installed) or `postgres` (a PostgreSQL server "
+                                    "`loop up` runs, from Debian's `postgresql` package); empty: what the "
+                                    "workspace's Label Studio was first started with, else `sqlite`.",
+                                    choices=("", "sqlite", "postgres"))
+    postgres_port: int = _setting(5480, "LOOP_POSTGRES_PORT", "Port of the local PostgreSQL on 127.0.0.1.")
+    postgres_bin: str = _setting("", "LOOP_POSTGRES_BIN",
+                                 "Folder holding PostgreSQL's initdb, postgres and pg_isready; empty: the newest "
+                                 "/usr/lib/postgresql/<version>/bin, else the folder `initdb` on PATH is in.")
+    postgres_dir: str = _setting("", "LOOP_POSTGRES_DIR",
+                                 "PostgreSQL's data folder; empty: <workspace>/postgres, or, when loop runs as "
+                                 "root (PostgreSQL refuses to), /var/lib/loop-postgres/<workspace id>, owned by "
+                                 "the `postgres` user. Recorded in the workspace on first use.")
     ml_backend_port: int = _setting(9090, "LOOP_ML_BACKEND_PORT", "Port of the ML backend on 127.0.0.1.")
     ml_backend_url: str = _setting("", "LOOP_ML_BACKEND_URL",
                                    "URL Label Studio uses to reach the ML backend; empty: http://127.0.0.1:<ml_backend_port>.")
@@ -72,6 +86,10 @@ class Settings:
                                       "Most tasks the ML backend scores in one /predict request (413 above).")
     predict_max_text: int = _setting(100_000, "LOOP_PREDICT_MAX_TEXT",
                                      "Most characters of one task's text /predict takes (413 above).")
+    ray_address: str = _setting("", "LOOP_RAY_ADDRESS",
+                                "A Ray cluster's head, HOST:PORT (`ray start --head` prints it): `loop init` embeds "
+                                "and `next-round` and `predictions push` score there (`--engine ray`, the default "
+                                "when set); empty: on this machine. Needs `pip install 'loop-al[ray]'`.")
 
     def __post_init__(self) -> None:
         for f in fields(self):

@@ -15,8 +15,15 @@ only the ML backend's address let through (`label_studio_env`).
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import ipaddress
 import os
+import pwd
+import re
+import secrets
+import shutil
 import signal
 import socket
 import stat
@@ -26,7 +33,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import httpx
 
@@ -38,12 +45,13 @@ from loop.services.workspace import (
     Workspace,
     backend_login,
     credentials,
+    postgres_password,
     redacted,
     redis_password,
     redis_url,
 )
 
-SERVICES = ("redis", "label-studio", "ml-backend", "trainer")
+SERVICES = ("redis", "postgres", "label-studio", "ml-backend", "trainer")  # postgres: LOOP_LABEL_STUDIO_DB=postgres
 
 
 @dataclass
@@ -135,16 +143,19 @@ def make_private(ws: Workspace) -> list[Path]:
     return changed
 
 
-def _spawn(ws: Workspace, service: str, argv: list[str], env: dict[str, str], stdin_text: str | None = None) -> int:
+def _spawn(ws: Workspace, service: str, argv: list[str], env: dict[str, str], stdin_text: str | None = None,
+           inherit_env: bool = True, cwd: Path | None = None) -> int:
     """Start a service in its own session with umask 077, logging to its log file; `stdin_text`
-    is written to its standard input (a secret that must not show on its command line)."""
+    is written to its standard input (a secret that must not show on its command line).
+    `inherit_env=False`: only `env`, none of this process's environment (for a service running as
+    another user, who must not read loop's secrets in it)."""
     log = os.fdopen(_private_file(ws.log_file(service), os.O_WRONLY | os.O_CREAT | os.O_APPEND), "ab")
     # A new session, so `down` can stop the service and every child it forked as one group.
     with log:
         proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL if stdin_text is None else subprocess.PIPE,
-                                env={**os.environ, **env}, cwd=str(ws.root), start_new_session=True,
-                                umask=PRIVATE_UMASK)
+                                env={**os.environ, **env} if inherit_env else env, cwd=str(cwd or ws.root),
+                                start_new_session=True, umask=PRIVATE_UMASK)
     if stdin_text is not None:
         try:
             proc.stdin.write(stdin_text.encode())
@@ -228,6 +239,218 @@ def _start_redis(ws: Workspace, log: Callable[[str], None]) -> None:
     _wait("redis", lambda: _redis_ok(redis_url(ws.settings)), pid, ws.settings.startup_timeout,
           ws.log_file("redis"))
     log(f"redis ready on 127.0.0.1:{port} (data in {ws.redis_dir})")
+
+
+# -- PostgreSQL for Label Studio (LOOP_LABEL_STUDIO_DB=postgres) -----------------------------------
+# One cluster per workspace, made on the first `up` and reachable only as Label Studio's role, to
+# its database, over TCP from 127.0.0.1, with its password (SCRAM-SHA-256): no Unix socket, no other
+# pg_hba line, so the superuser has no way in from outside (the bootstrap runs in single-user mode,
+# which needs no connection). The password is generated once and kept in credentials.json; the
+# server only ever sees its SCRAM verifier, so neither its command line nor its log holds it.
+PG_DATABASE = "label_studio"
+PG_ROLE = "label_studio"
+PG_PROGRAMS = ("initdb", "postgres", "pg_isready")
+PG_SYSTEM_USER = "postgres"  # Debian's `postgresql` package creates it; PostgreSQL runs as it when loop is root
+PG_ROOT_PARENT = Path("/var/lib/loop-postgres")  # where the data lives when loop runs as root
+PG_DEBIAN_BIN = Path("/usr/lib/postgresql")  # Debian's /usr/lib/postgresql/<version>/bin, not on PATH
+PG_INSTALL = "install it (`apt-get install postgresql`)"
+
+
+@dataclass(frozen=True)
+class Postgres:
+    """Where the workspace's PostgreSQL lives and who runs it."""
+    bin: Path  # the folder holding initdb, postgres and pg_isready
+    data_dir: Path
+    user: str | None  # the system user it runs as; None: this process's user
+
+    def program(self, name: str) -> str:
+        return str(self.bin / name)
+
+
+def _version_key(name: str) -> tuple[int, ...] | None:
+    return tuple(int(p) for p in name.split(".")) if re.fullmatch(r"\d+(\.\d+)*", name) else None
+
+
+def postgres_bin(settings: Settings, debian: Path = PG_DEBIAN_BIN) -> Path:
+    """The folder with PostgreSQL's server programs: LOOP_POSTGRES_BIN, else the newest Debian
+    /usr/lib/postgresql/<version>/bin, else the folder `initdb` on PATH resolves into."""
+    def complete(folder: Path) -> bool:
+        return all(os.access(folder / name, os.X_OK) and (folder / name).is_file() for name in PG_PROGRAMS)
+
+    if settings.postgres_bin:
+        folder = Path(settings.postgres_bin)
+        if not complete(folder):
+            raise ConfigError(f"LOOP_POSTGRES_BIN is {folder}, which lacks one of {', '.join(PG_PROGRAMS)}: "
+                              "set it to the folder holding PostgreSQL's server programs")
+        return folder
+    versions = sorted((v for v in debian.glob("*") if _version_key(v.name) and complete(v / "bin")),
+                      key=lambda v: _version_key(v.name), reverse=True)
+    if versions:
+        return versions[0] / "bin"
+    found = shutil.which("initdb")
+    if found and complete(Path(found).resolve().parent):
+        return Path(found).resolve().parent
+    raise ConfigError(f"Label Studio on PostgreSQL (LOOP_LABEL_STUDIO_DB=postgres) needs PostgreSQL's server, "
+                      f"and no {', '.join(PG_PROGRAMS)} were found in {debian}/<version>/bin or on PATH: "
+                      f"{PG_INSTALL}, or set LOOP_POSTGRES_BIN to their folder")
+
+
+def workspace_id(ws: Workspace) -> str:
+    return hashlib.sha256(str(ws.root).encode()).hexdigest()[:16]
+
+
+def postgres_layout(ws: Workspace, bin_folder: Path | None = None, euid: int | None = None) -> Postgres:
+    """Where the data lives and who runs the server. PostgreSQL refuses to run as root: when loop
+    runs as root it runs as the `postgres` user, who cannot enter the 0700 root-owned workspace, so
+    its data folder is then /var/lib/loop-postgres/<workspace id> (0700, owned by that user). As any
+    other user it runs as that user, data in <workspace>/postgres. LOOP_POSTGRES_DIR overrides both;
+    the folder in use is recorded in <workspace>/postgres-dir on the first start and kept."""
+    root = (os.geteuid() if euid is None else euid) == 0
+    user = PG_SYSTEM_USER if root else None
+    if user:
+        try:
+            pwd.getpwnam(user)
+        except KeyError:
+            raise ConfigError(f"loop runs as root, which PostgreSQL refuses, and there is no `{user}` user to run "
+                              f"it as: {PG_INSTALL} creates it") from None
+    if ws.settings.postgres_dir:
+        data_dir = Path(ws.settings.postgres_dir).resolve()
+    elif ws.postgres_dir_file.exists():
+        data_dir = Path(ws.postgres_dir_file.read_text().strip())
+    else:
+        data_dir = PG_ROOT_PARENT / workspace_id(ws) if root else ws.root / "postgres"
+    return Postgres(bin_folder or postgres_bin(ws.settings), data_dir, user)
+
+
+def as_user(pg: Postgres, argv: list[str]) -> list[str]:
+    """`argv` run as the server's user: through setpriv (util-linux), which execs it, so the PID
+    `up` records is the server's own."""
+    if pg.user is None:
+        return argv
+    entry = pwd.getpwnam(pg.user)
+    return ["setpriv", f"--reuid={entry.pw_uid}", f"--regid={entry.pw_gid}", "--init-groups", "--", *argv]
+
+
+def postgres_env() -> dict[str, str]:
+    """The whole environment of PostgreSQL's programs: none of loop's (it holds secrets, and the
+    server may run as another user), a fixed locale."""
+    return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C", "LANG": "C"}
+
+
+def initdb_argv(pg: Postgres, target: Path) -> list[str]:
+    return as_user(pg, [pg.program("initdb"), "-D", str(target), "--encoding=UTF8", "--locale=C",
+                        "--auth-local=reject", "--auth-host=scram-sha-256", "--no-instructions"])
+
+
+def postgres_argv(pg: Postgres, port: int) -> list[str]:
+    """The server: 127.0.0.1 only, no Unix socket, passwords stored as SCRAM verifiers."""
+    return as_user(pg, [pg.program("postgres"), "-D", str(pg.data_dir), "-h", "127.0.0.1", "-p", str(port),
+                        "-c", "unix_socket_directories=", "-c", "password_encryption=scram-sha-256"])
+
+
+def pg_hba() -> str:
+    return ("# Written by loop: only Label Studio's role, to its database, over TCP from 127.0.0.1, with its\n"
+            "# password (SCRAM). No Unix socket and no other line: nothing else gets in.\n"
+            f"host {PG_DATABASE} {PG_ROLE} 127.0.0.1/32 scram-sha-256\n")
+
+
+def scram_verifier(password: str, salt: bytes | None = None, iterations: int = 4096) -> str:
+    """PostgreSQL's stored form of a SCRAM-SHA-256 password (RFC 5802/7677; what psql's \\password
+    sends), so the password itself never reaches the server. Our passwords are ASCII, which
+    SASLprep leaves as is."""
+    salt = salt if salt is not None else secrets.token_bytes(16)
+    salted = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, iterations)
+    stored_key = hashlib.sha256(hmac.new(salted, b"Client Key", "sha256").digest()).digest()
+    server_key = hmac.new(salted, b"Server Key", "sha256").digest()
+    b64 = lambda b: base64.b64encode(b).decode()  # noqa: E731
+    return f"SCRAM-SHA-256${iterations}:{b64(salt)}${b64(stored_key)}:{b64(server_key)}"
+
+
+def bootstrap_sql(password: str) -> str:
+    """Label Studio's role (login, no other right) and its database; one statement per line, as
+    single-user mode reads them."""
+    return (f"CREATE ROLE {PG_ROLE} LOGIN PASSWORD '{scram_verifier(password)}';\n"
+            f"CREATE DATABASE {PG_DATABASE} OWNER {PG_ROLE} ENCODING 'UTF8' TEMPLATE template0;\n")
+
+
+def _own(pg: Postgres, path: Path) -> None:
+    if pg.user is not None:
+        entry = pwd.getpwnam(pg.user)
+        os.chown(path, entry.pw_uid, entry.pw_gid)
+
+
+def _init_postgres(ws: Workspace, pg: Postgres, log: Callable[[str], None]) -> None:
+    """Make the cluster once: initdb into a folder beside the data folder, write pg_hba.conf, create
+    the role and database in single-user mode, then rename it into place (an interrupted first
+    start leaves no half-made cluster behind)."""
+    target = pg.data_dir.with_name(pg.data_dir.name + ".initdb")
+    parent = pg.data_dir.parent
+    if pg.user is not None and parent == PG_ROOT_PARENT:
+        parent.mkdir(mode=0o755, parents=True, exist_ok=True)  # the server's user must pass through it
+    else:
+        parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    shutil.rmtree(target, ignore_errors=True)
+    target.mkdir(mode=0o700)
+    _own(pg, target)
+    log(f"creating PostgreSQL's data folder {pg.data_dir} (once)")
+    logfile = ws.log_file("postgres")
+    with os.fdopen(_private_file(logfile, os.O_WRONLY | os.O_CREAT | os.O_APPEND), "ab") as out:
+        def run(what: str, argv: list[str], stdin: str | None = None) -> None:
+            done = subprocess.run(argv, input=stdin.encode() if stdin else None, stdout=out, stderr=subprocess.STDOUT,
+                                  env=postgres_env(), cwd=str(target), umask=PRIVATE_UMASK)
+            if done.returncode != 0:
+                raise ServiceUnavailable(f"PostgreSQL's {what} failed (exit {done.returncode}); see {logfile}")
+
+        run("initdb", initdb_argv(pg, target))
+        hba = target / "pg_hba.conf"
+        hba.write_text(pg_hba())
+        os.chmod(hba, 0o600)
+        _own(pg, hba)
+        run("bootstrap (postgres --single)", as_user(pg, [pg.program("postgres"), "--single", "-D", str(target),
+                                                          "postgres"]),
+            bootstrap_sql(postgres_password(ws.settings)))
+    target.rename(pg.data_dir)
+    with os.fdopen(_private_file(ws.postgres_dir_file), "w") as f:
+        f.write(str(pg.data_dir))
+
+
+def postgres_ready(pg: Postgres, port: int) -> bool:
+    """Whether the server accepts connections (pg_isready; it needs no password for that)."""
+    argv = [pg.program("pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(port), "-d", PG_DATABASE, "-U", PG_ROLE,
+            "-t", "2"]
+    return subprocess.run(argv, env=postgres_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                          timeout=10).returncode == 0
+
+
+def _start_postgres(ws: Workspace, log: Callable[[str], None]) -> None:
+    pg = postgres_layout(ws)
+    if not (pg.data_dir / "PG_VERSION").exists():
+        _init_postgres(ws, pg, log)
+    port = ws.settings.postgres_port
+    pid = _spawn(ws, "postgres", postgres_argv(pg, port), postgres_env(), inherit_env=False, cwd=pg.data_dir)
+    _wait("postgres", lambda: postgres_ready(pg, port), pid, ws.settings.startup_timeout, ws.log_file("postgres"))
+    log(f"postgres ready on 127.0.0.1:{port} (data in {pg.data_dir}" + (f", run as {pg.user})" if pg.user else ")"))
+
+
+def stop_postgres(pid: int, timeout: float = 30.0) -> None:
+    """PostgreSQL's fast shutdown (SIGINT to the server alone: it ends its sessions and children
+    itself, and writes a checkpoint); `stop_pid`'s SIGTERM/SIGKILL of the group if it lingers."""
+    try:
+        os.kill(pid, signal.SIGINT)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not _alive(pid):
+            return
+        time.sleep(0.2)
+    stop_pid(pid)
+
+
+def postgres_url(settings: Settings) -> str:
+    """Label Studio's database as a URL with its password: show it with `redacted(...)`."""
+    return (f"postgresql://{PG_ROLE}:{quote(postgres_password(settings), safe='')}@127.0.0.1:"
+            f"{settings.postgres_port}/{PG_DATABASE}")
 
 
 def ensure_label_studio_installed(ws: Workspace, log: Callable[[str], None]) -> Path:
@@ -356,6 +579,7 @@ def label_studio_env(ws: Workspace, creds: Credentials) -> dict[str, str]:
         # Label Studio must reach the ML backend and its webhook on 127.0.0.1, and nothing else private.
         **ssrf_env(ws.settings),
         "LABEL_STUDIO_DISABLE_SIGNUP_WITHOUT_LINK": "true",
+        **label_studio_db_env(ws),
         **TELEMETRY_OFF,
         # Label Studio's own faster prediction import (off by default in 1.23): 3,000 predictions
         # showed in 3.6 s with it against 4.7-7.7 s without (docs/benchmarks.md, "ML backend").
@@ -363,9 +587,24 @@ def label_studio_env(ws: Workspace, creds: Credentials) -> dict[str, str]:
     }
 
 
+def label_studio_db_env(ws: Workspace) -> dict[str, str]:
+    """Label Studio's database (label_studio/core/settings/base.py `DATABASES_ALL`, chosen by
+    DJANGO_DB; label_studio.py defaults it to sqlite), named with the LABEL_STUDIO_ prefix so a
+    shell's DJANGO_DB or POSTGRE_* cannot point loop's Label Studio elsewhere."""
+    if ws.label_studio_db() != "postgres":
+        return {"LABEL_STUDIO_DJANGO_DB": "sqlite"}
+    return {"LABEL_STUDIO_DJANGO_DB": "postgresql", "LABEL_STUDIO_POSTGRE_NAME": PG_DATABASE,
+            "LABEL_STUDIO_POSTGRE_USER": PG_ROLE, "LABEL_STUDIO_POSTGRE_PASSWORD": postgres_password(ws.settings),
+            "LABEL_STUDIO_POSTGRE_HOST": "127.0.0.1", "LABEL_STUDIO_POSTGRE_PORT": str(ws.settings.postgres_port)}
+
+
 def _start_label_studio(ws: Workspace, log: Callable[[str], None]) -> None:
     exe = ensure_label_studio_installed(ws, log)
     _private_dir(ws.label_studio_dir)
+    db = ws.label_studio_db()
+    if not ws.recorded_label_studio_db():
+        with os.fdopen(_private_file(ws.label_studio_db_file), "w") as f:
+            f.write(db)
     creds = credentials(ws.settings)
     port = ws.settings.label_studio_port
     argv = [str(exe), "start", "--no-browser", "--internal-host", "127.0.0.1", "-p", str(port),
@@ -374,7 +613,7 @@ def _start_label_studio(ws: Workspace, log: Callable[[str], None]) -> None:
     url = ws.settings.ls_url
     _wait("label-studio", lambda: _http_ok(f"{url}/health"), pid, ws.settings.startup_timeout,
           ws.log_file("label-studio"))
-    log(f"label-studio ready at {url}")
+    log(f"label-studio ready at {url}" + (" (on PostgreSQL)" if db == "postgres" else ""))
 
 
 def backend_login_env(login: tuple[str, str] | None) -> dict[str, str]:
@@ -423,17 +662,33 @@ def _managed(settings: Settings) -> list[str]:
     if settings.embedded_redis:
         out.append("redis")
     if settings.embedded_label_studio:
+        if Workspace(settings).label_studio_db() == "postgres":
+            out.append("postgres")
         out.append("label-studio")
     if not settings.ml_backend_url:
         out += ["ml-backend", "trainer"]
     return out
 
 
+def check_label_studio_db(ws: Workspace) -> None:
+    """Refuse to switch the database of a Label Studio that has data: it would start empty, its
+    projects left behind in the other one."""
+    asked, recorded = ws.settings.label_studio_db, ws.recorded_label_studio_db()
+    if asked and recorded and asked != recorded and ws.settings.embedded_label_studio:
+        raise ConfigError(f"this workspace's Label Studio ({ws.root}) keeps its data in {recorded}, but "
+                          f"LOOP_LABEL_STUDIO_DB (or --label-studio-db) asks for {asked}: it would start empty. Use "
+                          f"another workspace (LOOP_WORKSPACE) for Label Studio on {asked}, or leave the setting "
+                          "empty to keep the workspace's")
+
+
 def up(settings: Settings, log: Callable[[str], None] = print) -> list[ServiceStatus]:
     ws = Workspace(settings)
+    check_label_studio_db(ws)
+    if "postgres" in _managed(settings):
+        postgres_layout(ws)  # PostgreSQL not installed, or no user to run it as: say so before starting anything
     make_private(ws)
-    starters = {"redis": _start_redis, "label-studio": _start_label_studio, "ml-backend": _start_ml_backend,
-                "trainer": _start_trainer}
+    starters = {"redis": _start_redis, "postgres": _start_postgres, "label-studio": _start_label_studio,
+                "ml-backend": _start_ml_backend, "trainer": _start_trainer}
     for service in SERVICES:
         if service not in _managed(settings):
             continue
@@ -465,7 +720,7 @@ def down(settings: Settings, log: Callable[[str], None] = print) -> list[str]:
         if pid is None:
             continue
         if _alive(pid):
-            stop_pid(pid)
+            (stop_postgres if service == "postgres" else stop_pid)(pid)
             stopped.append(service)
             log(f"{service} stopped (pid {pid})")
         ws.pid_file(service).unlink(missing_ok=True)
@@ -475,12 +730,12 @@ def down(settings: Settings, log: Callable[[str], None] = print) -> list[str]:
 
 
 def _port(settings: Settings, service: str) -> int:
-    return {"redis": settings.redis_port, "label-studio": settings.label_studio_port,
-            "ml-backend": settings.ml_backend_port, "trainer": 0}[service]
+    return {"redis": settings.redis_port, "postgres": settings.postgres_port,
+            "label-studio": settings.label_studio_port, "ml-backend": settings.ml_backend_port, "trainer": 0}[service]
 
 
 def _port_env(service: str) -> str:
-    return {"redis": "LOOP_REDIS_PORT", "label-studio": "LOOP_LABEL_STUDIO_PORT",
+    return {"redis": "LOOP_REDIS_PORT", "postgres": "LOOP_POSTGRES_PORT", "label-studio": "LOOP_LABEL_STUDIO_PORT",
             "ml-backend": "LOOP_ML_BACKEND_PORT"}[service]
 
 
@@ -494,6 +749,12 @@ def _status(ws: Workspace, service: str) -> ServiceStatus:
         url = redis_url(s)
         healthy = _redis_ok(url)
         url = redacted(url)  # shown by `loop up` and `loop ps`: never the password
+    elif service == "postgres":
+        url = redacted(postgres_url(s))  # never the password
+        try:
+            healthy = postgres_ready(postgres_layout(ws), s.postgres_port)
+        except ConfigError as exc:  # not installed (any more), or no user to run it as
+            healthy, detail = False, str(exc)
     elif service == "label-studio":
         url = s.ls_url
         healthy, detail = _http_check(f"{url}/health")
@@ -520,5 +781,6 @@ def _status(ws: Workspace, service: str) -> ServiceStatus:
 
 
 def ps(settings: Settings) -> list[ServiceStatus]:
+    """Every service of the stack; PostgreSQL only where Label Studio runs on it."""
     ws = Workspace(settings)
-    return [_status(ws, service) for service in SERVICES]
+    return [_status(ws, service) for service in SERVICES if service != "postgres" or service in _managed(settings)]

@@ -69,6 +69,30 @@ class Workspace:
     def credentials_file(self) -> Path:
         return self.root / "credentials.json"
 
+    @property
+    def label_studio_db_file(self) -> Path:
+        """Which database the workspace's Label Studio was first started with (`sqlite` or `postgres`)."""
+        return self.root / "label-studio-db"
+
+    @property
+    def postgres_dir_file(self) -> Path:
+        """Where the workspace's PostgreSQL keeps its data (written on its first start: as root it is
+        outside the workspace, see `loop.services.stack.postgres_layout`)."""
+        return self.root / "postgres-dir"
+
+    def recorded_label_studio_db(self) -> str:
+        """`sqlite` or `postgres` as recorded by the first `loop up`; `sqlite` for a workspace from before
+        the record whose Label Studio has its SQLite file; "" when Label Studio never ran here."""
+        try:
+            return self.label_studio_db_file.read_text().strip()
+        except FileNotFoundError:
+            return "sqlite" if (self.label_studio_dir / "label_studio.sqlite3").exists() else ""
+
+    def label_studio_db(self) -> str:
+        """The database the local Label Studio uses: the one it was first started with, else the
+        setting LOOP_LABEL_STUDIO_DB, else `sqlite`."""
+        return self.recorded_label_studio_db() or self.settings.label_studio_db or "sqlite"
+
     def backend_login(self) -> tuple[str, str] | None:
         """`backend_login(settings)` for this workspace's settings (what workflows reach through `ctx.workspace`)."""
         return backend_login(self.settings)
@@ -127,6 +151,11 @@ def credentials(settings: Settings) -> Credentials:
 def redis_password(settings: Settings) -> str:
     """The embedded Redis's password (`requirepass`): generated once and kept."""
     return kept_secrets(settings, {"redis_password": lambda: secrets.token_hex(24)})["redis_password"]
+
+
+def postgres_password(settings: Settings) -> str:
+    """The password of Label Studio's role in the PostgreSQL `loop up` runs: generated once and kept."""
+    return kept_secrets(settings, {"postgres_password": lambda: secrets.token_hex(24)})["postgres_password"]
 
 
 def redis_url(settings: Settings) -> str:
