@@ -271,12 +271,13 @@ def _version_key(name: str) -> tuple[int, ...] | None:
     return tuple(int(p) for p in name.split(".")) if re.fullmatch(r"\d+(\.\d+)*", name) else None
 
 
-def postgres_bin(settings: Settings, debian: Path = PG_DEBIAN_BIN) -> Path:
+def postgres_bin(settings: Settings, debian: Path | None = None) -> Path:
     """The folder with PostgreSQL's server programs: LOOP_POSTGRES_BIN, else the newest Debian
     /usr/lib/postgresql/<version>/bin, else the folder `initdb` on PATH resolves into."""
     def complete(folder: Path) -> bool:
         return all(os.access(folder / name, os.X_OK) and (folder / name).is_file() for name in PG_PROGRAMS)
 
+    debian = debian or PG_DEBIAN_BIN
     if settings.postgres_bin:
         folder = Path(settings.postgres_bin)
         if not complete(folder):
@@ -313,6 +314,9 @@ def postgres_layout(ws: Workspace, bin_folder: Path | None = None, euid: int | N
         except KeyError:
             raise ConfigError(f"loop runs as root, which PostgreSQL refuses, and there is no `{user}` user to run "
                               f"it as: {PG_INSTALL} creates it") from None
+        if not _setpriv():
+            raise ConfigError("loop runs as root, which PostgreSQL refuses, and `setpriv` (util-linux) is not "
+                              f"installed to run it as `{user}`: apt-get install util-linux")
     if ws.settings.postgres_dir:
         data_dir = Path(ws.settings.postgres_dir).resolve()
     elif ws.postgres_dir_file.exists():
@@ -322,13 +326,18 @@ def postgres_layout(ws: Workspace, bin_folder: Path | None = None, euid: int | N
     return Postgres(bin_folder or postgres_bin(ws.settings), data_dir, user)
 
 
+def _setpriv() -> str | None:
+    return shutil.which("setpriv") or next((p for p in ("/usr/bin/setpriv", "/bin/setpriv") if os.access(p, os.X_OK)),
+                                           None)
+
+
 def as_user(pg: Postgres, argv: list[str]) -> list[str]:
     """`argv` run as the server's user: through setpriv (util-linux), which execs it, so the PID
     `up` records is the server's own."""
     if pg.user is None:
         return argv
     entry = pwd.getpwnam(pg.user)
-    return ["setpriv", f"--reuid={entry.pw_uid}", f"--regid={entry.pw_gid}", "--init-groups", "--", *argv]
+    return [_setpriv() or "setpriv", f"--reuid={entry.pw_uid}", f"--regid={entry.pw_gid}", "--init-groups", "--", *argv]
 
 
 def postgres_env() -> dict[str, str]:
@@ -401,14 +410,18 @@ def _init_postgres(ws: Workspace, pg: Postgres, log: Callable[[str], None]) -> N
             if done.returncode != 0:
                 raise ServiceUnavailable(f"PostgreSQL's {what} failed (exit {done.returncode}); see {logfile}")
 
-        run("initdb", initdb_argv(pg, target))
-        hba = target / "pg_hba.conf"
-        hba.write_text(pg_hba())
-        os.chmod(hba, 0o600)
-        _own(pg, hba)
-        run("bootstrap (postgres --single)", as_user(pg, [pg.program("postgres"), "--single", "-D", str(target),
-                                                          "postgres"]),
-            bootstrap_sql(postgres_password(ws.settings)))
+        try:
+            run("initdb", initdb_argv(pg, target))
+            hba = target / "pg_hba.conf"
+            hba.write_text(pg_hba())
+            os.chmod(hba, 0o600)
+            _own(pg, hba)
+            run("bootstrap (postgres --single)", as_user(pg, [pg.program("postgres"), "--single", "-D", str(target),
+                                                              "postgres"]),
+                bootstrap_sql(postgres_password(ws.settings)))
+        except BaseException:
+            shutil.rmtree(target, ignore_errors=True)
+            raise
     target.rename(pg.data_dir)
     with os.fdopen(_private_file(ws.postgres_dir_file), "w") as f:
         f.write(str(pg.data_dir))

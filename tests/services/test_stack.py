@@ -453,3 +453,295 @@ def test_up_stops_waiting_for_a_backend_that_refuses_the_login(refusing_backend)
 
     with pytest.raises(ServiceUnavailable, match="login refused"):
         stack._backend_ready(f"http://127.0.0.1:{refusing_backend}", ("label-studio", "pw"))
+
+
+# -- Label Studio on PostgreSQL (LOOP_LABEL_STUDIO_DB=postgres) -----------------------------------
+def pg_settings(tmp_path, **kw) -> Settings:
+    return Settings(workspace=str(tmp_path / "ws"), label_studio_db="postgres", **kw)
+
+
+def test_label_studio_stays_on_sqlite_by_default_and_nothing_is_made_for_postgres(env, tmp_path):
+    assert env["LABEL_STUDIO_DJANGO_DB"] == "sqlite"
+    assert not any(k.startswith("LABEL_STUDIO_POSTGRE_") for k in env)
+    ws = Workspace(Settings(workspace=str(tmp_path / "ws")))
+    assert ws.label_studio_db() == "sqlite"
+    assert not ws.credentials_file.exists()  # no PostgreSQL password generated for SQLite
+    from loop.services.stack import _managed
+    assert "postgres" not in _managed(ws.settings)
+
+
+def test_label_studio_on_postgres_gets_the_database_and_the_kept_password(tmp_path):
+    from loop.services.stack import PG_DATABASE, PG_ROLE, _managed
+    from loop.services.workspace import postgres_password
+
+    settings = pg_settings(tmp_path, postgres_port=5999)
+    env = label_studio_env(Workspace(settings), CREDS)
+    password = postgres_password(settings)
+    assert len(password) >= 32 and password == json.loads(Workspace(settings).credentials_file.read_text())[
+        "postgres_password"]
+    assert {k: v for k, v in env.items() if "DJANGO_DB" in k or "POSTGRE" in k} == {
+        "LABEL_STUDIO_DJANGO_DB": "postgresql", "LABEL_STUDIO_POSTGRE_NAME": PG_DATABASE,
+        "LABEL_STUDIO_POSTGRE_USER": PG_ROLE, "LABEL_STUDIO_POSTGRE_PASSWORD": password,
+        "LABEL_STUDIO_POSTGRE_HOST": "127.0.0.1", "LABEL_STUDIO_POSTGRE_PORT": "5999"}
+    # A shell's DJANGO_DB / POSTGRE_* lose to loop's prefixed names, as the telemetry switches do.
+    shell = {"DJANGO_DB": "sqlite", "POSTGRE_HOST": "db.example", "HEARTEX_POSTGRE_PASSWORD": "other"}
+    merged = {**shell, **env}
+    assert ls_get_env(merged, "DJANGO_DB") == "postgresql" and ls_get_env(merged, "POSTGRE_HOST") == "127.0.0.1"
+    assert ls_get_env(merged, "POSTGRE_PASSWORD") == password
+    assert _managed(settings)[:2] == ["redis", "postgres"]  # started before Label Studio
+    assert mode(Workspace(settings).credentials_file) == 0o600
+
+
+DB_PROBE = """
+import json, os, sys
+import label_studio
+sys.path.insert(0, os.path.dirname(label_studio.__file__))
+os.environ['DJANGO_SETTINGS_MODULE'] = 'label_studio.core.settings.label_studio'
+from django.conf import settings
+import psycopg
+db = settings.DATABASES['default']
+print(json.dumps({k: db.get(k) for k in ('ENGINE', 'NAME', 'USER', 'PASSWORD', 'HOST', 'PORT')}))
+"""
+
+
+@pytest.mark.parametrize("db", ["sqlite", "postgres"])
+def test_label_studio_reads_the_database_loop_gives_it(db, tmp_path):
+    """Label Studio's real settings module under `loop up`'s environment, with a shell naming another
+    database: it picks loop's (and has psycopg, the driver it needs for PostgreSQL)."""
+    python = label_studio_python()
+    settings = Settings(workspace=str(tmp_path / "ws"), label_studio_db=db, postgres_port=5999)
+    env = label_studio_env(Workspace(settings), CREDS)
+    shell = {"DJANGO_DB": "mysql", "POSTGRE_HOST": "db.example", "POSTGRE_PORT": "1"}
+    run_env = {"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path), **shell, **env}
+    Path(env["LABEL_STUDIO_BASE_DATA_DIR"]).mkdir(parents=True)
+    out = subprocess.run([str(python), "-c", DB_PROBE], env=run_env, cwd=tmp_path, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    found = json.loads(out.stdout.strip().splitlines()[-1])
+    if db == "sqlite":
+        assert found["ENGINE"] == "django.db.backends.sqlite3"
+        assert found["NAME"] == str(Workspace(settings).label_studio_dir / "label_studio.sqlite3")
+    else:
+        assert found == {"ENGINE": "django.db.backends.postgresql", "NAME": "label_studio", "USER": "label_studio",
+                         "PASSWORD": env["LABEL_STUDIO_POSTGRE_PASSWORD"], "HOST": "127.0.0.1", "PORT": 5999}
+
+
+def fake_bin(folder: Path, programs=("initdb", "postgres", "pg_isready")) -> Path:
+    folder.mkdir(parents=True)
+    for name in programs:
+        (folder / name).write_text("#!/bin/sh\n")
+        os.chmod(folder / name, 0o755)
+    return folder
+
+
+def test_postgres_programs_are_found_in_the_newest_complete_debian_folder(tmp_path, monkeypatch):
+    from loop.errors import ConfigError
+    from loop.services.stack import postgres_bin
+
+    debian = tmp_path / "usr-lib-postgresql"
+    fake_bin(debian / "9.6" / "bin")
+    fake_bin(debian / "13" / "bin")
+    fake_bin(debian / "16" / "bin", programs=("postgres",))  # a client-only or broken install: skipped
+    (debian / "common").mkdir()
+    settings = Settings(workspace=str(tmp_path / "ws"))
+    assert postgres_bin(settings, debian) == debian / "13" / "bin"  # 13 > 9.6 as versions, not strings
+    own = fake_bin(tmp_path / "own")
+    assert postgres_bin(Settings(workspace=str(tmp_path / "ws"), postgres_bin=str(own)), debian) == own
+    with pytest.raises(ConfigError, match="LOOP_POSTGRES_BIN is .*lacks"):
+        postgres_bin(Settings(workspace=str(tmp_path / "ws"), postgres_bin=str(debian / "16" / "bin")), debian)
+    # Not in Debian's folder: the folder `initdb` on PATH resolves into (a symlink, like /usr/local/bin's here).
+    linked = tmp_path / "path-bin"
+    linked.mkdir()
+    (linked / "initdb").symlink_to(own / "initdb")
+    monkeypatch.setenv("PATH", str(linked))
+    assert postgres_bin(settings, tmp_path / "none") == own
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    with pytest.raises(ConfigError, match=r"apt-get install postgresql.*LOOP_POSTGRES_BIN"):
+        postgres_bin(settings, tmp_path / "none")
+
+
+def test_where_postgres_keeps_its_data_and_who_runs_it(tmp_path):
+    import pwd
+
+    from loop.errors import ConfigError
+    from loop.services.stack import PG_ROOT_PARENT, as_user, postgres_argv, postgres_layout, workspace_id
+
+    settings = pg_settings(tmp_path)
+    ws = Workspace(settings)
+    bin_folder = tmp_path / "bin"
+    mine = postgres_layout(ws, bin_folder, euid=1000)  # not root: as this user, inside the workspace
+    assert mine.user is None and mine.data_dir == ws.root / "postgres"
+    assert as_user(mine, ["x"]) == ["x"]
+    try:
+        entry = pwd.getpwnam("postgres")
+    except KeyError:
+        with pytest.raises(ConfigError, match="apt-get install postgresql"):
+            postgres_layout(ws, bin_folder, euid=0)
+    else:  # root: as `postgres`, outside the 0700 workspace it cannot enter, one folder per workspace
+        as_root = postgres_layout(ws, bin_folder, euid=0)
+        assert as_root.user == "postgres" and as_root.data_dir == PG_ROOT_PARENT / workspace_id(ws)
+        assert workspace_id(ws) != workspace_id(Workspace(Settings(workspace=str(tmp_path / "other"))))
+        argv = postgres_argv(as_root, 5480)
+        assert Path(argv[0]).name == "setpriv"
+        assert argv[1:5] == [f"--reuid={entry.pw_uid}", f"--regid={entry.pw_gid}", "--init-groups", "--"]
+        assert argv[5] == str(bin_folder / "postgres")
+    argv = postgres_argv(mine, 5480)
+    assert argv[0] == str(bin_folder / "postgres") and argv[argv.index("-D") + 1] == str(ws.root / "postgres")
+    assert argv[argv.index("-h") + 1] == "127.0.0.1" and argv[argv.index("-p") + 1] == "5480"
+    assert "unix_socket_directories=" in argv  # no socket: TCP on 127.0.0.1 with the password is the only way in
+    # The folder in use is recorded, so a later `up` (or a moved workspace) finds the same data; the setting wins.
+    ws.ensure()
+    ws.postgres_dir_file.write_text(str(tmp_path / "kept"))
+    assert postgres_layout(ws, bin_folder, euid=1000).data_dir == tmp_path / "kept"
+    named = Workspace(pg_settings(tmp_path, postgres_dir=str(tmp_path / "named")))
+    assert postgres_layout(named, bin_folder, euid=1000).data_dir == tmp_path / "named"
+
+
+def test_only_label_studios_role_may_connect_and_only_with_its_password():
+    from loop.services.stack import PG_DATABASE, PG_ROLE, bootstrap_sql, pg_hba
+
+    rules = [line.split() for line in pg_hba().splitlines() if line.strip() and not line.startswith("#")]
+    assert rules == [["host", PG_DATABASE, PG_ROLE, "127.0.0.1/32", "scram-sha-256"]]
+    sql = bootstrap_sql("the-password")
+    assert "the-password" not in sql and "SCRAM-SHA-256$4096:" in sql  # the server gets the verifier only
+    assert "SUPERUSER" not in sql.upper() and f"OWNER {PG_ROLE}" in sql
+    assert all(line.endswith(";") for line in sql.splitlines())  # one statement per line (single-user mode)
+
+
+def test_the_scram_verifier_matches_rfc_7677():
+    """The RFC's exchange (user "user", password "pencil"): the server signature our ServerKey gives is
+    the RFC's, and the RFC's client proof checks out against our StoredKey."""
+    import base64
+    import hashlib
+    import hmac
+
+    from loop.services.stack import scram_verifier
+
+    verifier = scram_verifier("pencil", base64.b64decode("W22ZaJ0SNY7soEsUEjb6gQ=="))
+    head, keys = verifier.split("$")[1:]
+    assert head == "4096:W22ZaJ0SNY7soEsUEjb6gQ=="
+    stored_key, server_key = (base64.b64decode(k) for k in keys.split(":"))
+    nonce = "rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0"
+    auth = (f"n=user,r=rOprNGfwEbeRWgbNEkqO,r={nonce},s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096,c=biws,r={nonce}").encode()
+    server_signature = hmac.new(server_key, auth, "sha256").digest()
+    assert base64.b64encode(server_signature).decode() == "6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4="
+    proof = base64.b64decode("dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ=")
+    client_key = bytes(a ^ b for a, b in zip(proof, hmac.new(stored_key, auth, "sha256").digest()))
+    assert hashlib.sha256(client_key).digest() == stored_key
+    assert scram_verifier("pencil") != scram_verifier("pencil")  # a fresh salt each time
+
+
+def test_a_workspace_keeps_the_database_its_label_studio_started_with(tmp_path):
+    from loop.errors import ConfigError
+    from loop.services.stack import check_label_studio_db
+
+    ws = Workspace(pg_settings(tmp_path))
+    check_label_studio_db(ws)  # new workspace: any choice
+    ws.ensure()
+    (ws.label_studio_dir).mkdir()
+    (ws.label_studio_dir / "label_studio.sqlite3").write_text("")  # an older workspace: Label Studio on SQLite
+    assert ws.recorded_label_studio_db() == "sqlite" and ws.label_studio_db() == "sqlite"
+    with pytest.raises(ConfigError, match="keeps its data in sqlite.*asks for postgres.*LOOP_WORKSPACE"):
+        check_label_studio_db(ws)
+    ws.label_studio_db_file.write_text("postgres")
+    follows = Workspace(Settings(workspace=str(tmp_path / "ws")))  # setting left empty: the workspace's choice
+    assert follows.label_studio_db() == "postgres"
+    check_label_studio_db(follows)
+    with pytest.raises(ConfigError, match="keeps its data in postgres"):
+        check_label_studio_db(Workspace(Settings(workspace=str(tmp_path / "ws"), label_studio_db="sqlite")))
+
+
+def test_ps_lists_postgres_only_where_label_studio_runs_on_it(tmp_path):
+    from loop.services import stack
+
+    closed = free_port()
+    common = dict(redis_port=closed, label_studio_port=closed, ml_backend_port=closed, postgres_port=closed)
+    assert "postgres" not in [s.name for s in stack.ps(Settings(workspace=str(tmp_path / "a"), **common))]
+    rows = {s.name: s for s in stack.ps(pg_settings(tmp_path, **common))}
+    assert list(rows)[:3] == ["redis", "postgres", "label-studio"]
+    pg = rows["postgres"]
+    assert pg.managed and not pg.healthy and pg.state == "down"
+    assert pg.url == f"postgresql://label_studio:***@127.0.0.1:{closed}/label_studio"
+
+
+def test_up_on_postgres_without_postgresql_installed_is_one_error_naming_apt_get(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from loop.cli.main import app
+    from loop.services import stack
+
+    for f in Settings.__dataclass_fields__.values():
+        monkeypatch.delenv(f.metadata["env"], raising=False)
+    monkeypatch.setenv("LOOP_WORKSPACE", str(tmp_path / "ws"))
+    monkeypatch.setenv("LOOP_REDIS_PORT", str(free_port()))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(stack, "PG_DEBIAN_BIN", tmp_path / "no-postgresql")
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    result = CliRunner().invoke(app, ["up", "--label-studio-db", "postgres"])
+    assert result.exit_code == 1, result.output
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("Error:") and "apt-get install postgresql" in lines[0], lines
+    assert not (tmp_path / "ws" / "pids").exists()  # nothing was started
+    result = CliRunner().invoke(app, ["up", "--label-studio-db", "mysql"])
+    assert result.exit_code == 1 and "expected one of" in result.stderr and "'postgres'" in result.stderr
+
+
+# -- a real PostgreSQL, started as `up` starts it (skipped where it is not installed) ---------------
+@pytest.fixture
+def embedded_postgres(tmp_path):
+    from loop.errors import ConfigError
+    from loop.services import stack
+
+    settings = pg_settings(tmp_path, postgres_port=free_port(), startup_timeout=60)
+    ws = Workspace(settings)
+    try:
+        pg = stack.postgres_layout(ws)
+    except ConfigError as exc:
+        pytest.skip(f"PostgreSQL is not installed here ({exc})")
+    ws.ensure()
+    try:
+        stack._start_postgres(ws, log=lambda m: None)
+        pid = int(ws.pid_file("postgres").read_text())
+        yield settings, pg, pid
+        stack.stop_postgres(pid)
+    finally:
+        stack.down(settings, log=lambda m: None)
+        if not pg.data_dir.is_relative_to(ws.root):
+            import shutil
+            shutil.rmtree(pg.data_dir, ignore_errors=True)  # root: the data folder is outside the workspace
+
+
+def psql(pg, port: int, sql: str, user: str = "label_studio", password: str | None = None):
+    env = {"PATH": os.environ.get("PATH", ""), **({"PGPASSWORD": password} if password is not None else {})}
+    return subprocess.run([pg.program("psql"), "-h", "127.0.0.1", "-p", str(port), "-U", user, "-d", "label_studio",
+                           "-w", "-Atc", sql], env=env, capture_output=True, text=True, timeout=30)
+
+
+def test_postgres_takes_only_label_studios_role_with_its_password(embedded_postgres):
+    from loop.services import stack
+    from loop.services.workspace import postgres_password
+
+    settings, pg, pid = embedded_postgres
+    if not (pg.bin / "psql").exists():
+        pytest.skip(f"no psql in {pg.bin}")
+    port, password = settings.postgres_port, postgres_password(settings)
+    ok = psql(pg, port, "select current_user, rolsuper from pg_roles where rolname = current_user", password=password)
+    assert ok.returncode == 0 and ok.stdout.strip() == "label_studio|f", ok.stderr
+    assert psql(pg, port, "select 1").returncode != 0  # no password
+    assert "password authentication failed" in psql(pg, port, "select 1", password="wrong").stderr
+    superuser = psql(pg, port, "select 1", user=pg.user or os.environ.get("USER", "root"), password=password)
+    assert "no pg_hba.conf entry" in superuser.stderr
+    assert stat.S_IMODE(pg.data_dir.stat().st_mode) == 0o700
+    if pg.user:
+        import pwd
+        assert pg.data_dir.stat().st_uid == pwd.getpwnam(pg.user).pw_uid != 0
+        assert Path(f"/proc/{pid}/status").read_text().count(f"\t{pwd.getpwnam(pg.user).pw_uid}\t") >= 1
+    ws = Workspace(settings)
+    assert ws.postgres_dir_file.read_text() == str(pg.data_dir) and mode(ws.postgres_dir_file) == 0o600
+    # The password is nowhere but credentials.json: not on the command line, in the environment or the log.
+    assert password.encode() not in Path(f"/proc/{pid}/cmdline").read_bytes()
+    assert password.encode() not in Path(f"/proc/{pid}/environ").read_bytes()
+    assert password not in ws.log_file("postgres").read_text()
+    assert next(s for s in stack.ps(settings) if s.name == "postgres").healthy
+    stack.stop_postgres(pid)
+    assert not stack._alive(pid)
