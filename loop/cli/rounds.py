@@ -50,6 +50,12 @@ def render_round(r: dict) -> None:
     if relabels:
         console.print(f"{relabels} labelled items sent for another label (their label is least certain), "
                       f"{r['size']} new items")
+    cover = r.get("cover")
+    if cover:
+        where = ", ".join(f"cluster {c}: {n}" for c, n in cover["clusters"].items()) or "no under-covered cluster"
+        console.print(f"{cover['items']} of the new items chosen for coverage of {cover['source']} "
+                      f"({cover['gap_items']} where production goes and the labels do not ({where}); "
+                      f"{cover['negative_items']} negative-looking); the rest by {r['strategy']}")
     controls = (r.get("controls") or {}).get("items", 0)
     if controls:
         console.print(f"{controls} control items (gold, unmarked) mixed into the queues: their answers measure each "
@@ -78,6 +84,8 @@ def next_round(
         None, help=f"How several labels of an item become one: {', '.join(AGGREGATION_METHODS)}. Kept like --guideline-version."),
     relabel: str = typer.Option(DEFAULT_RELABEL, help="Spend part of the round on another label for labelled items whose label is least certain, each from an annotator who has not labelled it: auto (as many as score lower than the new items), a number per round, or off."),
     gold_rate: float = typer.Option(0.0, help="Mix about this share of control items (gold items, unmarked) into each annotator's new items, at least one when above 0; their answers measure the annotator and never count as labels (e.g. 0.05)."),
+    cover: Optional[str] = typer.Option(None, help="A file of what production sends (.jsonl, .csv or .parquet, one text per row, repeats kept): spend --cover-share of the new items on clusters production sends and the labels miss (weighted by production volume) and on negative-looking items; the rest by --strategy."),
+    cover_share: float = typer.Option(0.2, help="With --cover: the share of the new items spent on coverage (0 to 1)."),
     close_incomplete: bool = typer.Option(False, "--close-incomplete", help="Close the previous round even if annotators still owe items."),
     project: Optional[int] = typer.Option(None, help=PROJECT_OPTION_HELP),
     seed: Optional[int] = typer.Option(None, help="Random seed for cold start and random selection."),
@@ -92,7 +100,7 @@ def next_round(
     result = run(context(), project, size=size, annotators=csv_option(annotators), overlap=overlap,
                  strategy=strategy, close_incomplete=close_incomplete, seed=seed, budget=budget,
                  guideline_version=parse_guideline_version(guideline_version), aggregation=aggregation,
-                 relabel=relabel, gold_rate=gold_rate)
+                 relabel=relabel, gold_rate=gold_rate, cover=cover, cover_share=cover_share)
     emit(result, as_json, render_round)
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import random
 import time
+from dataclasses import replace
+from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
@@ -16,6 +18,7 @@ import numpy as np
 from loop.core import model as model_lib
 from loop.core import relabel as relabel_lib
 from loop.core.assign import assign, per_annotator, progress
+from loop.core.cover import DEFAULT_COVER_SHARE
 from loop.core.learning import choose_batch, fit, measure_round
 from loop.core.relabel import parse_mode as parse_relabel
 from loop.core.strategies import DEFAULT_STRATEGY, get_strategy
@@ -26,6 +29,7 @@ from loop.labels.policy import TrainingPolicy
 from loop.services.context import Context
 from loop.services.store import Store
 from loop.services.sync import sync_annotations
+from loop.workflows import cover as cover_flow
 from loop.workflows import gold as gold_flow
 from loop.workflows import training
 from loop.workflows.predictions import replace_predictions
@@ -101,14 +105,18 @@ def next_round(ctx: Context, project: int | None, *, size: int, annotators: Sequ
                strategy: str = DEFAULT_STRATEGY, close_incomplete: bool = False, seed: int | None = None,
                budget: int | None = None, guideline_version: Any = training.KEEP,
                aggregation: str | None = None, relabel: str | int = relabel_lib.DEFAULT_MODE,
-               gold_rate: float = 0.0) -> dict[str, Any]:
+               gold_rate: float = 0.0, cover: str | Path | None = None,
+               cover_share: float = DEFAULT_COVER_SHARE) -> dict[str, Any]:
     """Run one round on `project` (None: the current one). `guideline_version` and `aggregation`
     change the project's training policy (kept for later rounds and the trainer): a version
     number, None for every version, or `training.KEEP`. `relabel` ("off", "auto" or a number)
     spends part of the round on another label for labelled items whose label is least certain
     (`core.relabel`), each from an annotator who has not labelled it. `gold_rate` mixes about that
-    share of control items (gold, unmarked) into each annotator's new items (`workflows.gold`)."""
+    share of control items (gold, unmarked) into each annotator's new items (`workflows.gold`).
+    `cover` (a production file) spends `cover_share` of the new items on clusters production sends
+    and the labels miss, and on negative-looking items (`workflows.cover`)."""
     check_round_options(size, annotators, overlap, strategy, aggregation)
+    cover_share = cover_flow.check_cover(cover, cover_share)
     gold_rate = gold_flow.check_gold_rate(gold_rate)
     relabel = parse_relabel(relabel)
     if budget is not None and budget < 1:
@@ -167,6 +175,12 @@ def next_round(ctx: Context, project: int | None, *, size: int, annotators: Sequ
     if left is not None:
         size = min(size, (left - len(relabels)) // overlap)
     batch = choose_batch(train.X, train.y, X_pool, size, strategy, seed=round_seed, classifier=classifier)
+    coverage = None
+    if cover is not None and size > 0 and pool:
+        plan, coverage = cover_flow.cover_round(ctx, project, cover, cover_share, X_pool, train.X, train.y,
+                                                classifier, batch.picked, size, round_seed)
+        batch = replace(batch, picked=plan.picked)
+        coverage["items_chosen"] = [pool[i] for i in plan.cover]
     version, metrics = None, {}
     if classifier is not None:
         # Kappa compares with the previous *round's* model: the trainer's in-between versions are
@@ -205,7 +219,7 @@ def next_round(ctx: Context, project: int | None, *, size: int, annotators: Sequ
         "pool_before": len(pool), "scores": scores, "queues": {}, "closed_previous": closed, "metrics": metrics,
         "controls": {"rate": gold_rate, "items": sum(len(v) for v in controls.values()),
                      "per_annotator": {a: len(v) for a, v in per_annotator(controls).items()}},
-        "control_scores": control_scores,
+        "control_scores": control_scores, "cover": coverage,
     }
     store.plan_round(p, record, assignments, relabels, controls)
     _publish(ctx, p, record, assignments, relabels)

@@ -24,11 +24,14 @@ from sklearn.metrics import accuracy_score
 from loop.core import model as model_lib
 from loop.core import relabel as relabel_lib
 from loop.core.assign import assign
+from loop.core.cover import check_share, plan_cover
+from loop.core.coverage import cluster_embeddings
 from loop.core.dataset import read_items
 from loop.core.embeddings import embed_texts
 from loop.core.learning import choose_batch, fit, measure_round
 from loop.core.stopping import STOP_SET_SIZE, StabilizingPredictions
 from loop.core.strategies import get_strategy
+from loop.curation.validate import DEFAULT_NEGATIVES
 from loop.errors import ConfigError, DataError
 from loop.labels.aggregation import DEFAULT_METHOD, aggregate
 from loop.workflows.progress import Progress, no_progress
@@ -45,6 +48,7 @@ class SimConfig:
     annotator_error: Sequence[float] = (0.0,)
     spammers: int = 0           # the last `spammers` annotators answer at random
     relabel: Sequence[str | int] = (relabel_lib.DEFAULT_MODE,)  # `next-round --relabel` modes to compare
+    cover_share: Sequence[float] = (0.0,)  # `next-round --cover-share` to compare (0: no coverage picks)
     stop_rule: StabilizingPredictions = field(default_factory=StabilizingPredictions)
 
     def check(self) -> None:
@@ -52,6 +56,8 @@ class SimConfig:
             get_strategy(name)
         for mode in self.relabel:
             relabel_lib.parse_mode(mode)
+        for share in self.cover_share:
+            check_share(share)
         if self.batch < 1 or self.budget < self.overlap or self.seeds < 1:
             raise ConfigError("--batch and --seeds must be at least 1, and --budget at least --overlap")
         if not 1 <= self.overlap <= self.annotators:
@@ -66,9 +72,15 @@ class SimConfig:
     def modes(self) -> list[str | int]:
         return list(dict.fromkeys(relabel_lib.parse_mode(m) for m in self.relabel))
 
-    def arm(self, strategy: str, mode: str | int) -> str:
-        """A compared configuration's name: the strategy, and the relabel mode when several are compared."""
-        return strategy if len(self.modes) == 1 else f"{strategy}, relabel {mode}"
+    @property
+    def shares(self) -> list[float]:
+        return list(dict.fromkeys(float(s) for s in self.cover_share))
+
+    def arm(self, strategy: str, mode: str | int, share: float = 0.0) -> str:
+        """A compared configuration's name: the strategy, and the relabel mode and cover share when
+        several are compared."""
+        name = strategy if len(self.modes) == 1 else f"{strategy}, relabel {mode}"
+        return name if len(self.shares) == 1 else f"{name}, cover {share:g}"
 
 
 def _answer(truth: str, error: float, classes: np.ndarray, rng: np.random.Generator) -> str:
@@ -94,10 +106,20 @@ def simulated_answers(y: np.ndarray, classes: np.ndarray, errors: Sequence[float
 
 
 def run_once(X: np.ndarray, y: np.ndarray, X_test: np.ndarray, y_test: np.ndarray, strategy: str, seed: int,
-             cfg: SimConfig, relabel: str | int = "off") -> dict:
+             cfg: SimConfig, relabel: str | int = "off", *, cover_share: float = 0.0,
+             X_production: np.ndarray | None = None, test_clusters: np.ndarray | None = None) -> dict:
     """One replay: the learning curve (labels bought vs test accuracy), the training labels'
-    accuracy at the same points, kappas and the stop point."""
+    accuracy at the same points, kappas and the stop point. With `test_clusters` (the cluster of
+    each test row) also the worst cluster's accuracy and the bottom decile's at each point
+    (`cluster_accuracy`). With `cover_share` > 0, each round spends that share on coverage of
+    `X_production` (default: the test set) as `next-round --cover` does: the pool and production
+    are clustered together once per run."""
     relabel = relabel_lib.parse_mode(relabel)
+    cover_share = check_share(cover_share)
+    if cover_share > 0:
+        X_prod = X_test if X_production is None else X_production
+        joint = cluster_embeddings(np.concatenate([X, X_prod]), seed=seed)
+        cover_k, pool_cluster, prod_cluster = joint.k, joint.labels[:len(X)], joint.labels[len(X):]
     rng = np.random.default_rng(seed)
     classes = np.unique(y)
     people = [f"sim{i}" for i in range(cfg.annotators)]
@@ -107,6 +129,7 @@ def run_once(X: np.ndarray, y: np.ndarray, X_test: np.ndarray, y_test: np.ndarra
     labels: dict[int, list[tuple[str, str]]] = {}
     spent, previous = 0, None
     curve, label_curve, kappas, stop_at, relabelled = [], [], [], None, 0
+    worst_curve, decile_curve, covered = [], [], 0
     pool = np.arange(len(X))
     round_no = 0
 
@@ -124,10 +147,20 @@ def run_once(X: np.ndarray, y: np.ndarray, X_test: np.ndarray, y_test: np.ndarra
         again = _relabels(labels, decisions, lab, y_lab, X, clf, relabel, size, people, round_seed)
         new = min(size - len(again), (room - len(again)) // cfg.overlap, len(pool))
         batch = choose_batch(X[lab], y_lab, X[pool], max(new, 1), strategy, seed=round_seed, classifier=clf)
+        chosen = batch.picked[:max(new, 0)]
+        if cover_share > 0 and new >= 1:
+            plan = plan_cover(cover_k, pool_cluster[pool], pool_cluster[lab], prod_cluster, X[pool], clf, X[lab],
+                              y_lab, chosen, new, cover_share, negatives=DEFAULT_NEGATIVES, seed=round_seed)
+            chosen, covered = plan.picked, covered + len(plan.cover)
         if clf is not None:
             m = measure_round(clf, previous, X[stop_idx], None, None, n_labels=spent)
-            acc = float(accuracy_score(y_test, clf.predict(X_test)))
+            predicted = clf.predict(X_test)
+            acc = float(accuracy_score(y_test, predicted))
             curve.append((spent, acc))
+            if test_clusters is not None:
+                worst, decile = cluster_accuracy(predicted == y_test, test_clusters)
+                worst_curve.append((spent, worst))
+                decile_curve.append((spent, decile))
             label_curve.append((spent, _label_accuracy(decisions, y)))
             kappas.append(m.kappa)
             decision = cfg.stop_rule(kappas)
@@ -138,7 +171,7 @@ def run_once(X: np.ndarray, y: np.ndarray, X_test: np.ndarray, y_test: np.ndarra
             break
         for item, (who,) in again.items():
             ask(int(item), who)
-        picked = pool[batch.picked[:max(new, 0)]]
+        picked = pool[chosen]
         for item, who in assign([str(i) for i in picked], people, cfg.overlap).items():
             for person in who:
                 ask(int(item), person)
@@ -147,7 +180,8 @@ def run_once(X: np.ndarray, y: np.ndarray, X_test: np.ndarray, y_test: np.ndarra
         pool = np.setdiff1d(pool, picked, assume_unique=True)
         round_no += 1
     return {"strategy": strategy, "relabel": relabel, "seed": seed, "curve": curve, "label_curve": label_curve,
-            "kappas": kappas, "stop": stop_at, "relabelled": relabelled,
+            "kappas": kappas, "stop": stop_at, "relabelled": relabelled, "cover_share": cover_share,
+            "covered": covered, "worst_cluster_curve": worst_curve, "bottom_decile_curve": decile_curve,
             "label_noise": 1.0 - _label_accuracy(_decisions(labels), y) if labels else 0.0}
 
 
@@ -175,6 +209,16 @@ def _decisions(labels: dict[int, list[tuple[str, str]]]) -> dict[int, dict]:
 def _label_accuracy(decisions: dict[int, dict], y: np.ndarray) -> float:
     """Share of labelled items whose aggregated label is the true one."""
     return float(np.mean([d["label"] == str(y[i]) for i, d in decisions.items()])) if decisions else 1.0
+
+
+def cluster_accuracy(correct: np.ndarray, clusters: np.ndarray) -> tuple[float, float]:
+    """(the worst cluster's accuracy, the mean accuracy of the worst decile of clusters: the
+    ceil(k / 10) worst) from whether each test row was right and its cluster."""
+    k = int(clusters.max()) + 1
+    sizes = np.bincount(clusters, minlength=k)
+    per = np.bincount(clusters, weights=correct.astype(float), minlength=k)[sizes > 0] / sizes[sizes > 0]
+    per = np.sort(per)
+    return float(per[0]), float(per[: int(np.ceil(len(per) / 10))].mean())
 
 
 def labels_to_reach(curve: Sequence[tuple[int, float]], target: float) -> int | None:
@@ -230,7 +274,17 @@ def summarise(runs: list[dict], full_accuracy: float, arms: Sequence[str], grid:
                  "accuracy_std": accs.std(axis=0).round(4).tolist(),
                  "label_accuracy_mean": label_accs.mean(axis=0).round(4).tolist(),
                  "label_accuracy_std": label_accs.std(axis=0).round(4).tolist(),
-                 "relabelled_mean": float(np.mean([r["relabelled"] for r in mine])), "seeds": len(mine)}
+                 "relabelled_mean": float(np.mean([r["relabelled"] for r in mine])), "seeds": len(mine),
+                 "cover_share": mine[0].get("cover_share", 0.0),
+                 "covered_mean": float(np.mean([r.get("covered", 0) for r in mine]))}
+        for key in ("worst_cluster", "bottom_decile"):  # the tail: per-cluster accuracy on the test set
+            if all(r.get(f"{key}_curve") for r in mine):
+                tail = np.array([[value_at(r[f"{key}_curve"], b) for b in points] for r in mine]
+                                ).reshape(len(mine), len(points))
+                entry[f"{key}_accuracy_mean"] = tail.mean(axis=0).round(4).tolist()
+                entry[f"{key}_accuracy_std"] = tail.std(axis=0).round(4).tolist()
+                entry[f"{key}_auc"] = round(float(np.mean([learning_curve_area(r[f"{key}_curve"], grid[-1])
+                                                           for r in mine])), 4) if grid else None
         for frac in (0.95, 0.98):
             reached = [labels_to_reach(r["curve"], frac * full_accuracy) for r in mine]
             ok = [v for v in reached if v is not None]
@@ -258,32 +312,52 @@ def summarise(runs: list[dict], full_accuracy: float, arms: Sequence[str], grid:
 
 
 def simulate(X: np.ndarray, y: Sequence[str], X_test: np.ndarray, y_test: Sequence[str], cfg: SimConfig,
-             progress: Callable[[int], None] | None = None) -> dict:
+             progress: Callable[[int], None] | None = None, X_production: np.ndarray | None = None) -> dict:
+    """Every arm (strategy x relabel mode x cover share) over `cfg.seeds` seeds. The test set is
+    clustered once (`core.coverage.cluster_embeddings`, seed 0), so every arm's worst-cluster
+    accuracy is measured on one partition. `X_production`: what coverage aims at (default: the test set)."""
     cfg.check()
     y, y_test = np.asarray(y, dtype=str), np.asarray(y_test, dtype=str)
     full = model_lib.train(X, list(y))
-    full_accuracy = float(accuracy_score(y_test, full.predict(X_test)))
+    full_predicted = full.predict(X_test)
+    full_accuracy = float(accuracy_score(y_test, full_predicted))
+    test_clusters = cluster_embeddings(X_test, seed=0).labels
     runs, arms = [], []
     for name in cfg.strategies:
         for mode in cfg.modes:
-            arms.append(cfg.arm(name, mode))
-            for seed in range(cfg.seeds):
-                runs.append({**run_once(X, y, X_test, y_test, name, seed, cfg, relabel=mode), "arm": arms[-1]})
-                if progress:
-                    progress(1)
+            for share in cfg.shares:
+                arms.append(cfg.arm(name, mode, share))
+                for seed in range(cfg.seeds):
+                    runs.append({**run_once(X, y, X_test, y_test, name, seed, cfg, relabel=mode, cover_share=share,
+                                            X_production=X_production, test_clusters=test_clusters),
+                                 "arm": arms[-1]})
+                    if progress:
+                        progress(1)
     result = summarise(runs, full_accuracy, arms, budgets(cfg))
+    worst, decile = cluster_accuracy(full_predicted == y_test, test_clusters)
+    result["full_data_worst_cluster_accuracy"], result["full_data_bottom_decile_accuracy"] = worst, decile
+    result["test_clusters"] = int(test_clusters.max()) + 1
     result["config"] = {"batch": cfg.batch, "budget": cfg.budget, "seeds": cfg.seeds, "annotators": cfg.annotators,
                         "overlap": cfg.overlap, "annotator_error": list(cfg.annotator_error),
-                        "spammers": cfg.spammers, "relabel": cfg.modes, "aggregation": DEFAULT_METHOD,
+                        "spammers": cfg.spammers, "relabel": cfg.modes, "cover_share": cfg.shares,
+                        "production": len(X_test) if X_production is None else len(X_production),
+                        "aggregation": DEFAULT_METHOD,
                         "stop_rule": vars(cfg.stop_rule), "pool": len(y), "test": len(y_test)}
     return result
 
 
 def simulate_files(ctx, data: str | Path, test: str | Path, cfg: SimConfig, *, text_field: str = "text",
-                   label_field: str = "label", progress: Progress = no_progress) -> dict:
+                   label_field: str = "label", progress: Progress = no_progress,
+                   production: str | Path | None = None) -> dict:
     """`loop simulate`: read a labelled pool and a labelled test file, embed both through the cache
-    (once per text), and replay the loop on them."""
+    (once per text), and replay the loop on them. `production`: what `--cover-share` aims at (a
+    file of texts, as `next-round --cover` reads it; default: the test file)."""
     cfg.check()
+    X_production = None
+    if production is not None:
+        from loop.workflows.cover import production_matrix
+
+        X_production = production_matrix(ctx, production, text_field=text_field)
     pool = read_items(data, text_field=text_field, label_field=label_field)
     held = read_items(test, text_field=text_field, label_field=label_field)
     for name, path, rows in (("pool", data, pool), ("test", test, held)):
@@ -295,7 +369,8 @@ def simulate_files(ctx, data: str | Path, test: str | Path, cfg: SimConfig, *, t
     X_test, _ = embed_texts([i.text for i in held], ctx.cache, ctx.embedder,
                             progress=progress("embedding test", len(held)))
     return simulate(X, [i.label for i in pool], X_test, [i.label for i in held], cfg,
-                    progress=progress("simulating", len(cfg.strategies) * len(cfg.modes) * cfg.seeds))
+                    progress=progress("simulating", len(cfg.strategies) * len(cfg.modes) * len(cfg.shares) * cfg.seeds),
+                    X_production=X_production)
 
 
 def legend_label(name: str, entry: dict) -> str:
