@@ -6,12 +6,17 @@ by LOOP_LABEL_STUDIO_VENV (`make test` sets it to .venv-label-studio), else one 
 The stack runs with the defaults a user gets: Redis with the password `up` generates, the ML backend
 with the login `up` generates (LOOP_ML_BACKEND_USER/PASSWORD unset), both kept in the workspace's
 credentials.json.
+
+LOOP_TEST_LABEL_STUDIO_DB=postgres runs the session's Label Studio on PostgreSQL instead (`loop up
+--label-studio-db postgres`, on a free port; `make test-postgres`), the data folder removed afterwards.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import socket
+from pathlib import Path
 
 import pytest
 
@@ -30,7 +35,7 @@ def stack_env(tmp_path_factory):
 
     from loop.services import stack
     from loop.services.settings import load_settings
-    from loop.services.workspace import backend_login
+    from loop.services.workspace import Workspace, backend_login
 
     workspace = tmp_path_factory.mktemp("workspace")
     env = {
@@ -43,6 +48,9 @@ def stack_env(tmp_path_factory):
         "LOOP_ML_BACKEND_USER": "",
         "LOOP_ML_BACKEND_PASSWORD": "",
         "LOOP_ML_BACKEND_AUTH": "on",
+        # Label Studio's database: SQLite (the default), or PostgreSQL with LOOP_TEST_LABEL_STUDIO_DB=postgres.
+        "LOOP_LABEL_STUDIO_DB": os.environ.get("LOOP_TEST_LABEL_STUDIO_DB") or "sqlite",
+        "LOOP_POSTGRES_PORT": str(free_port()),
     }
     default_venv = REPO / ".venv-label-studio"
     if "LOOP_LABEL_STUDIO_VENV" not in os.environ and default_venv.exists():
@@ -63,6 +71,9 @@ def stack_env(tmp_path_factory):
         yield replace(settings, ml_backend_user=user, ml_backend_password=password)
     finally:
         stack.down(settings, log=lambda m: print(m))
+        kept = Workspace(settings).postgres_dir_file  # as root PostgreSQL's data is outside the workspace
+        if kept.exists() and not Path(kept.read_text()).is_relative_to(workspace):
+            shutil.rmtree(kept.read_text(), ignore_errors=True)
         for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)
