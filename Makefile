@@ -7,7 +7,7 @@ LS_REQUIREMENT := label-studio==1.23.2
 # Label Studio lives in its own virtualenv so its pins never constrain loop's dependencies.
 export LOOP_LABEL_STUDIO_VENV := $(CURDIR)/$(LS_VENV)
 
-.PHONY: install demo test test-unit lint down clean
+.PHONY: install demo test test-unit test-postgres lint down clean
 
 install: $(VENV)/.installed $(LS_VENV)/.installed
 
@@ -27,6 +27,14 @@ demo: install
 
 test: install
 	$(VENV)/bin/python -m pytest
+
+# The integration tests that work Label Studio hardest (the loop end to end, audit, release, the browser)
+# once more with Label Studio on PostgreSQL (`loop up --label-studio-db postgres`; Debian's `postgresql`,
+# which .ci/run installs). tests/integration/test_postgres.py runs in `make test` too.
+POSTGRES_TESTS := tests/integration/test_loop_e2e.py tests/integration/test_audit.py \
+	tests/integration/test_release.py tests/integration/test_annotators_browser.py
+test-postgres: install
+	LOOP_TEST_LABEL_STUDIO_DB=postgres $(VENV)/bin/python -m pytest -m integration $(POSTGRES_TESTS)
 
 test-unit: $(VENV)/.installed
 	$(VENV)/bin/python -m pytest -m "not integration"
