@@ -745,3 +745,17 @@ def test_postgres_takes_only_label_studios_role_with_its_password(embedded_postg
     assert next(s for s in stack.ps(settings) if s.name == "postgres").healthy
     stack.stop_postgres(pid)
     assert not stack._alive(pid)
+
+
+def test_docker_compose_runs_label_studio_on_an_unpublished_postgres():
+    yaml = pytest.importorskip("yaml")
+    services = yaml.safe_load((REPO / "docker-compose.yml").read_text())["services"]
+    pg, ls = services["postgres"], services["label-studio"]
+    assert pg["image"].startswith("postgres:") and "ports" not in pg  # reachable on the compose network only
+    assert pg["environment"]["POSTGRES_PASSWORD"].startswith("${POSTGRES_PASSWORD")  # from .env
+    env = ls["environment"]
+    assert env["LABEL_STUDIO_DJANGO_DB"].endswith("postgresql}") and env["LABEL_STUDIO_POSTGRE_HOST"] == "postgres"
+    assert env["LABEL_STUDIO_POSTGRE_PASSWORD"] == pg["environment"]["POSTGRES_PASSWORD"]
+    assert (env["LABEL_STUDIO_POSTGRE_NAME"], env["LABEL_STUDIO_POSTGRE_USER"]) == (
+        pg["environment"]["POSTGRES_DB"], pg["environment"]["POSTGRES_USER"])
+    assert ls["depends_on"]["postgres"]["condition"] == "service_healthy"
