@@ -28,7 +28,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from loop.core import model as model_lib
-from loop.core.embeddings import Embedder, VectorCache, cached_matrix, embed_texts
+from loop.core.embeddings import Embedder, VectorCache, cached_matrix, embed_texts, model_of
 from loop.labels.interface import OBJECT, prediction_row
 from loop.services.store import Store
 from ml_backend import webhooks
@@ -235,7 +235,7 @@ def create_app(store: Store, cache: VectorCache, embedder: Embedder,
         counters["predict_requests"] += 1
         if clf is None or not texts:
             return {"results": no_predictions(len(texts)), "model_version": version or "none"}
-        X = cached_matrix(texts, cache)
+        X = cached_matrix(texts, cache, model_of(embedder))
         if X is not None:
             # Every text seen before: a few milliseconds, done here. A thread hop would have the
             # request wait for the GIL behind the event loop at every switch (p99 59 -> ms under a

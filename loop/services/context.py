@@ -45,9 +45,10 @@ class Context:
 
     @cached_property
     def embedder(self) -> Embedder:
-        from loop.core.embeddings import Embedder
+        """The engine LOOP_EMBEDDING_BACKEND names (picklable: a worker process loads its own model)."""
+        from loop.services import onnx_model
 
-        return Embedder()
+        return onnx_model.embedder(self.settings)
 
     @cached_property
     def vectors(self) -> ItemVectors:

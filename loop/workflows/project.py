@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from loop.core.dataset import long_texts, read_items, text_key
-from loop.core.embeddings import cache_key, embed_texts
+from loop.core.embeddings import cache_key, embed_texts, model_of
 from loop.core.stopping import STOP_SET_SIZE
 from loop.errors import ConfigError, DataError, LabelStudioError
 from loop.labels.guidelines import current as current_guideline
@@ -112,7 +112,8 @@ def init_project(ctx: Context, data: str | Path, *, text_field: str = "text", la
         "assisted": assisted,
     }
     if dev_items:
-        record["dev"] = {"source": str(Path(dev).resolve()), "keys": [cache_key(i.text) for i in dev_items],
+        dev_keys = [cache_key(i.text, model_of(ctx.embedder)) for i in dev_items]  # this engine's vectors
+        record["dev"] = {"source": str(Path(dev).resolve()), "keys": dev_keys,
                          "labels": [i.label for i in dev_items]}
     store.save_project(project_id, record)
 
