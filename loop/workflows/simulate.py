@@ -182,6 +182,7 @@ def run_once(X: np.ndarray, y: np.ndarray, X_test: np.ndarray, y_test: np.ndarra
     return {"strategy": strategy, "relabel": relabel, "seed": seed, "curve": curve, "label_curve": label_curve,
             "kappas": kappas, "stop": stop_at, "relabelled": relabelled, "cover_share": cover_share,
             "covered": covered, "worst_cluster_curve": worst_curve, "bottom_decile_curve": decile_curve,
+            "labelled": sorted(int(i) for i in labels),
             "label_noise": 1.0 - _label_accuracy(_decisions(labels), y) if labels else 0.0}
 
 
