@@ -14,7 +14,7 @@ install: $(VENV)/.installed $(LS_VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet torch==2.13.0   # the CPU wheel first: nothing pulls a CUDA build
-	$(VENV)/bin/pip install --quiet -e '.[test]'
+	$(VENV)/bin/pip install --quiet -e '.[test,ray]'   # ray: the optional Ray engine, so its test runs
 	touch $@
 
 $(LS_VENV)/.installed:

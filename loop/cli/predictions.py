@@ -21,13 +21,14 @@ def register(app: typer.Typer) -> None:
 def push(
     include_labelled: bool = typer.Option(False, "--include-labelled", help="Score labelled items too."),
     project: Optional[int] = typer.Option(None, help=PROJECT_OPTION_HELP),
+    engine: Optional[str] = typer.Option(None, help="Where to score the pool: `local` (this process) or `ray` (the Ray cluster at LOOP_RAY_ADDRESS, `pip install 'loop-al[ray]'`); default: ray when LOOP_RAY_ADDRESS is set, else local."),
     as_json: bool = JSON_OPTION,
 ):
     """Score every unlabelled task with the current model and send the predictions to Label Studio in bulk."""
     from loop.workflows.predictions import push as run
 
     ctx = context()
-    r = run(ctx, ctx.project_id(project), include_labelled=include_labelled)
+    r = run(ctx, ctx.project_id(project), include_labelled=include_labelled, engine=engine)
     emit(r, as_json, lambda r: console.print(f"{r['pushed']} predictions of model {r['model_version']} pushed "
                                              f"in {r['seconds']} s ({r['already_there']} were there already)."))
 

@@ -26,6 +26,7 @@ def init(
     title: Optional[str] = typer.Option(None, help="Title of the new Label Studio project."),
     dev: Optional[str] = typer.Option(None, help="A labelled dev set (same format) to track held-out accuracy and macro-F1 per round."),
     assisted: Optional[bool] = typer.Option(None, "--assisted/--independent", help="Show annotators the model's answer pre-ticked (one annotator per item only), or not (the default: independent labels)."),
+    engine: Optional[str] = typer.Option(None, help="Where to embed: `local` (this process) or `ray` (the Ray cluster at LOOP_RAY_ADDRESS, `pip install 'loop-al[ray]'`); default: ray when LOOP_RAY_ADDRESS is set, else local."),
     as_json: bool = JSON_OPTION,
 ):
     """Create (or link) a Label Studio project from a dataset, embed every item once, connect the ML backend."""
@@ -35,7 +36,7 @@ def init(
     with progress_bars(not as_json) as bars:
         result = init_project(ctx, data, text_field=text_field, label_field=label_field, id_field=id_field,
                               labels=csv_option(labels) or None, guidelines_dir=guidelines, project_id=project_id,
-                              title=title, dev=dev, assisted=assisted, progress=bars)
+                              title=title, dev=dev, assisted=assisted, progress=bars, engine=engine)
     emit(result, as_json, render_init)
 
 

@@ -89,6 +89,7 @@ def next_round(
     close_incomplete: bool = typer.Option(False, "--close-incomplete", help="Close the previous round even if annotators still owe items."),
     project: Optional[int] = typer.Option(None, help=PROJECT_OPTION_HELP),
     seed: Optional[int] = typer.Option(None, help="Random seed for cold start and random selection."),
+    engine: Optional[str] = typer.Option(None, help="Where to score the pool: `local` (this process) or `ray` (the Ray cluster at LOOP_RAY_ADDRESS, `pip install 'loop-al[ray]'`); default: ray when LOOP_RAY_ADDRESS is set, else local."),
     as_json: bool = JSON_OPTION,
 ):
     """Sync labels, retrain, pick the most informative items and assign each to OVERLAP annotators.
@@ -100,7 +101,7 @@ def next_round(
     result = run(context(), project, size=size, annotators=csv_option(annotators), overlap=overlap,
                  strategy=strategy, close_incomplete=close_incomplete, seed=seed, budget=budget,
                  guideline_version=parse_guideline_version(guideline_version), aggregation=aggregation,
-                 relabel=relabel, gold_rate=gold_rate, cover=cover, cover_share=cover_share)
+                 relabel=relabel, gold_rate=gold_rate, cover=cover, cover_share=cover_share, engine=engine)
     emit(result, as_json, render_round)
 
 

@@ -15,21 +15,25 @@ from typing import Any, Sequence
 from loop.core import model as model_lib
 from loop.errors import LoopError
 from loop.labels.interface import prediction_row
+from loop.services import ray_engine
 from loop.services.context import Context
 from loop.workflows.training import labels_that_count
 
 PUSH_BATCH = 1000
 
 
-def push(ctx: Context, p: int, *, include_labelled: bool = False) -> dict[str, Any]:
-    """Score the pool with the current model and import the predictions (idempotent per version)."""
+def push(ctx: Context, p: int, *, include_labelled: bool = False, engine: str | None = None) -> dict[str, Any]:
+    """Score the pool with the current model and import the predictions (idempotent per version).
+    `engine`: where the pool is scored, `local` or `ray` (`services.ray_engine`); None: `ray` when
+    LOOP_RAY_ADDRESS is set."""
     start = time.perf_counter()
+    scored = ray_engine.scorer(ctx.settings, engine)
     store, ls = ctx.store, ctx.ls
     snap = store.load_model(p)
     if snap is None:
         raise LoopError("no model yet: label items of at least two classes, then run `loop next-round` "
                         "(or let the trainer publish one)")
-    clf = model_lib.restore(snap)
+    clf = scored(model_lib.restore(snap))
     items = store.items(p)
     counted, _ = labels_that_count(store, p)
     labelled = {a["item_id"] for a in counted if a["label"] is not None}

@@ -15,6 +15,7 @@ from loop.errors import ConfigError, DataError, LabelStudioError
 from loop.labels.guidelines import current as current_guideline
 from loop.labels.guidelines import get as get_guideline
 from loop.labels.interface import LABEL_CHANGES, MAIN_TAB, MAIN_TAB_HIDDEN, config_labels, label_config
+from loop.services import ray_engine
 from loop.services.context import Context
 from loop.workflows.progress import Progress, no_progress
 from loop.workflows.queues import queue_projects
@@ -45,11 +46,14 @@ def init_project(ctx: Context, data: str | Path, *, text_field: str = "text", la
                  id_field: str | None = None, labels: Sequence[str] | None = None,
                  guidelines_dir: str | Path | None = None, project_id: int | None = None,
                  title: str | None = None, dev: str | Path | None = None, connect_backend: bool = True,
-                 assisted: bool | None = None, progress: Progress = no_progress) -> dict[str, Any]:
+                 assisted: bool | None = None, progress: Progress = no_progress,
+                 engine: str | None = None) -> dict[str, Any]:
     """Create (or link) a Label Studio project, import the items and embed them once.
 
     `assisted`: annotators see the model's answer pre-ticked (for one annotator per item; rounds
     with a larger overlap are refused); None keeps what the project has (off for a new one).
+    `engine`: where the texts are embedded, `local` or `ray` (`services.ray_engine`); None: `ray`
+    when LOOP_RAY_ADDRESS is set.
 
     Safe to re-run: items already imported are skipped and cached embeddings are reused.
     """
@@ -70,14 +74,15 @@ def init_project(ctx: Context, data: str | Path, *, text_field: str = "text", la
             raise DataError(f"{dev}: {len(bad)} dev rows have no label or one outside {', '.join(label_set)} "
                             f"(e.g. item {bad[0].id}: {bad[0].label!r}); the dev set must be fully labelled")
 
+    embedder = ray_engine.embedder(ctx.settings, engine, ctx.embedder)  # `engine` local or ray: where it runs
     store, ls = ctx.store, ctx.ls
     ls.check()
 
     # Embed first: the slow step that needs nothing from Label Studio, and a crash here writes nothing.
     advance = progress("embedding", len(items))
-    _, n_embedded = embed_texts([i.text for i in items], ctx.cache, ctx.embedder, progress=advance)
+    _, n_embedded = embed_texts([i.text for i in items], ctx.cache, embedder, progress=advance)
     if dev_items:
-        embed_texts([i.text for i in dev_items], ctx.cache, ctx.embedder,
+        embed_texts([i.text for i in dev_items], ctx.cache, embedder,
                     progress=progress("embedding dev set", len(dev_items)))
 
     source = str(data.resolve())

@@ -26,6 +26,7 @@ from loop.errors import ConfigError, EmptyPool, LoopError, RoundIncomplete
 from loop.labels.adjudication import contested
 from loop.labels.agreement import agreement_report
 from loop.labels.policy import TrainingPolicy
+from loop.services import ray_engine
 from loop.services.context import Context
 from loop.services.store import Store
 from loop.services.sync import sync_annotations
@@ -106,7 +107,7 @@ def next_round(ctx: Context, project: int | None, *, size: int, annotators: Sequ
                budget: int | None = None, guideline_version: Any = training.KEEP,
                aggregation: str | None = None, relabel: str | int = relabel_lib.DEFAULT_MODE,
                gold_rate: float = 0.0, cover: str | Path | None = None,
-               cover_share: float = DEFAULT_COVER_SHARE) -> dict[str, Any]:
+               cover_share: float = DEFAULT_COVER_SHARE, engine: str | None = None) -> dict[str, Any]:
     """Run one round on `project` (None: the current one). `guideline_version` and `aggregation`
     change the project's training policy (kept for later rounds and the trainer): a version
     number, None for every version, or `training.KEEP`. `relabel` ("off", "auto" or a number)
@@ -114,11 +115,13 @@ def next_round(ctx: Context, project: int | None, *, size: int, annotators: Sequ
     (`core.relabel`), each from an annotator who has not labelled it. `gold_rate` mixes about that
     share of control items (gold, unmarked) into each annotator's new items (`workflows.gold`).
     `cover` (a production file) spends `cover_share` of the new items on clusters production sends
-    and the labels miss, and on negative-looking items (`workflows.cover`)."""
+    and the labels miss, and on negative-looking items (`workflows.cover`). `engine`: where the pool
+    is scored, `local` or `ray` (`services.ray_engine`); None: `ray` when LOOP_RAY_ADDRESS is set."""
     check_round_options(size, annotators, overlap, strategy, aggregation)
     cover_share = cover_flow.check_cover(cover, cover_share)
     gold_rate = gold_flow.check_gold_rate(gold_rate)
     relabel = parse_relabel(relabel)
+    scored = ray_engine.scorer(ctx.settings, engine)  # before any work: a missing Ray is an error here
     if budget is not None and budget < 1:
         raise ConfigError(f"--budget is {budget}; it must be a positive number of labels")
     store = ctx.store
@@ -174,7 +177,7 @@ def next_round(ctx: Context, project: int | None, *, size: int, annotators: Sequ
     size = size - len(relabels)
     if left is not None:
         size = min(size, (left - len(relabels)) // overlap)
-    batch = choose_batch(train.X, train.y, X_pool, size, strategy, seed=round_seed, classifier=classifier)
+    batch = choose_batch(train.X, train.y, X_pool, size, strategy, seed=round_seed, classifier=scored(classifier))
     coverage = None
     if cover is not None and size > 0 and pool:
         plan, coverage = cover_flow.cover_round(ctx, project, cover, cover_share, X_pool, train.X, train.y,
