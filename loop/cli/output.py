@@ -11,6 +11,7 @@ from typing import Any, Callable, Iterator
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from loop.errors import LoopError
@@ -38,7 +39,8 @@ JSON_OPTION = typer.Option(False, "--json", help="Print machine-readable JSON in
 
 
 def fail(message: str) -> None:
-    err_console.print(f"[bold red]Error:[/] {message}", highlight=False, soft_wrap=True)
+    # escape: a message is text, and "[...]" in it (pip install 'loop-al[ray]') is no markup
+    err_console.print(f"[bold red]Error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(1)
 
 
