@@ -7,8 +7,14 @@ loaded from the cache:
 2. select      `loop.core.strategies.select(strategy, clf, X_pool, size, seed)`  (scores the whole pool)
 3. confidence  `clf.predict_proba(X_pool[picked])`  (the scores shown in Label Studio)
 
-Loading the matrices from the SQLite embedding cache, syncing with Label Studio and publishing the
-round are not part of it.
+Syncing with Label Studio and publishing the round are not part of it. With `--store float32` (or
+`float16`) the pool is first written to a columnar copy (`loop.services.vectors.PoolVectors`, in a
+temp dir) and every run starts by reading the pool matrix from it as `ItemVectors.matrix` does:
+
+0. load        `PoolVectors.rows(hashes)` then `.gather(rows)`  (memory-mapped .npy -> float32 matrix)
+
+(the copy's hash index is built once per process, before the runs, and timed apart as `index s`).
+Without `--store` the pool matrix is taken as given, as before.
 
 By default the embeddings are SYNTHETIC: unit-normalised float32 vectors of dimension
 `loop.core.embeddings.DIM` (384) drawn from a seeded mixture of Gaussian clusters, one cluster per
@@ -27,6 +33,7 @@ with the default of one thread per CPU that `loop` runs with today.
     python -m bench.next_round --pool 100000 --labels 2000 --repeats 10 --json
     python -m bench.next_round --blas-threads 1
     python -m bench.next_round --real examples/support_tickets.jsonl
+    python -m bench.next_round --pool 1000000 --labels 2000 --strategy margin-diverse --store float32 --target 5
 """
 
 from __future__ import annotations
@@ -119,8 +126,12 @@ def real(path: Path, n_pool: int, n_labels: int, *, text_field: str, label_field
 
 
 # -- timing ---------------------------------------------------------------------------------
-def run_once(X_lab: np.ndarray, y: list[str], X_pool: np.ndarray, strategy: str, size: int,
+def run_once(X_lab: np.ndarray, y: list[str], X_pool, strategy: str, size: int,
              seed: int) -> dict[str, float]:
+    """One round's select step; `X_pool` is a matrix, or a `Stored` pool read (timed) first."""
+    t_load = time.perf_counter()
+    if isinstance(X_pool, Stored):
+        X_pool = X_pool.read()
     t0 = time.perf_counter()
     clf = model_lib.train(X_lab, y)
     t1 = time.perf_counter()
@@ -129,8 +140,29 @@ def run_once(X_lab: np.ndarray, y: list[str], X_pool: np.ndarray, strategy: str,
     proba = clf.predict_proba(X_pool[picked])
     _ = [(str(clf.classes_[row.argmax()]), float(row.max())) for row in proba]
     t3 = time.perf_counter()
-    return {"train": t1 - t0, "select": t2 - t1, "confidence": t3 - t2, "total": t3 - t0,
-            "n_iter": int(np.max(clf.n_iter_))}
+    return {"load": t0 - t_load, "train": t1 - t0, "select": t2 - t1, "confidence": t3 - t2, "total": t3 - t0,
+            "load_select_confidence": (t0 - t_load) + (t3 - t1), "n_iter": int(np.max(clf.n_iter_))}
+
+
+class Stored:
+    """A pool written to a columnar copy (`PoolVectors`) in a temp dir; `read()` is what
+    `ItemVectors.matrix` does with it: content hashes -> rows -> gathered float32 matrix."""
+
+    def __init__(self, X_pool: np.ndarray, dtype: str, tmp: str):
+        from loop.services.vectors import PoolVectors
+
+        self.hashes = [f"{i:064x}" for i in range(len(X_pool))]
+        self.columns = PoolVectors(Path(tmp), 1, dtype=np.dtype(dtype))
+        t0 = time.perf_counter()
+        self.columns.append(self.hashes, lambda a, b: X_pool[a:b])
+        self.write_s = time.perf_counter() - t0
+        self.file_bytes = sum(f.stat().st_size for f in Path(tmp).iterdir() if f.suffix == ".npy")
+        t0 = time.perf_counter()
+        self.columns.rows(self.hashes[:1])  # builds the hash index once per process
+        self.index_s = time.perf_counter() - t0
+
+    def read(self) -> np.ndarray:
+        return self.columns.gather(self.columns.rows(self.hashes))
 
 
 def bench(X_lab, y, X_pool, *, strategy: str, size: int, repeats: int, seed: int) -> dict:
@@ -143,6 +175,9 @@ def bench(X_lab, y, X_pool, *, strategy: str, size: int, repeats: int, seed: int
     return {
         "total_median_s": statistics.median(col("total")),
         "total_max_s": max(col("total")),
+        "load_median_s": statistics.median(col("load")),
+        "load_select_confidence_median_s": statistics.median(col("load_select_confidence")),
+        "load_select_confidence_max_s": max(col("load_select_confidence")),
         "train_median_s": statistics.median(col("train")),
         "select_median_s": statistics.median(col("select")),
         "confidence_median_s": statistics.median(col("confidence")),
@@ -176,12 +211,22 @@ def machine() -> dict:
 
 
 def table(results: list[dict], target: float) -> str:
+    stored = any(r.get("store") for r in results)
     head = ["pool", "labels", "classes", "strategy", "size", "median s", "max s", "train s",
             "score+select s", "confidence s", "lbfgs it", f"< {target:g} s"]
-    rows = [[f"{r['pool']:,}", f"{r['labels']:,}", str(r["classes"]), r["strategy"], str(r["size"]),
-             f"{r['total_median_s']:.3f}", f"{r['total_max_s']:.3f}", f"{r['train_median_s']:.3f}",
-             f"{r['select_median_s']:.3f}", f"{r['confidence_median_s']:.4f}", str(r["lbfgs_iterations"]),
-             "yes" if r["total_max_s"] < target else "NO"] for r in results]
+    if stored:
+        head[-1:-1] = ["store", "index s", "load s", "load+select+conf. median s", "max s"]
+    rows = []
+    for r in results:
+        row = [f"{r['pool']:,}", f"{r['labels']:,}", str(r["classes"]), r["strategy"], str(r["size"]),
+               f"{r['total_median_s']:.3f}", f"{r['total_max_s']:.3f}", f"{r['train_median_s']:.3f}",
+               f"{r['select_median_s']:.3f}", f"{r['confidence_median_s']:.4f}", str(r["lbfgs_iterations"]),
+               "yes" if r["meets_target"] else "NO"]
+        if stored:
+            row[-1:-1] = [r.get("store") or "-", f"{r['index_s']:.3f}" if r.get("store") else "-",
+                          f"{r['load_median_s']:.3f}", f"{r['load_select_confidence_median_s']:.3f}",
+                          f"{r['load_select_confidence_max_s']:.3f}"]
+        rows.append(row)
     widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(head)]
     fmt = lambda cells: "| " + " | ".join(c.rjust(w) for c, w in zip(cells, widths)) + " |"  # noqa: E731
     sep = "|" + "|".join("-" * (w + 1) + ":" for w in widths) + "|"
@@ -232,6 +277,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--blas-threads", type=int, metavar="N",
                     help="cap BLAS/OpenMP threads with threadpoolctl during the runs (default: library default, "
                          "one per CPU), to compare against what `loop` does today")
+    ap.add_argument("--store", choices=["float32", "float16"],
+                    help="read the pool matrix each run from a columnar copy of this dtype (PoolVectors); the "
+                         "target then applies to load + select + confidence, training excluded")
     ap.add_argument("--json", action="store_true", help="print a JSON list of results instead of a table")
     args = ap.parse_args(argv)
     if args.size < 1 or args.repeats < 1:
@@ -252,14 +300,25 @@ def main(argv: list[str] | None = None) -> int:
                 else:
                     X_lab, y, X_pool = synthetic(n_pool, n_labels, n_classes, spread=args.spread,
                                                   shared=args.shared, seed=args.seed)
-                with _threads(args.blas_threads):
-                    r = bench(X_lab, y, X_pool, strategy=args.strategy, size=args.size, repeats=args.repeats,
-                              seed=args.seed)
+                extra: dict = {"store": args.store}
+                with tempfile.TemporaryDirectory(prefix="loop-bench-pool-") as tmp:
+                    pool = X_pool
+                    if args.store:
+                        pool = Stored(X_pool, args.store, tmp)
+                        extra |= {"store_write_s": pool.write_s, "index_s": pool.index_s,
+                                  "store_file_bytes": pool.file_bytes}
+                        if args.store == "float32":  # the copy gives back exactly the vectors written
+                            assert np.array_equal(pool.read()[:1000], X_pool[:1000])
+                    with _threads(args.blas_threads):
+                        r = bench(X_lab, y, pool, strategy=args.strategy, size=args.size, repeats=args.repeats,
+                                  seed=args.seed)
+                    del pool
+                timed = r["load_select_confidence_max_s"] if args.store else r["total_max_s"]
                 results.append({"pool": n_pool, "labels": n_labels, "classes": len(set(y)),
                                 "dim": X_pool.shape[1], "data": f"real:{args.real}" if args.real else "synthetic",
                                 "strategy": args.strategy, "size": args.size, "repeats": args.repeats,
                                 "blas_threads": args.blas_threads or "default",
-                                "target_s": args.target, "meets_target": r["total_max_s"] < args.target, **r})
+                                "target_s": args.target, "meets_target": timed < args.target, **extra, **r})
                 if not args.json:
                     print(f"  pool {n_pool:,} labels {n_labels:,}: median {r['total_median_s']:.3f} s",
                           file=sys.stderr, flush=True)

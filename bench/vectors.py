@@ -22,6 +22,15 @@ with the items of `--data` (default ../shared/data/banking77/train.jsonl; exampl
     python -m bench.vectors                                   # banking77 train, 1000 labels (~1-2 min)
     python -m bench.vectors --labels 2000 --repeats 5 --out results.json
     python -m bench.vectors --data examples/support_tickets.jsonl
+
+`--float16` measures instead whether the pool's vectors may be kept as float16
+(`loop.services.vectors.PoolVectors`): `loop simulate`'s replay (`loop.workflows.simulate.simulate`,
+`loop simulate`'s defaults, strategy margin-diverse) on ../shared/data/trec with the float32 vectors,
+then with the same vectors rounded to float16 and back, same seeds; labels to 98% of full-data
+accuracy and the learning-curve AUC of each. The texts are embedded through `--cache` (default
+the repository's .loop/embeddings.sqlite), so a second run embeds nothing.
+
+    python -m bench.vectors --float16 --seeds 3 --budget 6000 --out f16.json
 """
 
 from __future__ import annotations
@@ -43,6 +52,7 @@ from bench.next_round import machine
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "banking77" / "train.jsonl"
 FALLBACK = ROOT / "examples" / "support_tickets.jsonl"
+TREC = ROOT.parent / "shared" / "data" / "trec"
 P = 1  # the project id in the throwaway Redis
 
 
@@ -79,6 +89,40 @@ class TimedEmbedder:
         return out
 
 
+
+def float16_efficiency(args) -> dict:
+    """`loop simulate` on trec with float32 vectors, then with the same vectors stored as float16."""
+    from loop.core.dataset import read_items
+    from loop.core.embeddings import DTYPE, Embedder, embed_texts
+    from loop.services.vectors import EmbeddingCache
+    from loop.workflows.simulate import SimConfig, simulate
+
+    train, test = TREC / "train.jsonl", TREC / "test.jsonl"
+    if not train.is_file():
+        raise SystemExit(f"{train}: absent (../shared/data is not on this machine); --float16 needs trec")
+    pool, held = read_items(train, label_field="label"), read_items(test, label_field="label")
+    cache, embedder = EmbeddingCache(args.cache), Embedder()
+    X, fresh = embed_texts([i.text for i in pool], cache, embedder)
+    X_test, fresh_test = embed_texts([i.text for i in held], cache, embedder)
+    log(f"trec: {len(pool)} pool, {len(held)} test ({fresh + fresh_test} newly embedded)")
+    # `loop simulate`'s defaults (loop/cli/simulate.py), the default strategy only.
+    cfg = SimConfig(strategies=["margin-diverse"], seeds=args.seeds, budget=args.budget,
+                    annotator_error=(0.05, 0.1, 0.3))
+    y, y_test = [i.label for i in pool], [i.label for i in held]
+    out = {"data": str(train), "test": str(test), "seeds": args.seeds, "budget": args.budget, "arms": {}}
+    for name, dtype in (("float32", DTYPE), ("float16", np.float16)):
+        t0 = time.perf_counter()
+        # The pool is read back from the float16 file as float32; the test set stays as the model sees it.
+        result = simulate(X.astype(dtype).astype(DTYPE), y, X_test, y_test, cfg)
+        (arm,) = result["strategies"].values()
+        out["arms"][name] = {"seconds": round(time.perf_counter() - t0, 1),
+                             "full_data_accuracy": result["full_data_accuracy"],
+                             **{k: arm.get(k) for k in ("labels_to_95", "labels_to_98", "labels_to_98_per_seed",
+                                                        "auc", "auc_per_seed")}}
+        log(f"{name}: {out['arms'][name]}")
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.vectors", description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", type=Path, help="a JSONL file with `text` and `label` fields (default "
@@ -89,7 +133,22 @@ def main(argv: list[str] | None = None) -> int:
                     help="items whose vectors are written to Redis for the comparison (default 2000)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, help="also write the JSON results to this file")
+    ap.add_argument("--float16", action="store_true",
+                    help="instead: label efficiency on trec with float16 against float32 vectors")
+    ap.add_argument("--seeds", type=int, default=3, help="with --float16: simulation seeds (default 3)")
+    ap.add_argument("--budget", type=int, default=3000, help="with --float16: labels per run (default 3000)")
+    ap.add_argument("--cache", type=Path, default=ROOT / ".loop" / "embeddings.sqlite",
+                    help="with --float16: the embedding cache (default .loop/embeddings.sqlite)")
     args = ap.parse_args(argv)
+    if args.float16:
+        load_before = os.getloadavg()
+        out = {**float16_efficiency(args),
+               "machine": {**machine(), "loadavg_before": load_before, "loadavg_after": os.getloadavg()}}
+        text = json.dumps(out, indent=2)
+        print(text)
+        if args.out:
+            args.out.write_text(text + "\n", encoding="utf-8")
+        return 0
     if args.labels < 2 or args.repeats < 1 or args.vector_sample < 1:
         ap.error("--labels must be at least 2, --repeats and --vector-sample at least 1")
 

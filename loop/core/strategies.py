@@ -20,6 +20,7 @@ from modAL.disagreement import vote_entropy
 from modAL.uncertainty import classifier_entropy, classifier_margin, classifier_uncertainty
 from sklearn.base import clone
 from sklearn.cluster import KMeans, MiniBatchKMeans
+from threadpoolctl import threadpool_limits
 
 from loop.errors import ConfigError, EmptyPool
 
@@ -59,7 +60,11 @@ def diverse_top(scores: np.ndarray, X: np.ndarray, n: int, rng: np.random.Genera
     shortlist = top_n(scores, min(len(scores), n * candidates_per_pick))
     if len(shortlist) <= n:
         return shortlist
-    km = KMeans(n_clusters=n, n_init=1, random_state=int(rng.integers(2**31))).fit(X[shortlist])
+    # One thread: on a few hundred candidates k-means spends its time syncing OpenMP/BLAS threads;
+    # on 2 contended cores it took 2.5-3 s instead of 0.2 s, for the same clusters (docs/benchmarks.md,
+    # "Vectors at scale").
+    with threadpool_limits(limits=1):
+        km = KMeans(n_clusters=n, n_init=1, random_state=int(rng.integers(2**31))).fit(X[shortlist])
     picked = []
     for c in range(n):
         members = shortlist[km.labels_ == c]
