@@ -16,6 +16,7 @@ banking77 train+test with real embeddings.
 
     python -m bench.validate                              # both parts, JSON on stdout
     python -m bench.validate --part near --n 100000 --blas-threads 1
+    python -m bench.validate --part near --n 100000 --method ann   # the index (bench/ann.py: recall)
     python -m bench.validate --part validator --cache .loop/bench-embeddings.sqlite
 """
 
@@ -36,7 +37,7 @@ import numpy as np
 
 from bench.next_round import SHARED, SPREAD, _threads, machine, synthetic
 from loop.core.embeddings import DIM
-from loop.core.neighbours import BLOCK, near_pairs
+from loop.core.neighbours import BLOCK, METHODS, near_pairs
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "banking77"
 
@@ -68,16 +69,16 @@ def planted_matrix(n: int, planted: int, seed: int) -> tuple[np.ndarray, set[tup
     return X, {(int(s), n - planted + k) for k, s in enumerate(sources)}
 
 
-def bench_near(n: int, threshold: float, planted: int, block: int, seed: int) -> dict:
+def bench_near(n: int, threshold: float, planted: int, block: int, seed: int, method: str = "exact") -> dict:
     X, want = planted_matrix(n, planted, seed)
-    near_pairs(X[:2000], threshold, block=block)  # warm-up: BLAS threads, page faults
+    near_pairs(X[:2000], threshold, block=block, method="exact")  # warm-up: BLAS threads, page faults
     rss_before = _rss_mb()
     with _traced() as mem:
         t0 = time.perf_counter()
-        pairs = near_pairs(X, threshold, block=block)
+        pairs = near_pairs(X, threshold, block=block, method=method)
         seconds = time.perf_counter() - t0
     found = {(i, j) for i, j, _ in pairs}
-    return {"part": "near_pairs", "n": n, "dim": X.shape[1], "threshold": threshold, "block": block,
+    return {"part": "near_pairs", "method": method, "n": n, "dim": X.shape[1], "threshold": threshold, "block": block,
             "seconds": round(seconds, 2), "pairs": len(pairs), "planted": planted,
             "planted_found": len(want & found), "input_mb": round(X.nbytes / 2**20, 1),
             "peak_traced_mb": round(mem["peak_mb"], 1), "max_rss_mb_before": round(rss_before),
@@ -136,6 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--planted", type=int, default=1000, help="near: planted near-duplicate pairs (default 1000)")
     ap.add_argument("--threshold", type=float, default=0.95, help="cosine threshold (default 0.95)")
     ap.add_argument("--block", type=int, default=BLOCK, help=f"near: tile size (default {BLOCK})")
+    ap.add_argument("--method", choices=METHODS, default="exact",
+                    help="near: near_pairs' method (default exact; the validator itself uses auto)")
     ap.add_argument("--data", type=Path, default=DATA, help="validator: a folder with train.jsonl, test.jsonl, "
                     "label_distribution.json (default ../shared/data/banking77)")
     ap.add_argument("--cache", type=Path, help="validator: an EmbeddingCache file to reuse (default: fresh, cold)")
@@ -150,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     with _threads(args.blas_threads):
         if args.part in ("near", "both"):
-            results.append(bench_near(args.n, args.threshold, args.planted, args.block, args.seed))
+            results.append(bench_near(args.n, args.threshold, args.planted, args.block, args.seed, args.method))
             print(f"  near_pairs {args.n:,} x {DIM}: {results[-1]['seconds']} s", file=sys.stderr, flush=True)
         if args.part in ("validator", "both"):
             results.append(bench_validator(args.data, args.cache, args.threshold, args.seed))
