@@ -56,6 +56,7 @@ def main() -> None:
     ap.add_argument("--strategy", default="margin-diverse")
     ap.add_argument("--budget", type=int)
     ap.add_argument("--batch", type=int)
+    ap.add_argument("--tag", default="", help="appended to the output file's name")
     args = ap.parse_args()
     dataset, budget, batch = SETTINGS[args.setting]
     X, y, X_test, y_test = embedded(dataset)
@@ -69,7 +70,7 @@ def main() -> None:
     result = simulate(X, y, X_test, y_test, cfg, X_production=X_prod)
     result["seconds"] = round(time.time() - started, 1)
     result["setting"], result["planted_rare_intents"] = args.setting, rare
-    out = REPO / "docs" / "bench" / f"cover-{args.setting}.json"
+    out = REPO / "docs" / "bench" / f"cover-{args.setting}{'-' + args.tag if args.tag else ''}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1))
     print(f"{args.setting}: pool {len(y)}, test {len(y_test)}, production {result['config']['production']}, "
