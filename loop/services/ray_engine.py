@@ -24,7 +24,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from loop.core.embeddings import DIM, DTYPE, Embedder, model_of
-from loop.errors import ConfigError
+from loop.errors import ConfigError, LoopError
 from loop.services.settings import Settings
 
 ENGINES = ("local", "ray")
@@ -32,9 +32,11 @@ INSTALL_HINT = "pip install 'loop-al[ray]'"
 # Texts per block handed to one actor: enough to amortise a task's overhead, small enough that every
 # actor gets several blocks of one job (a block left to the slowest actor is the job's tail).
 BLOCK_TEXTS = 256
-# Texts per Ray job: `embed_texts` hands `encode` 4 x batch_size texts at a time (one cache write and
+# Texts per Ray job, at least: `embed_texts` hands `encode` 4 x batch_size texts at a time (one cache write and
 # one progress step each), and each job starts its actors (each loading the model) anew.
 JOB_TEXTS = 20_000
+JOB_TEXTS_PER_ACTOR = 5_000
+JOB_TEXTS_MAX = 200_000  # the driver holds a job's texts and vectors (about 1.6 KB a text)
 # Environment variables the workers need as this process has them: the model stays offline.
 PASSED_ENV = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
 
@@ -113,16 +115,19 @@ class RayEmbedder:
 
     `actors`: how many model actors (each takes one CPU); None: one per CPU of the cluster.
     `batch_size` is what `embed_texts` reads to cut its calls (4 x batch_size texts each): here it
-    makes each call one Ray job of up to `job_texts` texts.
+    makes each call one Ray job of `job_texts` texts at most; None: JOB_TEXTS_PER_ACTOR per actor
+    (at least JOB_TEXTS, at most JOB_TEXTS_MAX), so each actor's start and model load, paid once
+    per job, is spread over minutes of work.
     """
 
     def __init__(self, settings: Settings, local: Embedder, actors: int | None = None,
-                 block_texts: int = BLOCK_TEXTS, job_texts: int = JOB_TEXTS):
+                 block_texts: int = BLOCK_TEXTS, job_texts: int | None = None):
         self.ray = connect(settings)
         self.local = local
         self.model_id = model_of(local)
         self.actors = actors or cluster_cpus(self.ray)
         self.block_texts = block_texts
+        job_texts = job_texts or min(JOB_TEXTS_MAX, max(JOB_TEXTS, JOB_TEXTS_PER_ACTOR * self.actors))
         self.batch_size = max(1, job_texts // 4)
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
@@ -143,7 +148,7 @@ class RayEmbedder:
             out[batch["row"]] = batch["vector"]  # blocks come back in any order: each row says where it goes
             seen += len(batch["row"])
         if seen != len(texts):
-            raise ConfigError(f"the Ray job returned {seen} vectors for {len(texts)} texts; run again, or "
+            raise LoopError(f"the Ray job returned {seen} vectors for {len(texts)} texts; run again, or "
                               "use --engine local")
         return out
 
