@@ -40,6 +40,10 @@ Key names (one separator, ':'; `{p}` is the loop project id, which is the Label 
     loop:project:{p}:events                   stream      webhook events from Label Studio, for the trainer
                                                           (consumer group "trainer"); acknowledged events are
                                                           trimmed, keeping the last EVENTS_KEPT of them
+    loop:project:{p}:training_lease           string      "<trainer> <random token>" (PX: expires unless renewed):
+                                                          the one trainer handling the project's events and
+                                                          training it; "cooldown" (PX) for the retrain interval
+                                                          after a training
     loop:project:{p}:ls_synced_at             string      Label Studio `updated_at` of the newest task of the main
                                                           project read (trainer or sync); later reads ask only for
                                                           tasks changed after it
@@ -70,6 +74,7 @@ fail), the Label Studio side effects follow, then `open_round` marks it "open".
 from __future__ import annotations
 
 import json
+import secrets
 import time
 from typing import TYPE_CHECKING, Any, Iterable
 
@@ -86,6 +91,43 @@ PREFIX = "loop"
 DEAD_LETTER_EXCERPT = 2000   # characters of a refused payload kept: enough to see what it was, never its bulk
 DEAD_LETTERS_KEPT = 10_000   # refused payloads kept (the oldest go first)
 EVENTS_KEPT = 1000           # acknowledged events kept per project after the trainer handled them
+TAKE_MAX = 100_000           # events one trainer takes for one project at a time (the rest: its next turn)
+COOLDOWN = "cooldown"        # the training lease's value between a training and the end of the retrain interval
+
+# Model publication: a model written under a lease is refused (-1) unless the lease is still the
+# writer's; the new version becomes current (1) unless a newer version number is current (0).
+_PUBLISH = """
+if ARGV[1] ~= '' and redis.call('GET', KEYS[4]) ~= ARGV[1] then return -1 end
+local fields = {}
+for i = 4, #ARGV do fields[#fields + 1] = ARGV[i] end
+redis.call('HSET', KEYS[1], unpack(fields))
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[2])
+local current = redis.call('GET', KEYS[3])
+if current then
+  local now, new = tonumber(string.match(current, '^v(%d+)$')), tonumber(string.match(ARGV[2], '^v(%d+)$'))
+  if now and new and now > new then return 0 end
+end
+redis.call('SET', KEYS[3], ARGV[2])
+return 1
+"""
+_RENEW = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
+"""
+_RELEASE = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+if tonumber(ARGV[2]) > 0 then redis.call('SET', KEYS[1], ARGV[3], 'PX', ARGV[2]) else redis.call('DEL', KEYS[1]) end
+return 1
+"""
+_ACK = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
+return redis.call('XACK', KEYS[2], ARGV[2], unpack(ARGV, 3))
+"""
+
+
+class LeaseLost(LoopError):
+    """The trainer's lease on a project expired (it stalled longer than the lease) and another
+    trainer may have taken the project: what it trained is not published, its events not acknowledged."""
 
 
 class Keys:
@@ -188,6 +230,10 @@ class Keys:
         return f"{Keys.project(p)}:events"
 
     @staticmethod
+    def training_lease(p: int) -> str:
+        return f"{Keys.project(p)}:training_lease"
+
+    @staticmethod
     def ls_synced_at(p: int) -> str:
         return f"{Keys.project(p)}:ls_synced_at"
 
@@ -274,6 +320,10 @@ class Store:
 
     def __init__(self, client: redis.Redis):
         self.r = client
+        self._publish = client.register_script(_PUBLISH)
+        self._renew = client.register_script(_RENEW)
+        self._release = client.register_script(_RELEASE)
+        self._ack = client.register_script(_ACK)
 
     # -- connection -------------------------------------------------------------------------
     @classmethod
@@ -521,12 +571,19 @@ class Store:
         """A new version name; an atomic counter, so the CLI and the trainer never hand out the same one."""
         return f"v{self.r.incr(Keys.model_seq(p))}"
 
-    def save_model(self, p: int, snap: ModelSnapshot) -> None:
-        pipe = self.r.pipeline(transaction=True)
-        pipe.hset(Keys.model(p, snap.version), mapping=_snapshot_mapping(snap))
-        pipe.zadd(Keys.models(p), {snap.version: snap.created_at})
-        pipe.set(Keys.current_model(p), snap.version)
-        pipe.execute()
+    def save_model(self, p: int, snap: ModelSnapshot, lease: str | None = None) -> bool:
+        """Store a model and make it current, in one step (a Lua script): unless a newer version is
+        current already (then it is stored, listed, and False is returned: a slower writer never
+        replaces a newer model), and, with `lease` (a trainer's training lease), only while that
+        lease is still the writer's, else nothing is written and LeaseLost is raised."""
+        fields = [x for kv in _snapshot_mapping(snap).items() for x in kv]
+        done = self._publish(keys=[Keys.model(p, snap.version), Keys.models(p), Keys.current_model(p),
+                                   Keys.training_lease(p)],
+                             args=[lease or "", snap.version, repr(float(snap.created_at)), *fields])
+        if done == -1:
+            raise LeaseLost(f"project {p}: the training lease expired before model {snap.version} was "
+                            "published; another trainer has the project now")
+        return done == 1
 
     def current_model_version(self, p: int) -> str | None:
         raw = self.r.get(Keys.current_model(p))
@@ -571,11 +628,7 @@ class Store:
         delivered before but never acknowledged (a trainer that died mid-batch)."""
         streams = {}
         for p in self.project_ids():
-            try:
-                self.r.xgroup_create(Keys.events(p), self.GROUP, id="0", mkstream=True)
-            except redis.ResponseError as exc:
-                if "BUSYGROUP" not in str(exc):
-                    raise
+            self._ensure_group(p)
             streams[Keys.events(p)] = "0" if pending else ">"
         if not streams:
             time.sleep(block_ms / 1000)
@@ -588,6 +641,88 @@ class Store:
                 if fields:  # a pending entry whose payload was trimmed has no fields
                     out.setdefault(p, []).append((event_id.decode(), json.loads(fields[b"event"])))
         return out
+
+    def _ensure_group(self, p: int) -> None:
+        try:
+            self.r.xgroup_create(Keys.events(p), self.GROUP, id="0", mkstream=True)
+        except redis.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    def take_events(self, p: int, consumer: str, limit: int = TAKE_MAX) -> list[tuple[str, dict[str, Any]]]:
+        """Every event of project p not yet acknowledged, made `consumer`'s: those never delivered
+        (up to `limit`), and those delivered to any trainer and not acknowledged (XAUTOCLAIM): one
+        still gathering its burst, one waiting for the project, one that died. Only the holder of
+        the project's training lease calls it, so no other trainer is handling them. Oldest first."""
+        key = Keys.events(p)
+        self._ensure_group(p)
+        self.r.xreadgroup(self.GROUP, consumer, {key: ">"}, count=limit)
+        out: dict[str, dict[str, Any]] = {}
+        cursor, deleted = "0-0", False
+        while True:  # the group's pending entries, in id order, all made this consumer's
+            got = self.r.xautoclaim(key, self.GROUP, consumer, 0, cursor, count=1000)
+            for event_id, fields in got[1]:
+                if event_id is None or not fields:  # deleted from the stream by hand
+                    deleted = True
+                else:
+                    out[event_id.decode()] = json.loads(fields[b"event"])
+            cursor = got[0].decode() if isinstance(got[0], bytes) else str(got[0])
+            if cursor == "0-0":
+                break
+        if deleted:  # nothing to handle, nothing to keep pending (Redis 7 drops them itself)
+            mine = self.r.xreadgroup(self.GROUP, consumer, {key: "0"}, count=limit)
+            gone = [i for i, fields in (mine[0][1] if mine else []) if not fields]
+            if gone:
+                self.r.xack(key, self.GROUP, *gone)
+        return list(out.items())
+
+    def pending_projects(self) -> list[int]:
+        """Projects with events delivered to a trainer and not acknowledged."""
+        out = []
+        for p in self.project_ids():
+            try:
+                if self.r.xpending(Keys.events(p), self.GROUP)["pending"]:
+                    out.append(p)
+            except redis.ResponseError:  # no stream or no group yet
+                continue
+        return out
+
+    def prune_consumers(self, p: int, idle_ms: int) -> int:
+        """Forget the consumers of project p's group that hold no event and were not seen for
+        `idle_ms` (trainers that stopped): the group's list of consumers stays bounded. Returns how
+        many went. A live trainer idle that long is only re-created on its next read."""
+        try:
+            consumers = self.r.xinfo_consumers(Keys.events(p), self.GROUP)
+        except redis.ResponseError:
+            return 0
+        gone = [c["name"] for c in consumers if not c["pending"] and c["idle"] >= idle_ms]
+        for name in gone:
+            self.r.xgroup_delconsumer(Keys.events(p), self.GROUP, name)
+        return len(gone)
+
+    # -- the training lease: one trainer at a time handles a project ------------------------
+    def acquire_training_lease(self, p: int, trainer: str, ttl_ms: int) -> str | None:
+        """Take project p's training lease for `ttl_ms` (SET NX PX); returns its token, or None while
+        another trainer holds it (or it is cooling down after a training)."""
+        token = f"{trainer} {secrets.token_hex(8)}"
+        return token if self.r.set(Keys.training_lease(p), token, nx=True, px=int(ttl_ms)) else None
+
+    def renew_training_lease(self, p: int, token: str, ttl_ms: int) -> bool:
+        """Extend the lease to `ttl_ms` from now if it is still `token`'s; False: it was lost."""
+        return bool(self._renew(keys=[Keys.training_lease(p)], args=[token, int(ttl_ms)]))
+
+    def release_training_lease(self, p: int, token: str, cooldown_ms: int = 0) -> bool:
+        """Give the lease back if it is still `token`'s (compare and delete), or with `cooldown_ms`
+        keep the project taken by no one that long (the retrain interval, across trainers)."""
+        return bool(self._release(keys=[Keys.training_lease(p)], args=[token, int(cooldown_ms), COOLDOWN]))
+
+    def training_lease(self, p: int) -> tuple[str | None, int]:
+        """(who holds project p's lease: a trainer's name, COOLDOWN or None; milliseconds left)."""
+        pipe = self.r.pipeline(transaction=False)
+        pipe.get(Keys.training_lease(p))
+        pipe.pttl(Keys.training_lease(p))
+        value, ttl = pipe.execute()
+        return (value.decode().split(" ")[0] if value is not None else None), max(int(ttl), 0)
 
     def backlog(self, p: int) -> int:
         """Events not yet handled by the trainer: never delivered, or delivered and not acknowledged."""
@@ -607,13 +742,27 @@ class Store:
     def dead_letter_count(self) -> int:
         return int(self.r.xlen(Keys.deadletter()))
 
-    def ack_events(self, p: int, ids: Iterable[str]) -> None:
+    def ack_events(self, p: int, ids: Iterable[str], lease: str | None = None) -> int:
         """Acknowledge handled events, then trim the stream: what the trainer has handled is kept
-        only as the last EVENTS_KEPT entries (for `/metrics` and debugging); nothing unhandled goes."""
+        only as the last EVENTS_KEPT entries (for `/metrics` and debugging); nothing unhandled goes.
+        With `lease`, only while that training lease is still held (else LeaseLost, nothing acknowledged).
+        Returns how many were acknowledged now (an event acknowledged before does not count)."""
         ids = list(ids)
-        if ids:
-            self.r.xack(Keys.events(p), self.GROUP, *ids)
-            self.trim_events(p)
+        if not ids:
+            return 0
+        if lease is None:
+            done = int(self.r.xack(Keys.events(p), self.GROUP, *ids))
+        else:
+            done = 0
+            for start in range(0, len(ids), 1000):  # Lua's unpack takes a few thousand arguments at most
+                got = int(self._ack(keys=[Keys.training_lease(p), Keys.events(p)],
+                                    args=[lease, self.GROUP, *ids[start:start + 1000]]))
+                if got == -1:
+                    raise LeaseLost(f"project {p}: the training lease expired before {len(ids) - start} events "
+                                    "were acknowledged; the trainer that has the project now handles them")
+                done += got
+        self.trim_events(p)
+        return done
 
     def trim_events(self, p: int, keep: int = EVENTS_KEPT) -> int:
         """Delete the events of project p the trainer has handled, but the newest `keep` delivered

@@ -139,18 +139,21 @@ def training_set(store, vectors, p: int, annotations: Mapping[str, dict] | None 
 
 
 def publish(store, p: int, classifier, *, n_labels: int, round: int | None = None,
-            training_digest: str | None = None) -> str:
-    """Store a fitted classifier under a new version and make it current (one transaction)."""
+            training_digest: str | None = None, lease: str | None = None) -> str:
+    """Store a fitted classifier under a new version (an atomic counter: two writers never share
+    one) and make it current in one step, unless a newer version is current already. With `lease`
+    (a trainer's training lease) nothing is written once the lease is lost (`store.LeaseLost`)."""
     version = store.next_model_version(p)
-    store.save_model(p, model_lib.snapshot(classifier, version, n_labels=n_labels, round=round,
-                                           training_digest=training_digest))
+    if not store.save_model(p, model_lib.snapshot(classifier, version, n_labels=n_labels, round=round,
+                                                   training_digest=training_digest), lease=lease):
+        log.info("project %s: model %s stored, but a newer one is current", p, version)
     return version
 
 
-def retrain(store, vectors, p: int) -> str | None:
+def retrain(store, vectors, p: int, lease: str | None = None) -> str | None:
     """Refit on the project's training set and publish it; None (nothing published) while fewer
     than two classes are labelled, or when the training set is the one the current model learnt
-    (a skip, an edit back and forth, an event for labels that do not count)."""
+    (a skip, an edit back and forth, an event for labels that do not count). `lease`: see `publish`."""
     start = time.perf_counter()
     ts = training_set(store, vectors, p)
     if not ts.trainable:
@@ -159,7 +162,8 @@ def retrain(store, vectors, p: int) -> str | None:
     if current is not None and current.training_digest == ts.digest:
         log.info("project %s: training set unchanged since model %s; nothing to publish", p, current.version)
         return None
-    version = publish(store, p, model_lib.train(ts.X, ts.y), n_labels=len(ts.y), training_digest=ts.digest)
+    version = publish(store, p, model_lib.train(ts.X, ts.y), n_labels=len(ts.y), training_digest=ts.digest,
+                      lease=lease)
     log.info("project %s: model %s from %d labels (%s) in %.2f s", p, version, len(ts.y), ts.policy.describe(),
              time.perf_counter() - start)
     return version

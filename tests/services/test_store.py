@@ -55,6 +55,7 @@ P = 3
     (Keys.release(3, "v2"), "loop:project:3:release:v2"),
     (Keys.round_controls(3, 2), "loop:project:3:round:2:controls"),
     (Keys.gold(3), "loop:project:3:gold"),
+    (Keys.training_lease(3), "loop:project:3:training_lease"),
 ])
 def test_key_shapes(key, expected):
     assert key == expected
@@ -68,7 +69,7 @@ def test_every_key_method_is_pinned():
                        "projects", "deadletter", "trainer_heartbeat", "model_seq", "adjudication", "ls_synced_at",
                        "texts", "queues", "queue", "queue_synced_at", "accepted", "round_relabels",
                        "relabelling", "audits", "audit", "audit_items", "round_controls", "gold",
-                       "releases", "release"}
+                       "releases", "release", "training_lease"}
 
 
 def test_keys_written_are_the_documented_ones(redis_store):
@@ -95,6 +96,7 @@ def test_keys_written_are_the_documented_ones(redis_store):
     s.save_release(P, 1, {"path": "releases/project-3/v1", "manifest_sha256": "ab"})
     s.plan_round(P, {"id": 2}, {}, controls={"g1": ["alice"]})
     s.add_gold(P, {"g1": {"label": "a", "source": "file:gold.jsonl", "added_at": 1.0}})
+    s.acquire_training_lease(P, "trainer-1", 60_000)
     assert {k.decode() for k in s.r.keys("*")} == {
         Keys.projects(), Keys.deadletter(), Keys.trainer_heartbeat(), Keys.model_seq(P), Keys.adjudication(P),
         Keys.current_project(), Keys.annotators(), Keys.project(P), Keys.items(P), Keys.tasks(P),
@@ -103,7 +105,7 @@ def test_keys_written_are_the_documented_ones(redis_store):
         Keys.texts(P), Keys.queues(P), Keys.queue(P, "alice"), Keys.queue_synced_at(P), Keys.accepted(P),
         Keys.round_relabels(P, 1), Keys.relabelling(P), Keys.audits(P), Keys.audit(P, 1), Keys.audit_items(P, 1),
         Keys.round(P, 2), Keys.round_controls(P, 2), Keys.gold(P),
-        Keys.releases(P), Keys.release(P, "v1"),
+        Keys.releases(P), Keys.release(P, "v1"), Keys.training_lease(P),
     }
 
 
