@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.label_efficiency import embedded
+from loop.core import cover as cover_lib
 from loop.workflows.simulate import SimConfig, simulate
 
 REPO = Path(__file__).resolve().parents[1]
@@ -57,8 +58,12 @@ def main() -> None:
     ap.add_argument("--budget", type=int)
     ap.add_argument("--batch", type=int)
     ap.add_argument("--tag", default="", help="appended to the output file's name")
+    ap.add_argument("--negative-part", type=float, help="the part of the cover picks for negative-looking items "
+                    "(default: loop.core.cover.NEGATIVE_PART, 0.25); 0 for the gap picks alone")
     args = ap.parse_args()
     dataset, budget, batch = SETTINGS[args.setting]
+    if args.negative_part is not None:
+        cover_lib.NEGATIVE_PART = args.negative_part
     X, y, X_test, y_test = embedded(dataset)
     X_prod, rare = None, None
     if args.setting == "banking77-shift":
@@ -70,6 +75,7 @@ def main() -> None:
     result = simulate(X, y, X_test, y_test, cfg, X_production=X_prod)
     result["seconds"] = round(time.time() - started, 1)
     result["setting"], result["planted_rare_intents"] = args.setting, rare
+    result["negative_part"] = cover_lib.NEGATIVE_PART
     out = REPO / "docs" / "bench" / f"cover-{args.setting}{'-' + args.tag if args.tag else ''}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1))
