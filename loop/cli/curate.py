@@ -83,6 +83,17 @@ def render_report(report: dict[str, Any], show: int) -> None:
         listed = len(lines) if name not in ("class_balance", "missing_negatives") else check["count"]
         if check["count"] > listed:
             console.print(f"  … {check['count'] - listed} more (--show N, or --json for every row)")
+    shift = report.get("shift")
+    if shift:  # --reference was a file of texts: the embeddings' shift against it (`workflows.coverage`)
+        t = shift["test"]
+        said = (f"not tested ({t['reason']})" if t["status"] != "done" else
+                f"{'SHIFT' if t['shift'] else 'no shift'} (MMD permutation test, p = {t['p_value']:.3g}, alpha {t['alpha']})")
+        console.print(f"[bold]shift[/] against {shift['reference']}: {said}; cluster shares differ by "
+                      f"{shift['total_variation']:.0%} over {shift['k']} clusters", highlight=False)
+        for c in shift["clusters"][:show]:
+            console.print(f"  {', '.join(c.get('terms') or []) or 'cluster ' + str(c['cluster'])}: "
+                          f"{c['share_b']:.1%} of the reference, {c['share_a']:.1%} of the data", markup=False,
+                          highlight=False)
     if report["blockers"]:
         console.print(f"[bold red]Release blocker[/]: {', '.join(report['blockers'])}. The same input carries "
                       "different labels; adjudicate or fix them before training or export.")
@@ -123,7 +134,7 @@ def validate(
     near_threshold: float = typer.Option(NEAR_THRESHOLD, help="Cosine similarity from which two inputs are near-duplicates."),
     minority_fraction: float = typer.Option(MINORITY_FRACTION, help="Flag classes with fewer items than this fraction of the largest."),
     min_chars: int = typer.Option(MIN_CHARS, help="Inputs with fewer non-space characters (or no letter or digit) are near-empty."),
-    reference: Optional[str] = typer.Option(None, help="A reference label distribution (JSON {label: count}, or CSV/JSONL label,count) to test the balance against."),
+    reference: Optional[str] = typer.Option(None, help="A reference to test against: a label distribution (JSON {label: count}, or CSV/JSONL label,count), or a file of texts (production, an older release's train file) whose embeddings are tested for shift and whose labels, if any, give the balance."),
     label_errors: bool = typer.Option(True, "--label-errors/--no-label-errors", help="Look for likely label errors with a cross-validated classifier."),
     project: Optional[int] = typer.Option(None, help="Project to validate when no file is given (default: the last one `loop init` set up)."),
     no_sync: bool = NO_SYNC_OPTION,

@@ -11,6 +11,7 @@ import typer
 from loop.cli import (
     annotators,
     audit,
+    coverage,
     curate,
     gold,
     guidelines,
@@ -28,7 +29,7 @@ app = typer.Typer(help=__doc__.splitlines()[0] + "\n\nStart with `loop up`, then
                   "`loop export`; to prove the labels good, `loop audit`, `loop gold` and `loop release` (numbered versions).", no_args_is_help=True, rich_markup_mode="markdown", pretty_exceptions_enable=False)
 
 for noun in (stack, project, annotators, rounds, predictions, labels, audit, gold, guidelines, simulate, curate,
-             release):
+             coverage, release):
     noun.register(app)
 
 

@@ -112,6 +112,8 @@ def _render_status(s: dict, plot: str | None) -> None:
     gold = (s.get("gold") or {}).get("count")
     console.print(f"Models learn from {s['training_policy']['description']} ({s['training_items']} items)."
                   + (f" {gold} gold items kept apart (`loop gold list`)." if gold else ""))
+    if s.get("coverage"):
+        console.print(f"Coverage: {s['coverage']['line']}", markup=False, highlight=False)
     rounds = Table("round", "status", "strategy", "size", "overlap", "progress (done/assigned)", "started")
     for r in s["rounds"]:
         prog = ", ".join(f"{a} {v['done']}/{v['assigned']}" for a, v in sorted(r["progress"].items()))

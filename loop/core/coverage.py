@@ -82,6 +82,7 @@ def cluster_embeddings(X: np.ndarray, k: int | None = None, seed: int = 0) -> Cl
     smaller than asked when X has fewer distinct rows).
     """
     from sklearn.cluster import MiniBatchKMeans
+    from threadpoolctl import threadpool_limits
 
     X = _matrix("X", X)
     n = len(X)
@@ -94,7 +95,10 @@ def cluster_embeddings(X: np.ndarray, k: int | None = None, seed: int = 0) -> Cl
     else:
         km = MiniBatchKMeans(n_clusters=k, random_state=seed, n_init=3, batch_size=min(4096, n),
                              max_iter=100, reassignment_ratio=0.01)
-        km.fit(Xn)
+        # One thread: on 2 cores shared with other work, OpenMP threads waiting on each other made the
+        # fit 12x slower (13k rows: 88 s with the default threads, 7 s with one; docs/benchmarks.md).
+        with threadpool_limits(limits=1):
+            km.fit(Xn)
         centroids = _normalise(km.cluster_centers_.astype(np.float32))
     labels = assign_clusters(Clustering(np.empty(0, dtype=np.int64), centroids), Xn)
     used = np.unique(labels)
@@ -242,11 +246,14 @@ def top_terms(documents: Sequence[Sequence[str]], n_terms: int = N_TERMS) -> lis
         row = W.getrow(i)
         order = np.argsort(-row.data, kind="stable")
         terms: list[str] = []
+        chosen: list[set[str]] = []
         for j in row.indices[order]:
             term = str(vocab[j])
-            if any(term in t.split() or t in term.split() for t in terms):
-                continue  # "card" after "card arrived" says nothing new
+            words = set(term.split())
+            if any(words <= w or w <= words for w in chosen):
+                continue  # "card" after "card arrived", or "transfer declined" after "declined transfer"
             terms.append(term)
+            chosen.append(words)
             if len(terms) == n_terms:
                 break
         out.append(terms)
@@ -295,6 +302,8 @@ def two_sample_test(A: np.ndarray, B: np.ndarray, *, seed: int = 0, max_per_side
     exact under no shift whatever the data; `shift` is True when p < alpha. `mmd2_null` is the mean
     MMD^2 over the permutations: what the statistic looks like when nothing shifted.
     """
+    from threadpoolctl import threadpool_limits
+
     A, B = _matrix("A", A), _matrix("B", B)
     base = {"method": "MMD (Gaussian kernel, median heuristic) with a permutation test", "alpha": alpha,
             "n_a": len(A), "n_b": len(B), "permutations": permutations, "seed": seed}
@@ -320,7 +329,8 @@ def two_sample_test(A: np.ndarray, B: np.ndarray, *, seed: int = 0, max_per_side
     W[:, 0] = w
     for j in range(1, permutations + 1):
         W[:, j] = w[rng.permutation(n)]
-    stats = np.einsum("ij,ij->j", W, K @ W)
+    with threadpool_limits(limits=1, user_api="blas"):  # as in cluster_embeddings: contended cores
+        stats = np.einsum("ij,ij->j", W, K @ W)
     observed, null = float(stats[0]), stats[1:]
     p = float((1 + np.sum(null >= observed - 1e-12)) / (permutations + 1))
     return {**base, "status": "done", "shift": p < alpha, "p_value": p, "mmd2": observed,
@@ -389,3 +399,110 @@ def map_coordinates(centroids: np.ndarray, seed: int = 0) -> np.ndarray:
         return np.zeros((len(C), 2))
     xy = PCA(n_components=2, random_state=seed).fit_transform(C)
     return np.asarray(xy, dtype=float)
+
+
+# -- the report -----------------------------------------------------------------------------------
+def k_rule(k_asked: int | None, n: int) -> str:
+    if k_asked is not None:
+        return f"k = {k_asked}, as asked"
+    return f"k = round(sqrt(n / 4)) clipped to [{K_MIN}, {K_MAX}] = {choose_k(n)} for n = {n} rows"
+
+
+def coverage_report(clustering: Clustering, X: np.ndarray, n_pool: int, labels: Sequence[str | None], *,
+                    texts: Sequence[str] | None = None, negatives: Sequence[str] | None = None,
+                    agreement: Mapping[int, Mapping[str, Any]] | None = None,
+                    overall_agreement: float | None = None, evaluation: Mapping[str, Any] | None = None,
+                    seed: int = 0, n_terms: int = N_TERMS, n_examples: int = N_EXAMPLES) -> dict[str, Any]:
+    """Everything `loop coverage` reports, from a clustering of the pool's rows followed by production's.
+
+    X: the clustered rows, the pool's first (n_pool of them), then production's (none: no production
+    sample); `clustering.labels` is aligned with X. labels: the final label of each pool row (None:
+    unlabelled). texts: one per row of X (for top terms and representative texts). evaluation:
+    {"X", "y_true", "y_pred", "texts"} of gold/dev items and the model's predictions (or None).
+    The shift compares the labelled pool rows with production, or with the whole pool without a
+    production sample.
+    """
+    X = _matrix("X", X)
+    if len(X) != len(clustering.labels) or not 0 < n_pool <= len(X):
+        raise ConfigError(f"{len(X)} rows, {len(clustering.labels)} cluster labels and n_pool {n_pool} do not fit")
+    k = clustering.k
+    pool_part = Clustering(labels=clustering.labels[:n_pool], centroids=clustering.centroids)
+    prod = clustering.labels[n_pool:] if len(X) > n_pool else None
+    ev = None
+    if evaluation is not None and len(evaluation["y_true"]):
+        ev_clusters = assign_clusters(clustering, evaluation["X"])
+        ev = {"clusters": ev_clusters,
+              "correct": [t == p for t, p in zip(evaluation["y_true"], evaluation["y_pred"])]}
+    rows = cluster_table(pool_part, labels, production=prod, negatives=negatives, agreement=agreement, evaluation=ev)
+    if texts is not None:
+        if len(texts) != len(X):
+            raise ConfigError(f"{len(texts)} texts for {len(X)} rows; give one text per row")
+        docs: list[list[str]] = [[] for _ in range(k)]
+        for c, t in zip(clustering.labels.tolist(), texts):
+            docs[c].append(t)
+        terms = top_terms(docs, n_terms)
+        reps = representatives(clustering, X, n_examples, texts)
+        for r in rows:
+            r["terms"] = terms[r["cluster"]]
+            r["examples"] = [texts[i] for i in reps[r["cluster"]]]
+    flags = flag_clusters(rows, negatives=negatives, overall_agreement=overall_agreement)
+    labelled_rows = np.array([i for i, lab in enumerate(labels) if lab is not None], dtype=np.int64)
+    side_b = "production" if prod is not None else "pool"
+    other = X[n_pool:] if prod is not None else X[:n_pool]
+    other_clusters = prod if prod is not None else pool_part.labels
+    shift = {"a": "labelled", "b": side_b,
+             "test": two_sample_test(X[labelled_rows], other, seed=seed),
+             **share_comparison(clustering.labels[labelled_rows], other_clusters, k)}
+    errors = None
+    if ev is not None:
+        errors = error_clusters(ev["clusters"], list(evaluation["y_true"]), list(evaluation["y_pred"]),
+                                evaluation.get("texts"))
+    xy = map_coordinates(clustering.centroids, seed=seed)
+    for r, (x, y) in zip(rows, xy.tolist()):
+        r["map"] = [x, y]
+    covered = [r for r in rows if r["labelled"]]
+    return {"k": k, "pool": n_pool, "production": None if prod is None else len(prod),
+            "labelled": int(len(labelled_rows)), "clusters_labelled": len(covered),
+            "traffic_in_unlabelled_clusters": float(sum(traffic_share(r) for r in rows if not r["labelled"])),
+            "negatives": list(negatives or []), "clusters": rows, "flags": flags, "shift": shift, "errors": errors}
+
+
+def summary(report: Mapping[str, Any]) -> dict[str, Any]:
+    """The few figures `loop status` and the data card show of a coverage report (JSON-serialisable)."""
+    rows = {r["cluster"]: r for r in report["clusters"]}
+    under = report["flags"]["under_covered"]
+    top = under[0] if under else None
+    test = report["shift"]["test"]
+    neg = report["flags"]["no_negative"]
+    return {"k": report["k"], "pool": report["pool"], "production": report["production"],
+            "labelled": report["labelled"], "clusters_labelled": report["clusters_labelled"],
+            "traffic_in_unlabelled_clusters": report["traffic_in_unlabelled_clusters"],
+            "under_covered": len(under),
+            "top_gap": None if top is None else {**top, "terms": rows[top["cluster"]].get("terms", [])},
+            "no_negative": None if neg["status"] == "skipped" else len(neg["clusters"]),
+            "disagreement": len(report["flags"]["disagreement"]),
+            "shift": {"against": report["shift"]["b"], "p_value": test["p_value"], "shift": test["shift"],
+                      "alpha": test["alpha"], "reason": test.get("reason"),
+                      "total_variation": report["shift"]["total_variation"]},
+            "errors": None if report["errors"] is None else {"items": report["errors"]["n_items"],
+                                                             "errors": report["errors"]["errors"]}}
+
+
+def summary_line(s: Mapping[str, Any]) -> str:
+    """One line: clusters, how many the labels reach, the biggest hole, the shift."""
+    where = "production" if s["production"] is not None else "the pool"
+    parts = [f"{s['clusters_labelled']} of {s['k']} clusters labelled "
+             f"({s['traffic_in_unlabelled_clusters']:.0%} of {where} in clusters with no label)"]
+    top = s.get("top_gap")
+    if top:
+        name = ", ".join(top.get("terms", [])[:2]) or f"cluster {top['cluster']}"
+        parts.append(f"{s['under_covered']} under-labelled (biggest: {name}: {top['traffic_share']:.0%} of "
+                     f"{where}, {top['labelled_share']:.0%} of labels)")
+    else:
+        parts.append("no under-labelled cluster")
+    if s.get("no_negative"):
+        parts.append(f"{s['no_negative']} without a negative")
+    sh = s["shift"]
+    if sh["p_value"] is not None:
+        parts.append(f"labelled vs {sh['against']}: {'shift' if sh['shift'] else 'no shift'} (p = {sh['p_value']:.3g})")
+    return "; ".join(parts)

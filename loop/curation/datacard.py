@@ -410,6 +410,44 @@ def release_lines(release: Mapping[str, Any], shown: int = 10) -> list[str]:
     return out
 
 
+def coverage_lines(c: Mapping[str, Any], shown: int = 5) -> list[str]:
+    """The card's Coverage section (`workflows.coverage.card_section`: the last `loop coverage` run's
+    summary): clusters, the labelled share, negatives, and the shift of the labelled set against
+    production (or the pool)."""
+    out = ["## Coverage", ""]
+    if c.get("status") == "skipped":
+        return out + [f"Not measured: {c['reason']}.", ""]
+    where = f"production (`{Path(c['production_source']).name}`)" if c.get("production_source") else "the pool"
+    prod = f", {c['production']} production texts" if c["production"] else ""
+    out += [f"Measured by `loop coverage` at {c.get('measured_at') or '?'}, on {c['labelled']} labelled items.", ""]
+    out += [(f"The pool ({c['pool']} items{prod}) in {c['k']} clusters of its embeddings ({c['k_rule']}); "
+             f"{c['clusters_labelled']} of them hold labels, and "
+             f"{_pct(c['traffic_in_unlabelled_clusters'])} of {where} falls in clusters with none. "
+             "`loop coverage` has the full report and the map."), ""]
+    under = c.get("under_covered_clusters") or []
+    if under:
+        out += [f"Under-labelled clusters ({len(under)}; share of {where.split(' (')[0]} vs share of labels, biggest "
+                "gap first):", "",
+                _table(["cluster", "top terms", "traffic share", "labelled share", "labels to match"],
+                       [[u["cluster"], ", ".join(u.get("terms") or []), _pct(u["traffic_share"]),
+                         _pct(u["labelled_share"]), u["labels_to_match"]] for u in under[:shown]]), ""]
+    else:
+        out += ["No cluster is under-labelled against its traffic.", ""]
+    if c.get("no_negative") is None:
+        out += ["Negatives: the label set names none, so no cluster was checked for a negative example.", ""]
+    else:
+        has = _count(c["no_negative"], "cluster has", "clusters have")
+        out += [f"Negatives ({', '.join(c.get('negatives') or [])}): {has} labels but no negative example.", ""]
+    sh = c["shift"]
+    if sh["p_value"] is None:
+        out += [f"Shift of the labelled set against {where}: not tested ({sh.get('reason') or 'too few rows'}).", ""]
+    else:
+        out += [(f"Shift of the labelled set against {where}: {'**shifted**' if sh['shift'] else 'no shift detected'} "
+                 f"(MMD permutation test, p = {sh['p_value']:.3g}, alpha {sh.get('alpha')}); cluster shares differ by "
+                 f"{_pct(sh['total_variation'])} (total variation)."), ""]
+    return out
+
+
 def render_card(facts: Mapping[str, Any]) -> str:
     """The card as markdown: YAML front matter, then Summary, Label balance, Agreement, Annotators,
     Selection, Stopping, Validation, Guidelines and Known limitations."""
@@ -518,6 +556,9 @@ def render_card(facts: Mapping[str, Any]) -> str:
             _table(["check", "status", "severity", "count", "note"],
                    [[name, c.get("status"), c.get("severity"), c.get("count"), c.get("reason") or ""]
                     for name, c in val["checks"].items()]), ""]
+
+    if facts.get("coverage"):  # `loop export` adds it (`workflows.coverage.card_section`)
+        out += coverage_lines(facts["coverage"])
 
     g = facts["guidelines"]
     out += ["## Guidelines", ""]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections import Counter
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Sequence
@@ -45,6 +46,8 @@ from loop.curation.validate import (
 from loop.errors import ConfigError, DataError, NotInitialised
 from loop.labels.guidelines import current, get
 from loop.workflows import training
+from loop.workflows.coverage import card_section as coverage_section
+from loop.workflows.coverage import shift_between
 from loop.workflows.progress import Progress, no_progress
 from loop.workflows.status import plot_curve, status
 from loop.workflows.texts import project_texts
@@ -73,13 +76,36 @@ def _run(ctx, items: list[Item], *, labels, negatives, test: str | Path | None, 
          id_field: str | None, near_threshold: float, minority_fraction: float, min_chars: int,
          reference: str | Path | None, label_errors: bool, progress: Progress) -> dict[str, Any]:
     test_items = read_records(test, text_field=text_field, label_field=label_field, id_field=id_field) if test else None
-    ref = read_reference(reference) if reference else None
+    sample = reference_sample(reference, text_field, label_field) if reference else None
+    if sample is None:
+        ref = read_reference(reference) if reference else None
+    else:  # a file of texts (production, an older release): its labels, if any, are the reference balance
+        ref = dict(Counter(it.label for it in sample if it.label is not None)) or None
     X = _embed(ctx, items, "embedding", progress)
     X_test = _embed(ctx, test_items, "embedding test file", progress) if test_items else None
     report = validate(items, embeddings=X, labels=labels, negatives=negatives, test=test_items, test_embeddings=X_test,
                       near_threshold=near_threshold, minority_fraction=minority_fraction, min_chars=min_chars,
                       reference=ref, label_errors=label_errors)
+    if sample is not None:
+        X_ref = _embed(ctx, sample, "embedding reference", progress)
+        report["shift"] = {"reference": str(reference), **shift_between(
+            X, X_ref, [it.text for it in items] + [it.text for it in sample])}
     return report
+
+
+def reference_sample(path: str | Path, text_field: str = "text", label_field: str = "label") -> list[Item] | None:
+    """The rows of a `--reference` file that is a sample of texts (JSONL, CSV or Parquet rows with the
+    text field and no count/share column), or None when it is a label distribution (`read_reference`)."""
+    from loop.core.dataset import FORMATS, _rows
+
+    path = Path(path)
+    if not path.is_file() or path.suffix.lower() == ".json" or path.suffix.lower() not in FORMATS:
+        return None
+    first = next(iter(_rows(path)), None)
+    if first is None or text_field not in first[1] or "count" in first[1] or "share" in first[1]:
+        return None
+    rows = [it for it in read_records(path, text_field=text_field, label_field=label_field) if it.text.strip()]
+    return rows or None
 
 
 def validate_file(ctx, data: str | Path, *, test: str | Path | None = None, text_field: str = "text",
@@ -230,6 +256,7 @@ def export_project(ctx, p: int, out_dir: str | Path, *, fmt: str = "jsonl", test
     facts = card_facts(store, p, status=st, validation=report, splits=splits, data_files=data_files,
                        n_clusters=len(set(clusters)), allow_contradictions=allow_contradictions, settings=settings,
                        learning_curve=curve.name, annotations=annotations)
+    facts["coverage"] = coverage_section(store, p)
     if release is not None:
         facts["release"] = release(facts, splits)
     card = _write_text(out / "README.md", render_card(facts))

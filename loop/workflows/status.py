@@ -3,6 +3,7 @@ curve and the stop advice), and one round in detail: who got which item."""
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from typing import Any
 
@@ -123,11 +124,24 @@ def status(ctx: Context, p: int, *, sync: bool = True) -> dict[str, Any]:
         "queues": {name: q["ls_project"] for name, q in store.queues(p).items()},
         "labels_outside": outside, "labels_edited_by_other": edited, "labels_changed_after_close": late,
         "labels_with_suggestion": sum(1 for a in labelled if a.get("suggested")),
+        "coverage": coverage_summary(project),
         "stop": {"recommend": stop.stop or bool(dev_stop and dev_stop.stop), "kappa": vars(stop),
                  "dev_plateau": vars(dev_stop) if dev_stop else None,
                  "rule": {"threshold": kappa_rule.threshold, "window": kappa_rule.window,
                           "min_rounds": kappa_rule.min_rounds}},
     }
+
+
+def coverage_summary(project: dict[str, Any]) -> dict[str, Any]:
+    """The summary the last `loop coverage` kept on the project, with its one line (`line`); without one,
+    {"line": how to get it}. Nothing is computed here: status stays a read."""
+    from loop.core.coverage import summary_line
+
+    kept = project.get("coverage")
+    if not kept:
+        return {"line": "not measured yet (`loop coverage --production FILE`)"}
+    when = time.strftime("%Y-%m-%d %H:%M", time.localtime(kept["at"])) if kept.get("at") else "?"
+    return {**kept, "line": f"{summary_line(kept)} (`loop coverage`, {when})"}
 
 
 def _add_gold_accuracy(annotators: dict[str, dict], measured: dict[str, dict]) -> None:

@@ -39,6 +39,7 @@ DOCUMENTED = {"", "up", "down", "ps", "credentials", "demo", "init", "annotators
 DOCUMENTED |= {"audit", "audit start", "audit report"}
 DOCUMENTED |= {"release", "releases", "releases list", "releases diff"}
 DOCUMENTED |= {"gold", "gold add", "gold promote", "gold list"}
+DOCUMENTED |= {"coverage"}
 
 
 def test_the_tree_has_exactly_the_documented_commands():
