@@ -17,8 +17,14 @@ TEXTS = ["How far is it from Denver to Aspen ?", "What is the capital of Mongoli
 
 
 @pytest.fixture(scope="module")
-def models(tmp_path_factory):
-    return tmp_path_factory.mktemp("onnx-models")
+def workspace(tmp_path_factory):
+    return tmp_path_factory.mktemp("onnx-ws")
+
+
+@pytest.fixture(scope="module")
+def models(workspace):
+    """The workspace's models/ folder: exported into once, by the first test that needs a file."""
+    return workspace / "models"
 
 
 @pytest.fixture(scope="module")
@@ -26,8 +32,8 @@ def reference():
     return Embedder().encode(TEXTS)
 
 
-def settings_for(tmp_path, backend):
-    return load_settings(config_file=None, workspace=str(tmp_path / "ws"), embedding_backend=backend)
+def settings_for(workspace, backend):
+    return load_settings(workspace=str(workspace), embedding_backend=backend)
 
 
 # fp32: the same vectors up to rounding. int8: 0.994 mean cosine over 2,000 trec and banking77 texts
@@ -74,7 +80,7 @@ def test_the_setting_picks_the_engine_and_its_file_beside_the_cache(tmp_path, mo
     calls = []
     monkeypatch.setattr(onnx_model, "onnx_file", lambda folder, backend: calls.append((folder, backend)))
     for backend in BACKENDS:
-        ctx = Context(settings_for(tmp_path, backend))
+        ctx = Context(settings_for(tmp_path / "ws", backend))
         e = ctx.embedder
         assert e.backend == backend and (e.model_id == MODEL_ID) == (backend == "torch")
         if backend != "torch":
@@ -82,16 +88,16 @@ def test_the_setting_picks_the_engine_and_its_file_beside_the_cache(tmp_path, mo
     assert calls == []  # nothing exported until something is embedded
 
 
-def test_keys_differ_per_engine_in_one_cache(tmp_path):
+def test_keys_differ_per_engine_in_one_cache(tmp_path, workspace, models):
     from loop.services.vectors import EmbeddingCache
 
     cache = EmbeddingCache(tmp_path / "c.sqlite")
     torch_e = Embedder()
-    int8 = onnx_model.embedder(settings_for(tmp_path, "onnx-int8"))
+    int8 = onnx_model.embedder(settings_for(workspace, "onnx-int8"))
     X, _ = embed_texts(["onnx-test keys per engine"], cache, torch_e)
     Y, new = embed_texts(["onnx-test keys per engine"], cache, int8)
     assert new == 1 and len(cache) == 2 and not np.array_equal(X, Y)
-    assert (tmp_path / "ws" / "models" / onnx_model.file_name("onnx-int8")).is_file()
+    assert int8.onnx_file() == models / onnx_model.file_name("onnx-int8")
 
 
 def test_a_bad_setting_value_is_a_clear_error(tmp_path, monkeypatch):
