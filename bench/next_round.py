@@ -129,19 +129,21 @@ def real(path: Path, n_pool: int, n_labels: int, *, text_field: str, label_field
 def run_once(X_lab: np.ndarray, y: list[str], X_pool, strategy: str, size: int,
              seed: int) -> dict[str, float]:
     """One round's select step; `X_pool` is a matrix, or a `Stored` pool read (timed) first."""
-    t_load = time.perf_counter()
+    t_load, c_load = time.perf_counter(), time.process_time()
     if isinstance(X_pool, Stored):
         X_pool = X_pool.read()
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     clf = model_lib.train(X_lab, y)
-    t1 = time.perf_counter()
+    t1, c1 = time.perf_counter(), time.process_time()
     picked = select(strategy, clf, X_pool, size, seed=seed)
-    t2 = time.perf_counter()
+    t2, c2 = time.perf_counter(), time.process_time()
     proba = clf.predict_proba(X_pool[picked])
     _ = [(str(clf.classes_[row.argmax()]), float(row.max())) for row in proba]
     t3 = time.perf_counter()
     return {"load": t0 - t_load, "train": t1 - t0, "select": t2 - t1, "confidence": t3 - t2, "total": t3 - t0,
-            "load_select_confidence": (t0 - t_load) + (t3 - t1), "n_iter": int(np.max(clf.n_iter_))}
+            "load_select_confidence": (t0 - t_load) + (t3 - t1), "n_iter": int(np.max(clf.n_iter_)),
+            # CPU seconds of this process (all its threads): what contention from other processes does not inflate
+            "load_cpu": c0 - c_load, "select_cpu": c2 - c1}
 
 
 class Stored:
@@ -176,6 +178,8 @@ def bench(X_lab, y, X_pool, *, strategy: str, size: int, repeats: int, seed: int
         "total_median_s": statistics.median(col("total")),
         "total_max_s": max(col("total")),
         "load_median_s": statistics.median(col("load")),
+        "load_cpu_median_s": statistics.median(col("load_cpu")),
+        "select_cpu_median_s": statistics.median(col("select_cpu")),
         "load_select_confidence_median_s": statistics.median(col("load_select_confidence")),
         "load_select_confidence_max_s": max(col("load_select_confidence")),
         "train_median_s": statistics.median(col("train")),
@@ -215,7 +219,8 @@ def table(results: list[dict], target: float) -> str:
     head = ["pool", "labels", "classes", "strategy", "size", "median s", "max s", "train s",
             "score+select s", "confidence s", "lbfgs it", f"< {target:g} s"]
     if stored:
-        head[-1:-1] = ["store", "index s", "load s", "load+select+conf. median s", "max s"]
+        head[-1:-1] = ["store", "index s", "load s", "load+select+conf. median s", "max s", "load cpu s",
+                       "select cpu s"]
     rows = []
     for r in results:
         row = [f"{r['pool']:,}", f"{r['labels']:,}", str(r["classes"]), r["strategy"], str(r["size"]),
@@ -225,7 +230,8 @@ def table(results: list[dict], target: float) -> str:
         if stored:
             row[-1:-1] = [r.get("store") or "-", f"{r['index_s']:.3f}" if r.get("store") else "-",
                           f"{r['load_median_s']:.3f}", f"{r['load_select_confidence_median_s']:.3f}",
-                          f"{r['load_select_confidence_max_s']:.3f}"]
+                          f"{r['load_select_confidence_max_s']:.3f}", f"{r['load_cpu_median_s']:.3f}",
+                          f"{r['select_cpu_median_s']:.3f}"]
         rows.append(row)
     widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(head)]
     fmt = lambda cells: "| " + " | ".join(c.rjust(w) for c, w in zip(cells, widths)) + " |"  # noqa: E731

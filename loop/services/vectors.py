@@ -28,6 +28,7 @@ import tempfile
 import threading
 import uuid
 from contextlib import contextmanager
+from itertools import repeat
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -82,6 +83,7 @@ STORE_DTYPE = np.dtype(np.float32)
 HASH_BYTES = 64                # a content hash (`dataset.text_key`): sha256 in hex
 MAX_SEGMENTS = 8               # more appended segments than this are merged into one
 GATHER_ROWS = 65_536           # rows gathered (and converted) at a time
+WHOLE_PROJECT = 50_000         # asked for more items than this, `ItemVectors` reads all the project's at once
 
 
 class PoolVectors:
@@ -121,28 +123,31 @@ class PoolVectors:
         return manifest
 
     def _load(self) -> tuple[list[np.ndarray], dict[str, int]]:
-        """Memory-mapped segments and content hash -> row (the first row with that hash)."""
-        manifest = self._manifest()
-        stamp = json.dumps(manifest, sort_keys=True)
-        if self._loaded is not None and self._loaded[0] == stamp:
-            return self._loaded[1], self._loaded[2]
-        segments, keys = [], []
-        for seg in (manifest or {}).get("segments", []):
-            segments.append(np.load(self.root / f"{seg['name']}.npy", mmap_mode="r"))
-            keys.append(np.load(self.root / f"{seg['name']}.keys.npy"))
-        index: dict[str, int] = {}
-        row = 0
-        for k in keys:
-            for key in k.astype(str).tolist():
-                index.setdefault(key, row)
-                row += 1
-        self._loaded = (stamp, segments, index)
-        return segments, index
+        """Memory-mapped segments and content hash -> row; built once per manifest."""
+        for attempt in range(3):
+            manifest = self._manifest()
+            stamp = json.dumps(manifest, sort_keys=True)
+            if self._loaded is not None and self._loaded[0] == stamp:
+                return self._loaded[1], self._loaded[2]
+            try:
+                segments, keys = [], []
+                for seg in (manifest or {}).get("segments", []):
+                    # a plain ndarray over the mapping: indexing an np.memmap costs several times more
+                    segments.append(np.asarray(np.load(self.root / f"{seg['name']}.npy", mmap_mode="r")))
+                    keys.extend(k.decode() for k in np.load(self.root / f"{seg['name']}.keys.npy").tolist())
+            except FileNotFoundError:  # merged away by another process since we read the manifest
+                if attempt == 2:
+                    raise
+                continue
+            index = dict(zip(keys, range(len(keys))))  # a hash twice (two appenders at once): either row
+            self._loaded = (stamp, segments, index)
+            return segments, index
+        raise AssertionError("unreachable")
 
     def rows(self, hashes: Sequence[str]) -> np.ndarray:
         """Row of each content hash, -1 where this copy has none."""
         _, index = self._load()
-        return np.fromiter((index.get(h, -1) for h in hashes), dtype=np.int64, count=len(hashes))
+        return np.fromiter(map(index.get, hashes, repeat(-1)), dtype=np.int64, count=len(hashes))
 
     def gather(self, rows: np.ndarray) -> np.ndarray:
         """The vectors at `rows` (all present), as a float32 matrix, read segment by segment."""
@@ -150,11 +155,15 @@ class PoolVectors:
         out = np.empty((len(rows), DIM), dtype=DTYPE)
         if not len(rows):
             return out
+        if len(segments) == 1:
+            for start in range(0, len(rows), GATHER_ROWS):  # bounded temporaries when converting
+                out[start:start + GATHER_ROWS] = segments[0][rows[start:start + GATHER_ROWS]]
+            return out
         bounds = np.cumsum([0] + [len(s) for s in segments])
         seg_of = np.searchsorted(bounds, rows, side="right") - 1
         for s, matrix in enumerate(segments):
             where = np.flatnonzero(seg_of == s)
-            for start in range(0, len(where), GATHER_ROWS):  # bounded temporaries when converting
+            for start in range(0, len(where), GATHER_ROWS):
                 chunk = where[start:start + GATHER_ROWS]
                 out[chunk] = matrix[rows[chunk] - bounds[s]]
         return out
@@ -289,12 +298,14 @@ class ItemVectors:
         """
         if not len(item_ids):
             return np.empty((0, DIM), dtype=DTYPE)
-        items = self.store.items_by_id(p, item_ids) if items is None else items
-        unknown = [i for i in item_ids if i not in items]
-        if unknown:
+        if items is None:  # the requested items only, unless that is most of a large project
+            items = self.store.items(p) if len(item_ids) > WHOLE_PROJECT else self.store.items_by_id(p, item_ids)
+        try:
+            hashes = [items[i]["key"] for i in item_ids]
+        except KeyError:
+            unknown = [i for i in item_ids if i not in items]
             raise LoopError(f"{len(unknown)} items (e.g. {unknown[0]!r}) are not items of project {p}; "
-                            "`loop init` on the data file adds them")
-        hashes = [items[i]["key"] for i in item_ids]
+                            "`loop init` on the data file adds them") from None
         pool = self.columns(p)
         rows = pool.rows(hashes)
         if (rows < 0).any():
