@@ -156,7 +156,9 @@ class Trainer:
         token = self.store.acquire_training_lease(p, self.consumer, self.lease_ms)
         if token is None:
             if wait:
-                _, left_ms = self.store.training_lease(p)
+                holder, left_ms = self.store.training_lease(p)
+                if p not in self._waiting:
+                    log.info("project %s: %s holds it; its events wait for the lease", p, holder)
                 self._waiting[p] = time.monotonic() + min(max(left_ms, 10), self.block_ms) / 1000
             return WAITING
         self._waiting.pop(p, None)
@@ -259,7 +261,7 @@ def main(argv: list[str] | None = None) -> None:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    log.info("trainer started")
+    log.info("trainer %s started", args.consumer)
     trainer.run()
 
 

@@ -471,3 +471,100 @@ def test_gold_and_new_items_are_written_together_and_controls_with_their_round(r
     s.plan_round(P, {"id": 1}, {"i2": ["alice"]}, controls={"g1": ["alice", "bob"]})
     assert s.round_controls(P, 1) == {"g1": ["alice", "bob"]} and s.round_controls(P, 2) == {}
     assert "g1" not in s.assigned(P)  # a control is not an assignment: it never leaves the gold set
+
+
+# -- more than one trainer: the training lease, publication under it, events across consumers ----
+def test_the_training_lease_is_exclusive_expires_and_is_released_by_its_holder_only(redis_store):
+    import time
+
+    from loop.services.store import COOLDOWN
+
+    s = redis_store
+    first = s.acquire_training_lease(P, "trainer-a", 200)
+    assert first and first.startswith("trainer-a ")
+    assert s.acquire_training_lease(P, "trainer-b", 200) is None  # taken
+    assert s.acquire_training_lease(P, "trainer-a", 200) is None  # by anyone, its holder too: one hold at a time
+    assert s.acquire_training_lease(P + 1, "trainer-b", 200)  # another project is free
+    holder, left = s.training_lease(P)
+    assert holder == "trainer-a" and 0 < left <= 200
+    assert s.renew_training_lease(P, first, 5_000) and s.training_lease(P)[1] > 1_000
+    assert s.release_training_lease(P, first) and s.training_lease(P) == (None, 0)
+    second = s.acquire_training_lease(P, "trainer-b", 150)
+    assert not s.renew_training_lease(P, first, 5_000)  # an old token renews nothing...
+    assert not s.release_training_lease(P, first)  # ...and releases nothing
+    assert s.training_lease(P)[0] == "trainer-b"
+    time.sleep(0.25)  # trainer-b died: its lease expires
+    assert s.training_lease(P) == (None, 0) and not s.renew_training_lease(P, second, 5_000)
+    third = s.acquire_training_lease(P, "trainer-a", 5_000)
+    assert s.release_training_lease(P, third, cooldown_ms=150)  # the retrain interval, across trainers
+    assert s.training_lease(P)[0] == COOLDOWN and s.acquire_training_lease(P, "trainer-b", 5_000) is None
+    time.sleep(0.2)
+    assert s.acquire_training_lease(P, "trainer-b", 5_000)
+
+
+def test_a_stale_trainer_publishes_nothing_and_an_older_version_never_becomes_current(redis_store):
+    import time
+
+    from loop.services.store import LeaseLost
+
+    s = redis_store
+    stale = s.acquire_training_lease(P, "trainer-a", 100)
+    v1 = s.next_model_version(P)
+    time.sleep(0.15)  # trainer-a stalls past its lease; trainer-b takes the project and publishes
+    fresh = s.acquire_training_lease(P, "trainer-b", 5_000)
+    v2 = s.next_model_version(P)
+    assert (v1, v2) == ("v1", "v2")  # an atomic counter: never the same version twice
+    assert s.save_model(P, _snapshot(_fit(2), v2), lease=fresh) is True
+    with pytest.raises(LeaseLost, match="lease expired"):
+        s.save_model(P, _snapshot(_fit(3), v1), lease=stale)
+    assert s.current_model_version(P) == "v2" and s.load_model(P, "v1") is None  # nothing of it written
+    assert [v.decode() for v in s.r.zrange(f"loop:project:{P}:models", 0, -1)] == ["v2"]
+    # Without a lease (the CLI's next-round) a slower writer's model is kept, never made current over a newer one.
+    v3, v4 = s.next_model_version(P), s.next_model_version(P)
+    assert s.save_model(P, _snapshot(_fit(2, seed=4), v4)) is True
+    assert s.save_model(P, _snapshot(_fit(2, seed=3), v3)) is False
+    assert s.current_model_version(P) == "v4" and s.load_model(P, "v3").version == "v3"
+    assert s.save_model(P, _snapshot(_fit(2, seed=5), "v10")) is True  # numbers, not strings: v10 > v4
+    assert s.current_model_version(P) == "v10"
+
+
+def test_the_lease_holder_takes_every_unacknowledged_event_and_acknowledges_under_its_lease(redis_store):
+    from loop.services.store import LeaseLost
+
+    s = redis_store
+    s.save_project(P, {"labels": ["a", "b"]}, make_current=False)
+    ids = [s.append_event(P, {"action": "ANNOTATION_CREATED", "n": n}) for n in range(6)]
+    assert s.pending_projects() == []
+    assert [e["n"] for _, e in s.read_events("trainer-a", block_ms=10, count=2)[P]] == [0, 1]  # a gathers...
+    assert [e["n"] for _, e in s.read_events("trainer-b", block_ms=10, count=2)[P]] == [2, 3]  # ...b waits
+    assert s.pending_projects() == [P]
+    token = s.acquire_training_lease(P, "trainer-a", 5_000)
+    taken = s.take_events(P, "trainer-a")
+    assert [i for i, _ in taken] == ids and [e["n"] for _, e in taken] == list(range(6))  # b's and the new too
+    consumers = {c["name"].decode(): c["pending"] for c in s.r.xinfo_consumers(f"loop:project:{P}:events", "trainer")}
+    assert consumers == {"trainer-a": 6, "trainer-b": 0}
+    assert s.ack_events(P, [i for i, _ in taken], lease=token) == 6
+    assert s.ack_events(P, ids[:2]) == 0  # acknowledged once only
+    assert s.pending_projects() == [] and s.backlog(P) == 0
+    s.append_event(P, {"action": "ANNOTATION_CREATED", "n": 6})
+    (late,) = s.take_events(P, "trainer-a")
+    s.release_training_lease(P, token)
+    s.acquire_training_lease(P, "trainer-b", 5_000)  # trainer-a's lease is gone: it may not acknowledge
+    with pytest.raises(LeaseLost):
+        s.ack_events(P, [late[0]], lease=token)
+    assert s.backlog(P) == 1
+
+
+def test_events_of_a_dead_trainer_are_taken_over_and_idle_consumers_pruned(redis_store):
+    s = redis_store
+    s.save_project(P, {"labels": ["a", "b"]}, make_current=False)
+    ids = [s.append_event(P, {"action": "ANNOTATION_CREATED", "n": n}) for n in range(3)]
+    s.read_events("trainer-dead", block_ms=10)  # delivered, then the process was killed
+    s.r.xdel(f"loop:project:{P}:events", ids[1])  # and one entry deleted by hand meanwhile
+    taken = s.take_events(P, "trainer-b")
+    assert [e["n"] for _, e in taken] == [0, 2]
+    s.ack_events(P, [i for i, _ in taken])
+    assert s.pending_projects() == [] and s.backlog(P) == 0  # the deleted one does not stay pending
+    assert s.prune_consumers(P, idle_ms=3_600_000) == 0  # seen just now
+    assert s.prune_consumers(P, idle_ms=0) == 2  # holding nothing: both may go
+    assert s.r.xinfo_consumers(f"loop:project:{P}:events", "trainer") == []
