@@ -9,8 +9,8 @@ spends `round(share x size)` picks (at least one when share > 0):
   it, positive part (a cluster production sends 30% of its traffic to and the labels hold 2% of
   has a gap of 0.28). The gap picks are apportioned to clusters in proportion to their gap
   (largest remainders; a cluster with fewer pool rows than its quota gives the rest to the others),
-  and inside a cluster go to the highest `priority` first (the model's uncertainty; seeded random
-  without a model).
+  and inside a cluster go to the highest `priority` first (the model's uncertainty; before a
+  model, the cluster's most typical items; seeded random order breaks ties).
 - **Negative-looking items**: `NEGATIVE_PART` of the cover picks (when the caller has a
   negative score) go to the pool rows with the highest score (`negative_scores`: the model's
   probability of the project's negative labels when it has one, else how far an item lies from
@@ -198,17 +198,31 @@ def negative_scores(X_pool: np.ndarray, classifier, X_train: np.ndarray, y_train
     return 1.0 - (X @ centroids.T).max(axis=1)
 
 
+def centrality(X: np.ndarray, clusters: np.ndarray, k: int) -> np.ndarray:
+    """Each row's cosine similarity to the mean of its cluster's rows: higher = more typical."""
+    X = np.asarray(X, dtype=np.float32)
+    X = X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12)
+    means = np.zeros((k, X.shape[1]), dtype=np.float64)
+    np.add.at(means, clusters, X)
+    means /= np.maximum(np.linalg.norm(means, axis=1, keepdims=True), 1e-12)
+    return np.einsum("ij,ij->i", X, means[clusters].astype(np.float32))
+
+
 def plan_cover(k: int, pool_clusters: np.ndarray, labelled_clusters: np.ndarray, production_clusters: np.ndarray,
                X_pool: np.ndarray, classifier, X_train: np.ndarray, y_train: Sequence[str], ranking: np.ndarray,
                size: int, share: float = DEFAULT_COVER_SHARE, *, negatives: Sequence[str] = (),
                seed: int = 0) -> CoverPlan:
     """`cover_picks` from clusters ids (k clusters): counts production and the labels per cluster,
-    ranks inside a cluster by the model's uncertainty (top-2 margin; seeded random before a model)
-    and scores negative-looking items (`negative_scores`). One path for `next-round --cover` and
+    ranks inside a cluster by the model's uncertainty (top-2 margin) or, before a model, by
+    `centrality` (the most typical items of the cluster first, as the cold start picks), and scores
+    negative-looking items (`negative_scores`). One path for `next-round --cover` and
     `loop simulate --cover-share`."""
     production = np.bincount(np.asarray(production_clusters, dtype=np.int64), minlength=k)
     labelled = np.bincount(np.asarray(labelled_clusters, dtype=np.int64), minlength=k)
-    priority = margin_measure(classifier, X_pool) if classifier is not None and len(X_pool) else None
+    if classifier is not None:
+        priority = margin_measure(classifier, X_pool) if len(X_pool) else None
+    else:
+        priority = centrality(X_pool, np.asarray(pool_clusters, dtype=np.int64), k) if len(X_pool) else None
     return cover_picks(pool_clusters, production, labelled, ranking, size, share,
                        negative_scores=negative_scores(X_pool, classifier, X_train, y_train, negatives),
                        priority=priority, seed=seed)

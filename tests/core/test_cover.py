@@ -4,6 +4,7 @@ import pytest
 from loop.core.cover import (
     DEFAULT_COVER_SHARE,
     apportion,
+    centrality,
     cluster_gaps,
     cover_budget,
     cover_picks,
@@ -156,3 +157,15 @@ def test_plan_cover_finds_a_planted_gap_through_the_clustering_contract():
     gap_rows = set(range(400, 500))
     assert len(set(plan.cover.tolist()) & gap_rows) == 10  # the negative-looking ones lie there too
     assert len(plan.picked) == 50 and len(np.unique(plan.picked)) == 50
+
+
+def test_before_a_model_the_most_typical_items_of_a_gap_cluster_come_first():
+    rng = np.random.default_rng(2)
+    centres = np.eye(8)[:2]
+    X_pool = _blobs(rng, centres, [30, 30], spread=0.2)
+    X_pool[35] = centres[1]  # the gap cluster's most typical item: its centre
+    clusters = np.repeat([0, 1], 30)
+    assert np.argmax(centrality(X_pool, clusters, 2)[30:]) == 5
+    plan = plan_cover(2, clusters, np.array([], dtype=int), np.ones(10, dtype=int), X_pool, None,
+                      X_pool[:0], [], np.arange(10), size=10, share=0.1)
+    assert plan.cover.tolist() == [35] and len(plan.negative_picks) == 0  # no labels: no negative score
