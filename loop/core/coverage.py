@@ -284,7 +284,7 @@ def representatives(clustering: Clustering, X: np.ndarray, n: int = N_EXAMPLES,
 
 # -- distribution shift -------------------------------------------------------------------------
 MAX_PER_SIDE = 2000    # the shift test draws at most this many rows from each side (seeded)
-MIN_PER_SIDE = 20      # fewer rows than this on a side: no test
+MIN_PER_SIDE = 10      # fewer rows than this on a side: no test (the permutation test is exact, but powerless)
 PERMUTATIONS = 500     # the p-value's resolution is 1 / (PERMUTATIONS + 1)
 SHIFT_ALPHA = 0.01     # a shift is reported when the test's p-value is below this
 
