@@ -20,7 +20,7 @@ import numpy as np
 
 from loop.core import coverage as cov
 from loop.core.dataset import Item, read_items
-from loop.core.embeddings import cache_key, embed_texts
+from loop.core.embeddings import cache_key, embed_texts, model_of
 from loop.errors import ConfigError, DataError, NotInitialised
 from loop.workflows.progress import Progress, no_progress
 
@@ -131,7 +131,7 @@ def _model_evaluation(ctx, p: int, project: Mapping[str, Any]) -> tuple[dict[str
         dev_text: dict[str, str] = {}
         try:  # the dev file's texts, to show examples; the vectors alone are enough to score
             for it in read_items(dev["source"], text_field=project.get("text_field") or "text"):
-                dev_text[cache_key(it.text)] = it.text
+                dev_text[cache_key(it.text, model_of(ctx.embedder))] = it.text  # as `loop init` keyed them
         except (DataError, KeyError, OSError):
             pass
         if usable:
