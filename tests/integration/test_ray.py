@@ -5,7 +5,8 @@ process of the machine).
 
 `loop init` with `--engine ray` embeds on the cluster (the driver never loads the model) and the
 vectors equal the local engine's within 1e-5; `next-round` scoring on the cluster chooses the
-same items as the local engine for the same seed. Real Redis; Label Studio is the fake (the
+same items as the local engine for the same seed, and `predictions push` gives the same labels
+and scores. Real Redis; Label Studio is the fake (the
 engine never talks to it).
 """
 
@@ -29,6 +30,7 @@ import pytest
 from loop.core.embeddings import cached_matrix
 from loop.services.context import Context
 from loop.services.settings import Settings
+from loop.workflows.predictions import push
 from loop.workflows.project import init_project
 from loop.workflows.rounds import next_round
 from tests.helpers import stamp
@@ -47,14 +49,16 @@ TOPICS = {
 
 
 @contextmanager
-def local_cluster(nodes: int = 2, cpus_per_node: int = 1, log=print):
+def local_cluster(nodes: int = 2, cpus_per_node: int = 1, token: str | None = None, log=print):
     """A Ray cluster on this machine: a head and `nodes - 1` more nodes, each its own `ray start`
-    process group (killed by id at exit). Yields (address, environment a driver needs)."""
+    process group (killed by id at exit), with token authentication (`token`, else a new one: a
+    process keeps the first token it read, so a driver of two clusters in turn passes one).
+    Yields (address, environment a driver needs)."""
     ray_bin = str(Path(sys.executable).with_name("ray"))
     folder = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # short: Ray's Unix sockets live under it
     port = free_port()
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "token",
-           "RAY_AUTH_TOKEN": secrets.token_hex(32)}
+           "RAY_AUTH_TOKEN": token or secrets.token_hex(32)}
     groups: list[int] = []
     common = ["--num-cpus", str(cpus_per_node), "--node-ip-address", "127.0.0.1", "--disable-usage-stats",
               "--temp-dir", folder]
@@ -174,3 +178,15 @@ def test_init_embeds_on_ray_as_locally_and_a_round_selects_the_same(cluster, tmp
         chosen[engine] = (first["assignments"]["rayna"]["items"], second["assignments"]["rayna"]["items"])
     assert chosen["ray"] == chosen["local"]
     assert len(set(chosen["ray"][1])) == 5
+
+    # `predictions push` scores the pool on Ray as locally: same label and score per item.
+    pushed = {}
+    for ctx, result, engine in ((local, by_local, "local"), (on_ray, by_ray, "ray")):
+        p = result["project_id"]
+        item_of = {v["task_id"]: i for i, v in redis_store.items(p).items()}
+        assert push(ctx, p, engine=engine)["pushed"] > 0
+        pushed[engine] = {item_of[pr["task"]]: (pr["result"][0]["value"]["choices"][0], pr["score"])
+                          for pr in fake_ls.predictions(p)}
+    assert pushed["ray"].keys() == pushed["local"].keys() and len(pushed["ray"]) >= len(rows) - 11
+    for item, (label, score) in pushed["local"].items():
+        assert pushed["ray"][item][0] == label and abs(pushed["ray"][item][1] - score) < 1e-9
