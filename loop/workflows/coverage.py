@@ -70,20 +70,22 @@ def _cut(text: str) -> str:
     return text if len(text) <= MAX_EXAMPLE_CHARS else text[:MAX_EXAMPLE_CHARS - 1] + "…"
 
 
-def build(ctx, X_pool: np.ndarray, pool_texts: Sequence[str], pool_labels: Sequence[str | None], *,
+def build(X_pool: np.ndarray, pool_texts: Sequence[str], pool_labels: Sequence[str | None], *,
           production: tuple[list[Item], np.ndarray] | None = None, negatives: Sequence[str] = (),
           records: list[Mapping] | None = None, pool_ids: Sequence[str] | None = None,
           evaluation: Mapping[str, Any] | None = None, k: int | None = None, seed: int = 0,
-          progress: Progress = no_progress) -> dict[str, Any]:
-    """Cluster pool + production and describe the clusters (`core.coverage.coverage_report`), timed."""
+          clustering: cov.Clustering | None = None, progress: Progress = no_progress) -> dict[str, Any]:
+    """Cluster pool + production and describe the clusters (`core.coverage.coverage_report`), timed.
+    `clustering`: one already fitted on the pool's rows then production's (the benchmark times it apart)."""
     timings: dict[str, float] = {}
     parts = [X_pool] + ([production[1]] if production else [])
     X = np.concatenate(parts) if len(parts) > 1 else X_pool
     texts = list(pool_texts) + ([it.text for it in production[0]] if production else [])
     step = progress("clustering", 2)
-    start = time.perf_counter()
-    clustering = cov.cluster_embeddings(X, k=k, seed=seed)
-    timings["clustering_s"] = time.perf_counter() - start
+    if clustering is None:
+        start = time.perf_counter()
+        clustering = cov.cluster_embeddings(X, k=k, seed=seed)
+        timings["clustering_s"] = time.perf_counter() - start
     step(1)
     agreement, overall = {}, None
     if records and pool_ids is not None:
@@ -99,6 +101,8 @@ def build(ctx, X_pool: np.ndarray, pool_texts: Sequence[str], pool_labels: Seque
     report["seed"] = seed
     report["timings"] = timings
     report["thresholds"] = report["flags"]["thresholds"]
+    report["summary"] = cov.summary(report)
+    report["summary_line"] = cov.summary_line(report["summary"])
     return report
 
 
@@ -177,7 +181,7 @@ def project_coverage(ctx, p: int, *, production: str | Path | None = None, text_
     records = agreement_records(training.without_gold(store, p, counted), store.adjudication(p))
     evaluation, why = _model_evaluation(ctx, p, project)
     negatives = _negatives(project.get("labels") or [], negatives)
-    report = build(ctx, X_pool, [texts[i] for i in ids], [final.get(i) for i in ids], production=prod,
+    report = build(X_pool, [texts[i] for i in ids], [final.get(i) for i in ids], production=prod,
                    negatives=negatives, records=records, pool_ids=ids, evaluation=evaluation, k=k, seed=seed,
                    progress=progress)
     report.update(project_id=p, source=f"project {p}", production_source=str(production) if production else None,
@@ -224,7 +228,7 @@ def file_coverage(ctx, data: str | Path, *, production: str | Path | None = None
                           "y_pred": [str(v) for v in clf.predict(Xe)],
                           "texts": [_cut(prod[0][j].text) for j in rows]}
             why = None
-    report = build(ctx, X_pool, [it.text for it in items], labels, production=prod,
+    report = build(X_pool, [it.text for it in items], labels, production=prod,
                    negatives=_negatives(label_set, negatives), evaluation=evaluation, k=k, seed=seed,
                    progress=progress)
     report.update(project_id=None, source=str(data), production_source=str(production) if production else None,
@@ -236,8 +240,6 @@ def file_coverage(ctx, data: str | Path, *, production: str | Path | None = None
 
 
 def _finish(report: dict[str, Any], plot: str | Path | None) -> None:
-    report["summary"] = cov.summary(report)
-    report["summary_line"] = cov.summary_line(report["summary"])
     report["plot"] = None
     if plot:
         start = time.perf_counter()

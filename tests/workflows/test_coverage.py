@@ -155,3 +155,49 @@ def test_bad_production_files_and_plot_paths_fail_with_the_fix(ctx, tmp_path):
         check_plot_path(tmp_path / "map.jpg")
     with pytest.raises(ConfigError, match="does not exist"):
         check_plot_path(tmp_path / "nowhere" / "map.png")
+
+
+@pytest.mark.realdata
+def test_banking77_train_as_pool_and_test_as_production(embedder, tmp_path):
+    """A stratified sample (10 train and 5 test texts per intent, seeded: 1,155 texts to embed) of
+    banking77: train covers every intent, so every cluster production falls in has labels, nothing
+    is under-labelled and the balanced samples show no shift. Then the labels of 5 intents are removed
+    (a planted gap): with k = 77 (about one intent per cluster) the first flagged cluster is mostly
+    those intents (hidden share 0.59-0.80 over seeds 0-2 where the pool has 0.065)."""
+    from collections import defaultdict
+
+    import numpy as np
+
+    from loop.curation.validate import read_records
+    from loop.services.vectors import EmbeddingCache
+    from loop.workflows.coverage import build
+    from tests.helpers import shared_data
+
+    folder = shared_data("banking77")
+    rng = np.random.default_rng(0)
+
+    def sample(items, n):
+        by = defaultdict(list)
+        for it in items:
+            by[it.label].append(it)
+        return [by[lab][i] for lab in sorted(by) for i in sorted(rng.choice(len(by[lab]), n, replace=False))]
+
+    pool, prod = sample(read_records(folder / "train.jsonl"), 10), sample(read_records(folder / "test.jsonl"), 5)
+    cache = EmbeddingCache(tmp_path / "embeddings.sqlite")
+    X, _ = embed_texts([it.text for it in pool], cache, embedder)
+    T, _ = embed_texts([it.text for it in prod], cache, embedder)
+    texts = [it.text for it in pool]
+    full = build(X, texts, [it.label for it in pool], production=(prod, T), seed=0)
+    assert full["k"] == 17 and full["clusters_labelled"] == 17
+    assert full["traffic_in_unlabelled_clusters"] == 0.0 and full["flags"]["under_covered"] == []
+    assert full["shift"]["test"]["shift"] is False
+
+    hidden = set(rng.choice(sorted({it.label for it in pool}), 5, replace=False).tolist())
+    labels = [None if it.label in hidden else it.label for it in pool]
+    planted = build(X, texts, labels, production=(prod, T), k=77, seed=0)
+    first = planted["flags"]["under_covered"][0]
+    from loop.core.coverage import cluster_embeddings
+
+    rows = cluster_embeddings(np.concatenate([X, T]), k=77, seed=0).labels[:len(X)] == first["cluster"]
+    share = np.mean([pool[i].label in hidden for i in np.flatnonzero(rows)])
+    assert share > 5 * len(hidden) / 77
