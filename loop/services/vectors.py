@@ -157,7 +157,11 @@ class PoolVectors:
             return out
         if len(segments) == 1:
             for start in range(0, len(rows), GATHER_ROWS):  # bounded temporaries when converting
-                out[start:start + GATHER_ROWS] = segments[0][rows[start:start + GATHER_ROWS]]
+                part = rows[start:start + GATHER_ROWS]
+                if segments[0].dtype == DTYPE:  # straight into the result, no temporary
+                    np.take(segments[0], part, axis=0, out=out[start:start + len(part)])
+                else:
+                    out[start:start + len(part)] = segments[0][part]
             return out
         bounds = np.cumsum([0] + [len(s) for s in segments])
         seg_of = np.searchsorted(bounds, rows, side="right") - 1
