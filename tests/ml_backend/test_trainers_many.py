@@ -98,6 +98,20 @@ def test_the_retrain_interval_holds_across_trainers(redis_store, tmp_path):
     assert time.monotonic() - done >= 0.45 and versions(redis_store) == ["v1", "v2"]
 
 
+def test_a_trainer_that_died_holding_the_project_is_taken_over_once_its_lease_expires(redis_store, tmp_path):
+    cache = EmbeddingCache(tmp_path / "c.sqlite")
+    setup_project(redis_store, cache)
+    for n in range(3):
+        redis_store.append_event(P, label_event(n))
+    redis_store.acquire_training_lease(P, "trainer-dead", 300)  # it took the project...
+    redis_store.take_events(P, "trainer-dead")  # ...and its events, then was killed
+    b = trainer(redis_store, cache, "trainer-b")
+    assert b.step(pending=True) == {} and not b._waiting  # the sweep leaves a held project alone
+    time.sleep(0.35)
+    assert b.step(pending=True) == {P: "v1"}  # the lease expired: b takes the dead trainer's events
+    assert redis_store.backlog(P) == 0 and len(redis_store.annotations(P)) == 3
+
+
 def test_a_long_training_keeps_its_lease(redis_store, tmp_path):
     class Slow(Trainer):
         def retrain(self, p, lease=None):
@@ -187,7 +201,7 @@ def test_two_trainer_processes_share_a_burst_and_one_killed_mid_burst_loses_noth
     logs = lambda name: (tmp_path / f"{name}.log").read_text()  # noqa: E731
     try:
         # Each logs its catch-up (Label Studio unreachable) just before it starts reading the streams.
-        _wait("both trainers started", lambda: all("could not read Label Studio" in logs(n) for n in procs))
+        _wait("both trainers started", lambda: all("could not read Label Studio" in logs(n) for n in procs), 120)
         time.sleep(0.5)
         started = time.monotonic()
         bursts, waited = [], 0
@@ -224,6 +238,8 @@ def test_two_trainer_processes_share_a_burst_and_one_killed_mid_burst_loses_noth
         assert _consumers(redis_store).get("trainer-a", 0) == 0
         assert len(redis_store.annotations(P)) == 110 and redis_store.load_model(P).n_labels == 110
         assert redis_store.pending_projects() == []
+        _wait("the survivor's log line", lambda: sum(k for _, k in _handled(logs("trainer-a") + logs("trainer-b")))
+              >= 110, timeout=10)  # it logs just after acknowledging
         assert sum(k for _, k in _handled(logs("trainer-a") + logs("trainer-b"))) == 110
         published = versions(redis_store)
         numbers = [int(v[1:]) for v in published]
@@ -231,6 +247,10 @@ def test_two_trainer_processes_share_a_burst_and_one_killed_mid_burst_loses_noth
         print(f"\ntwo trainers: 3 bursts of 30 events -> {[v for _, v in bursts]} versions, {waited} waits, "
               f"acknowledged {acked}, {handled_s:.1f} s; trainer-a killed holding {held} events: "
               f"all 20 handled {recovered_s:.1f} s later, {len(published) - len(before)} versions")
+    except AssertionError:
+        print({name: logs(name)[-3000:] for name in procs}, _consumers(redis_store), redis_store.backlog(P),
+              versions(redis_store), redis_store.training_lease(P))
+        raise
     finally:
         for proc in procs.values():
             if proc.poll() is None:
