@@ -9,7 +9,8 @@ cluster is started as the integration test starts it (`tests/integration/test_ra
 authentication, no dashboard, no usage stats) and stopped by the process groups it started.
 
 1. local     `Embedder().encode(texts)` in this process, the model loaded first (timed apart):
-             what `loop init` does without Ray (PyTorch with its default threads: every core).
+             what `loop init` does without Ray (PyTorch with its default threads: every core);
+             then again with one thread, as one actor runs.
 2. ray N     `RayEmbedder.encode(texts)` on a cluster of N one-CPU nodes (N actors): one Ray
              Data job, which starts its actors, each loading the model once. Timed twice: a job
              of one block (`--block` texts: the fixed cost, actors started and model loaded) and
@@ -18,10 +19,13 @@ authentication, no dashboard, no usage stats) and stopped by the process groups 
              the local ones (max absolute difference).
 3. scoring   `predict_proba` of a logistic regression (77 classes, fitted on 2,000 random
              rows) over `--pool` random rows of 384 floats: in-process, and `RayScored` on the
-             2-node cluster (blocks of rows in Ray tasks, the classifier shipped once).
+             2-node cluster (blocks of rows in Ray tasks, the classifier shipped once); the
+             largest difference of the probabilities, and whether the default strategy picks
+             the same 50 items with either.
 
     nice -n 10 python -m bench.ray_embedding                          # ~5 min on 2 cores
     nice -n 10 python -m bench.ray_embedding --items 1000 --out docs/bench/ray-embedding.json
+    nice -n 10 python -m bench.ray_embedding --scoring-only --out docs/bench/ray-embedding.json
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import secrets
 import time
 from pathlib import Path
 
@@ -55,7 +60,21 @@ def main() -> None:
     ap.add_argument("--workers", default="1,2", help="cluster sizes to run (one-CPU nodes)")
     ap.add_argument("--pool", type=int, default=200_000, help="rows scored in the scoring part (0: skip it)")
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--scoring-only", action="store_true", help="only the scoring part; merged into --out")
     args = ap.parse_args()
+    if args.scoring_only:
+        from dataclasses import replace
+
+        from loop.services import ray_engine
+        from loop.services.settings import Settings
+        from tests.integration.test_ray import driver_env, local_cluster
+
+        report = json.loads(args.out.read_text()) if args.out and args.out.exists() else {}
+        with local_cluster(nodes=2) as (address, env), driver_env(env):
+            report["scoring"] = scoring(replace(Settings(), ray_address=address), ray_engine, args.pool)
+        if args.out:
+            args.out.write_text(json.dumps(report, indent=2) + "\n")
+        return
     data = args.data or SHARED_DATA / "banking77" / "train.jsonl"
     if not data.exists():
         data = REPO / "examples" / "support_tickets.jsonl"
@@ -76,6 +95,16 @@ def main() -> None:
     secs = time.perf_counter() - t
     report["local"] = {"seconds": round(secs, 2), "items_per_s": round(n / secs, 1)}
     print(f"local: {n} items in {secs:.1f} s = {n / secs:.1f} items/s (model load {report['local_model_load_s']} s)")
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as one Ray actor runs (Ray sets OMP_NUM_THREADS=1 for a one-CPU actor)
+    t = time.perf_counter()
+    local.encode(texts)
+    secs = time.perf_counter() - t
+    torch.set_num_threads(threads)
+    report["local_1_thread"] = {"seconds": round(secs, 2), "items_per_s": round(n / secs, 1)}
+    print(f"local, 1 thread: {n} items in {secs:.1f} s = {n / secs:.1f} items/s")
 
     from dataclasses import replace
 
@@ -83,8 +112,9 @@ def main() -> None:
     from tests.integration.test_ray import driver_env, local_cluster
 
     sizes = [int(w) for w in args.workers.split(",")]
+    token = secrets.token_hex(32)  # one for every cluster: this process keeps the first token it reads
     for workers in sizes:
-        with local_cluster(nodes=workers) as (address, env), driver_env(env):
+        with local_cluster(nodes=workers, token=token) as (address, env), driver_env(env):
             from loop.services import ray_engine
 
             settings = replace(Settings(), ray_address=address)
@@ -115,7 +145,11 @@ def main() -> None:
 
 
 def scoring(settings, ray_engine, pool: int) -> dict:
+    from threadpoolctl import threadpool_limits
+
     from loop.core import model as model_lib
+    from loop.core.learning import choose_batch
+    from loop.core.strategies import DEFAULT_STRATEGY
 
     rng = np.random.default_rng(0)
     X_train = rng.normal(size=(2000, 384)).astype(np.float32)
@@ -130,10 +164,22 @@ def scoring(settings, ray_engine, pool: int) -> dict:
     t = time.perf_counter()
     p_ray = scored.predict_proba(X)
     ray_s = time.perf_counter() - t
-    same = bool(np.array_equal(p_local, p_ray))
+    diff = float(np.abs(p_local - p_ray).max())
+    picks = {"local": choose_batch(X_train, y, X, 50, DEFAULT_STRATEGY, seed=1, classifier=clf).picked,
+             "ray": choose_batch(X_train, y, X, 50, DEFAULT_STRATEGY, seed=1, classifier=scored).picked}
+    with threadpool_limits(limits=1, user_api="blas"):  # the local engine itself, with one BLAS thread
+        p_one = clf.predict_proba(X)
+        picks["local_1_thread"] = choose_batch(X_train, y, X, 50, DEFAULT_STRATEGY, seed=1, classifier=clf).picked
+    out = {"rows": pool, "local_s": round(local_s, 3), "ray_s": round(ray_s, 3), "max_abs_diff": diff,
+           "max_abs_diff_local_1_vs_default_threads": float(np.abs(p_local - p_one).max())}
+    for other in ("ray", "local_1_thread"):
+        out[f"{other}_same_50_as_local"] = bool(np.array_equal(picks["local"], picks[other]))
+        out[f"{other}_shared_picks_with_local"] = len(set(picks["local"]) & set(picks[other]))
+    agree = {k: v for k, v in out.items() if k.startswith(("ray_", "local_1"))}
     print(f"scoring {pool} rows: in-process {local_s:.2f} s ({pool / local_s:,.0f} rows/s), on Ray "
-          f"{ray_s:.2f} s ({pool / ray_s:,.0f} rows/s); identical: {same}")
-    return {"rows": pool, "local_s": round(local_s, 3), "ray_s": round(ray_s, 3), "identical": same}
+          f"{ray_s:.2f} s ({pool / ray_s:,.0f} rows/s); max |diff| of probabilities {diff:.1e}; "
+          f"{DEFAULT_STRATEGY}'s 50 picks: {json.dumps(agree)}")
+    return out
 
 
 if __name__ == "__main__":
