@@ -116,7 +116,8 @@ def test_nothing_under_the_workspace_is_readable_by_group_or_others(stack_env):
                 readable.append(f"{path.relative_to(ws.root)} {oct(stat.S_IMODE(mode))}")
     assert readable == []
     names = {p.relative_to(ws.root).as_posix() for p in seen}
-    assert {"label-studio/label_studio.sqlite3", "credentials.json", "logs/label-studio.log", "logs/redis.log",
+    database = {"sqlite": "label-studio/label_studio.sqlite3", "postgres": "logs/postgres.log"}[ws.label_studio_db()]
+    assert {database, "credentials.json", "logs/label-studio.log", "logs/redis.log",
             "pids/ml-backend.pid", "redis/dump.rdb"} <= names, sorted(names)
 
 
