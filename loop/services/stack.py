@@ -1,4 +1,5 @@
-"""The local stack: embedded Redis, Label Studio and the ML backend under one workspace folder.
+"""The local stack: embedded Redis, Label Studio (on SQLite, or on a PostgreSQL server run here too:
+LOOP_LABEL_STUDIO_DB=postgres) and the ML backend under one workspace folder.
 
 `up` starts what is not running (so running it twice is harmless), waits for each service to be
 ready, logs to `<workspace>/logs/` and records PIDs in `<workspace>/pids/`; `down` stops exactly
