@@ -5,15 +5,15 @@ scores (a block of rows against a block of the other side) is one float32 matrix
 sgemm), thresholded with numpy while still in cache; only the pairs above the threshold are kept,
 never an n x n matrix. Its cost is quadratic (100k x 384 in 43 s, 1M would take over an hour).
 
-Approximate search (`method="ann"`, chosen by `"auto"` above EXACT_MAX_SCORES scores): an
-inverted-file index. FAISS's k-means cuts the indexed rows into about sqrt(probes x rows) cells
-(spherical centroids); each row lives in its nearest cell and each query looks into its `probes`
-nearest cells. Per cell, the queries that probe it are scored against the rows that live in it
-with one sgemm, thresholded exactly like a tile. A pair is missed only when neither side probes
-the other's cell; at cosine 0.95 the recall measured on banking77 and on a synthetic 1M set was
-above 0.99 with 8 probes (docs/benchmarks.md, "Approximate nearest neighbours", which also says
-why this is faster here than FAISS's own IVF range_search or hnswlib). Every pair it returns is a
-true pair with its exact float32 score; results are deterministic for a given seed.
+Approximate search (`method="ann"`, chosen by "auto" above EXACT_MAX_SCORES scores, about 10k
+rows within one set): an inverted-file index. FAISS's k-means cuts the indexed rows into about
+sqrt(probes x rows) cells (spherical centroids); each row lives in its nearest cell and each query
+looks into its `probes` nearest cells. Per cell, the queries that probe it are scored against the
+rows that live in it with one sgemm, thresholded like a tile. A pair is missed only when neither
+side probes the other's cell: at cosine 0.95 and 8 probes the measured recall was 1.0 on banking77
+and on a synthetic 1M set (docs/benchmarks.md, "Approximate nearest neighbours", which also says
+why this beats FAISS's own IVF range_search and hnswlib here). Every pair it returns is a true
+pair with its float32 score; the result is deterministic for a given seed.
 """
 
 from __future__ import annotations
@@ -35,9 +35,10 @@ BLOCK = 1024
 # TOLERANCE below the threshold still counts, and threshold 1.0 finds exact copies.
 TOLERANCE = 1e-6
 # "auto" uses the index when the exact scan would compute more scores than this (n(n-1)/2 within
-# X, n x m against Y). The exact scan and the index took the same time at about 25k rows within X
-# (bench/ann.py, docs/benchmarks.md): 25_000^2 / 2 scores.
-EXACT_MAX_SCORES = 25_000 * 25_000 // 2
+# X, n x m against Y). Within one set the exact scan and the index cost the same between 5k rows
+# (exact 0.28 CPU s, index 0.42) and 10k (1.21 against 0.62) (bench/ann.py --part cutover,
+# docs/benchmarks.md): exact up to 10k rows, 5e7 scores.
+EXACT_MAX_SCORES = 50_000_000
 # Cells each query looks into; recall >= 0.99 at cosine 0.95 (bench/ann.py).
 PROBES = 8
 METHODS = ("auto", "exact", "ann")
@@ -123,9 +124,9 @@ def _index_pairs(X: np.ndarray, Y: np.ndarray | None, threshold: float, probes: 
     cells = max(1, min(m, round(math.sqrt(probes * m))))
     probes = min(probes, cells)
     rng = np.random.default_rng(seed)
-    # 32 training rows per cell: the cells only route queries, every score is exact, so a rough
+    # 16 training rows per cell: the cells only route queries and every score is exact, so a rough
     # k-means is enough (10 iterations; recall is measured, not assumed).
-    sample = np.sort(rng.choice(m, size=min(m, 32 * cells), replace=False))
+    sample = np.sort(rng.choice(m, size=min(m, 16 * cells), replace=False))
     kmeans = faiss.Kmeans(dim, cells, niter=10, seed=int(rng.integers(2**31)), spherical=True,
                           min_points_per_centroid=1, max_points_per_centroid=m)
     kmeans.train(base[sample])
