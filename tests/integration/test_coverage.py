@@ -41,15 +41,16 @@ def test_coverage_on_a_labelled_project(stack_env, tmp_path):
     cli("next-round", "--size", "2", "--annotators", "vesna,wolf", "--overlap", "1", "--project", str(p))  # a model
 
     production = tmp_path / "production.jsonl"
-    traffic = [f"{r['text']} (covr)" for r in rows[6:30]] + [f"{t} (covr)" for t in CRYPTO * 4]
+    # The crypto texts are this test's own (no other test sends them); untagged, so they stand apart.
+    traffic = [f"{r['text']} (covr)" for r in rows[6:30]] + CRYPTO * 4
     production.write_text("".join(json.dumps({"text": t}) + "\n" for t in traffic))
     png = tmp_path / "map.png"
-    report = cli("coverage", "--production", str(production), "--plot", str(png), "--k", "6", "--project", str(p))
+    report = cli("coverage", "--production", str(production), "--plot", str(png), "--k", "10", "--project", str(p))
     assert report["project_id"] == p and report["pool"] == 54 and report["production"] == 48
     assert report["labelled"] == 20  # the two rounds' items, one label each after aggregation
     first = report["flags"]["under_covered"][0]
     gap = report["clusters"][first["cluster"]]
-    assert gap["labelled"] == 0 and sum("(covr)" in t and any(c in t for c in CRYPTO) for t in gap["examples"]) >= 3
+    assert gap["labelled"] == 0 and gap["production"] >= 8 and sum(t in CRYPTO for t in gap["examples"]) >= 2
     assert report["negatives"] == ["out_of_scope"]
     assert report["flags"]["overall_agreement"] is not None and report["flags"]["overall_agreement"] < 1
     assert report["shift"]["test"]["status"] == "done"
