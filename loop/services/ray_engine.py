@@ -9,7 +9,8 @@ land in this process's embedding cache by the one path.
 Scoring: `RayScored` wraps a fitted classifier; its `predict_proba` ships the classifier once
 (`ray.put`), splits X into blocks and scores each in a Ray task; anything else is the
 classifier's own. The strategies call it as they would the classifier, so a selection is the
-local one.
+local one, up to the float32 rounding of the probabilities, which differs with the blocks (as it
+does locally between one and two BLAS threads: docs/benchmarks.md, "Embedding on Ray").
 
 Ray is optional (`pip install 'loop-al[ray]'`): it is imported here, when the engine is used.
 """
@@ -144,13 +145,23 @@ class RayEmbedder:
             _EmbedActor, fn_constructor_args=(self.local,), batch_size=None, batch_format="numpy", num_cpus=1,
             compute=self.ray.data.ActorPoolStrategy(size=min(self.actors, len(blocks))))
         seen = 0
-        for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
-            out[batch["row"]] = batch["vector"]  # blocks come back in any order: each row says where it goes
-            seen += len(batch["row"])
+        try:
+            for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
+                out[batch["row"]] = batch["vector"]  # blocks come back in any order: each row says where it goes
+                seen += len(batch["row"])
+        except Exception as exc:  # a worker's failure, raised here as one of Ray's many exception types
+            raise _job_failed("embedding", exc) from exc
         if seen != len(texts):
             raise LoopError(f"the Ray job returned {seen} vectors for {len(texts)} texts; run again, or "
                               "use --engine local")
         return out
+
+
+def _job_failed(what: str, exc: Exception) -> LoopError:
+    lines = [line for line in str(exc).splitlines() if line.strip()]
+    return LoopError(f"{what} on the Ray cluster failed: {lines[-1] if lines else type(exc).__name__} (each "
+                     "node's worker logs: <ray start --temp-dir, default /tmp/ray>/session_latest/logs); run "
+                     "again, or use --engine local")
 
 
 def _score_block(classifier, X: np.ndarray) -> np.ndarray:
@@ -173,7 +184,10 @@ class RayScored:
         ref = self.ray.put(self.classifier)
         bounds = np.linspace(0, len(X), min(self.blocks, len(X)) + 1).astype(int)
         futures = [self._score.remote(ref, X[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
-        return np.concatenate(self.ray.get(futures))
+        try:
+            return np.concatenate(self.ray.get(futures))
+        except Exception as exc:
+            raise _job_failed("scoring", exc) from exc
 
     def __getattr__(self, name: str) -> Any:
         if name == "classifier":  # not set yet (unpickling): no recursion

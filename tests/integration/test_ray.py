@@ -27,8 +27,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from loop.core import model as model_lib
 from loop.core.embeddings import cached_matrix
+from loop.errors import LoopError
 from loop.services.context import Context
+from loop.services.ray_engine import RayScored
 from loop.services.settings import Settings
 from loop.workflows.predictions import push
 from loop.workflows.project import init_project
@@ -190,3 +193,7 @@ def test_init_embeds_on_ray_as_locally_and_a_round_selects_the_same(cluster, tmp
     assert pushed["ray"].keys() == pushed["local"].keys() and len(pushed["ray"]) >= len(rows) - 11
     for item, (label, score) in pushed["local"].items():
         assert pushed["ray"][item][0] == label and abs(pushed["ray"][item][1] - score) < 1e-9
+
+    # A worker's failure is one LoopError (one Error line in the CLI), not Ray's traceback.
+    with pytest.raises(LoopError, match="scoring on the Ray cluster failed: .*--engine local"):
+        RayScored(model_lib.new_classifier(), on_ray.settings).predict_proba(X_ray[:4])  # never fitted
