@@ -9,7 +9,7 @@ clusters to `core.cover.plan_cover`, which keeps the usual strategy's batch for 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 
 import numpy as np
 
@@ -49,7 +49,7 @@ def project_negatives(project: Mapping[str, Any]) -> list[str]:
 
 
 def cover_round(ctx, project: Mapping[str, Any], path: str | Path, share: float, X_pool: np.ndarray,
-                X_train: np.ndarray, y_train: Sequence[str], classifier, ranking: np.ndarray, size: int,
+                X_train: np.ndarray, classifier, ranking: np.ndarray, size: int,
                 seed: int) -> tuple[CoverPlan, dict[str, Any]]:
     """The round's picks with coverage, and what the round record keeps of it."""
     X_prod = production_matrix(ctx, path)
@@ -58,7 +58,7 @@ def cover_round(ctx, project: Mapping[str, Any], path: str | Path, share: float,
     labels = clustering.labels
     n_pool, n_train = len(X_pool), len(X_train)
     plan = plan_cover(clustering.k, labels[:n_pool], labels[n_pool:n_pool + n_train], labels[n_pool + n_train:],
-                      X_pool, classifier, X_train, y_train, ranking, size, share,
+                      X_pool, classifier, ranking, size, share,
                       negatives=project_negatives(project), seed=seed)
     record = {"source": str(path), "share": share, "k": clustering.k, "production_rows": len(X_prod),
               **plan.as_dict()}

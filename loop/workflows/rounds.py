@@ -180,8 +180,8 @@ def next_round(ctx: Context, project: int | None, *, size: int, annotators: Sequ
     batch = choose_batch(train.X, train.y, X_pool, size, strategy, seed=round_seed, classifier=scored(classifier))
     coverage = None
     if cover is not None and size > 0 and pool:
-        plan, coverage = cover_flow.cover_round(ctx, project, cover, cover_share, X_pool, train.X, train.y,
-                                                classifier, batch.picked, size, round_seed)
+        plan, coverage = cover_flow.cover_round(ctx, project, cover, cover_share, X_pool, train.X, classifier,
+                                                batch.picked, size, round_seed)
         batch = replace(batch, picked=plan.picked)
         coverage["items_chosen"] = [pool[i] for i in plan.cover]
     version, metrics = None, {}

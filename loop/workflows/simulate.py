@@ -149,8 +149,8 @@ def run_once(X: np.ndarray, y: np.ndarray, X_test: np.ndarray, y_test: np.ndarra
         batch = choose_batch(X[lab], y_lab, X[pool], max(new, 1), strategy, seed=round_seed, classifier=clf)
         chosen = batch.picked[:max(new, 0)]
         if cover_share > 0 and new >= 1:
-            plan = plan_cover(cover_k, pool_cluster[pool], pool_cluster[lab], prod_cluster, X[pool], clf, X[lab],
-                              y_lab, chosen, new, cover_share, negatives=DEFAULT_NEGATIVES, seed=round_seed)
+            plan = plan_cover(cover_k, pool_cluster[pool], pool_cluster[lab], prod_cluster, X[pool], clf, chosen,
+                              new, cover_share, negatives=DEFAULT_NEGATIVES, seed=round_seed)
             chosen, covered = plan.picked, covered + len(plan.cover)
         if clf is not None:
             m = measure_round(clf, previous, X[stop_idx], None, None, n_labels=spent)

@@ -123,20 +123,15 @@ def test_budget_gaps_and_apportion():
     assert apportion(np.array([0.9, 0.1]), 50, np.array([1, 2])).tolist() == [1, 2]
 
 
-def test_negative_scores_rule():
+def test_negative_scores_are_the_models_probability_of_the_negative_labels():
     rng = np.random.default_rng(0)
-    X_train = _blobs(rng, np.eye(8)[:2], [20, 20])
-    y = ["a"] * 20 + ["b"] * 20
-    far = _blobs(rng, np.eye(8)[[5]], [1])
-    X_pool = np.concatenate([X_train[:3], far])
-    scores = negative_scores(X_pool, None, X_train, y)
-    assert np.argmax(scores) == 3  # far from both labelled classes
-    assert negative_scores(X_pool, None, X_train[:0], []) is None
     X3 = _blobs(rng, np.eye(8)[:3], [20, 20, 20])
     y3 = ["a"] * 20 + ["b"] * 20 + ["out_of_scope"] * 20
     clf = train(X3, y3, seed=0)
-    probs = negative_scores(X3[[0, 25, 45]], clf, X3, y3, negatives=["out_of_scope"])
+    probs = negative_scores(X3[[0, 25, 45]], clf, negatives=["out_of_scope"])
     assert np.argmax(probs) == 2 and probs[2] > 0.5
+    assert negative_scores(X3, clf, negatives=["refuse"]) is None  # the model knows no negative label
+    assert negative_scores(X3, None, negatives=["out_of_scope"]) is None  # no model yet
 
 
 def test_plan_cover_finds_a_planted_gap_through_the_clustering_contract():
@@ -152,11 +147,24 @@ def test_plan_cover_finds_a_planted_gap_through_the_clustering_contract():
     clf = train(X_lab, y_lab, seed=0)
     ranking = np.arange(50)  # a strategy stuck in region 0
     plan = plan_cover(clustering.k, assign_clusters(clustering, X_pool), assign_clusters(clustering, X_lab),
-                      assign_clusters(clustering, X_prod), X_pool, clf, X_lab, y_lab, ranking, size=50, share=0.2)
-    assert plan.gap_picks == {gap: 7}  # 10 cover picks: 7 for the gap, 3 (a quarter, rounded) negative-looking
-    gap_rows = set(range(400, 500))
-    assert len(set(plan.cover.tolist()) & gap_rows) == 10  # the negative-looking ones lie there too
+                      assign_clusters(clustering, X_prod), X_pool, clf, ranking, size=50, share=0.2)
+    assert plan.gap_picks == {gap: 10}  # the labels have no negative label: the whole share goes to the gap
+    assert set(plan.cover.tolist()) <= set(range(400, 500)) and len(plan.negative_picks) == 0
     assert len(plan.picked) == 50 and len(np.unique(plan.picked)) == 50
+
+
+def test_plan_cover_spends_a_quarter_on_items_the_model_calls_out_of_scope():
+    rng = np.random.default_rng(3)
+    centres = np.eye(16)[:3]
+    X_lab = _blobs(rng, centres, [20, 20, 20])
+    y_lab = ["a"] * 20 + ["b"] * 20 + ["out_of_scope"] * 20
+    X_pool = _blobs(rng, centres, [100, 100, 10])
+    clusters = np.repeat([0, 1, 2], [100, 100, 10])
+    clf = train(X_lab, y_lab, seed=0)
+    plan = plan_cover(3, clusters, np.repeat([0, 1, 2], 20), np.repeat([0, 1], [50, 50]), X_pool, clf,
+                      np.arange(20), size=40, share=0.2, negatives=["out_of_scope"])
+    assert len(plan.negative_picks) == 2 and set(plan.negative_picks.tolist()) <= set(range(200, 210))
+    assert sum(plan.gap_picks.values()) == 6
 
 
 def test_before_a_model_the_most_typical_items_of_a_gap_cluster_come_first():
@@ -167,5 +175,5 @@ def test_before_a_model_the_most_typical_items_of_a_gap_cluster_come_first():
     clusters = np.repeat([0, 1], 30)
     assert np.argmax(centrality(X_pool, clusters, 2)[30:]) == 5
     plan = plan_cover(2, clusters, np.array([], dtype=int), np.ones(10, dtype=int), X_pool, None,
-                      X_pool[:0], [], np.arange(10), size=10, share=0.1)
+                      np.arange(10), size=10, share=0.1)
     assert plan.cover.tolist() == [35] and len(plan.negative_picks) == 0  # no labels: no negative score

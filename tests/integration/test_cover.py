@@ -37,12 +37,14 @@ def test_next_round_cover_assigns_items_from_the_cluster_production_sends_and_la
     round2 = cli("next-round", "--size", "10", "--annotators", "covnora", "--overlap", "1", "--cover",
                  str(production), "--cover-share", "0.5", "--close-incomplete", "--project", str(p))
     cover = round2["cover"]
-    assert cover["items"] == 5 and cover["gap_items"] == 4 and cover["negative_items"] == 1
+    # a quarter (1) to items the model calls out_of_scope, when round 1 taught it that label
+    knows_negative = any(truth[i] == "out_of_scope" for i in given["items"])
+    assert cover["items"] == 5 and cover["negative_items"] == (1 if knows_negative else 0)
     assert cover["production_rows"] == 35 and cover["clusters"]
-    gap_items = cover["items_chosen"][:4]
+    gap_items = cover["items_chosen"][:cover["gap_items"]]
     technical = [i for i in gap_items if truth[i] == "technical"]
     pool_share = sum(v == "technical" for v in truth.values()) / len(truth)
-    assert len(technical) >= 3, ([truth[i] for i in gap_items], pool_share)
+    assert len(technical) >= len(gap_items) - 1, ([truth[i] for i in gap_items], pool_share)
     mine = round2["assignments"]["covnora"]
     assert set(cover["items_chosen"]) <= set(mine["items"]) and len(mine["items"]) == 10
     assert set(cover["items_chosen"]) <= set(ctx.ls.task_item_ids(mine["queue"]))  # in her queue in Label Studio
