@@ -21,7 +21,9 @@ authentication, no dashboard, no usage stats) and stopped by the process groups 
              rows) over `--pool` random rows of 384 floats: in-process, and `RayScored` on the
              2-node cluster (blocks of rows in Ray tasks, the classifier shipped once); the
              largest difference of the probabilities, and whether the default strategy picks
-             the same 50 items with either.
+             the same 50 items with either (random rows: near-ties everywhere); with
+             `--scoring-only`, also from banking77's 10,003 real vectors when `--cache` holds
+             them all (500 random labelled, 50 picked from the other 9,503).
 
     nice -n 10 python -m bench.ray_embedding                          # ~5 min on 2 cores
     nice -n 10 python -m bench.ray_embedding --items 1000 --out docs/bench/ray-embedding.json
@@ -61,6 +63,8 @@ def main() -> None:
     ap.add_argument("--pool", type=int, default=200_000, help="rows scored in the scoring part (0: skip it)")
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--scoring-only", action="store_true", help="only the scoring part; merged into --out")
+    ap.add_argument("--cache", type=Path, default=REPO / ".loop" / "embeddings.sqlite",
+                    help="embedding cache holding banking77's vectors (the real-data selection check)")
     args = ap.parse_args()
     if args.scoring_only:
         from dataclasses import replace
@@ -71,7 +75,11 @@ def main() -> None:
 
         report = json.loads(args.out.read_text()) if args.out and args.out.exists() else {}
         with local_cluster(nodes=2) as (address, env), driver_env(env):
-            report["scoring"] = scoring(replace(Settings(), ray_address=address), ray_engine, args.pool)
+            settings = replace(Settings(), ray_address=address)
+            report["scoring"] = scoring(settings, ray_engine, args.pool)
+            real = banking77_vectors(args.cache)
+            if real is not None:
+                report["selection_banking77"] = real_selection(settings, ray_engine, *real)
         if args.out:
             args.out.write_text(json.dumps(report, indent=2) + "\n")
         return
@@ -144,6 +152,46 @@ def main() -> None:
     print(json.dumps(report, indent=2))
 
 
+def banking77_vectors(cache_path: Path):
+    """banking77 train's vectors and labels when `cache_path` holds every one (else None: skipped)."""
+    from loop.core.embeddings import MODEL_ID, cached_matrix
+    from loop.services.vectors import EmbeddingCache
+
+    data = SHARED_DATA / "banking77" / "train.jsonl"
+    if not data.exists() or not cache_path.exists():
+        return None
+    rows = [json.loads(line) for line in data.open()]
+    X = cached_matrix([r["text"] for r in rows], EmbeddingCache(cache_path), MODEL_ID)
+    return None if X is None else (X, np.array([r["label"] for r in rows]))
+
+
+def real_selection(settings, ray_engine, X: np.ndarray, y: np.ndarray, labelled: int = 500, n: int = 50) -> dict:
+    """The default strategy's picks from banking77's pool (all but `labelled` random labelled
+    items) with the classifier in-process, on Ray, and in-process with one BLAS thread."""
+    from threadpoolctl import threadpool_limits
+
+    from loop.core import model as model_lib
+    from loop.core.learning import choose_batch
+    from loop.core.strategies import DEFAULT_STRATEGY
+
+    rng = np.random.default_rng(0)
+    order = rng.permutation(len(y))
+    train, pool = order[:labelled], order[labelled:]
+    clf = model_lib.train(X[train], y[train], seed=0)
+    picks = {"local": choose_batch(X[train], y[train], X[pool], n, DEFAULT_STRATEGY, seed=1, classifier=clf).picked,
+             "ray": choose_batch(X[train], y[train], X[pool], n, DEFAULT_STRATEGY, seed=1,
+                                 classifier=ray_engine.RayScored(clf, settings)).picked}
+    with threadpool_limits(limits=1, user_api="blas"):
+        picks["local_1_thread"] = choose_batch(X[train], y[train], X[pool], n, DEFAULT_STRATEGY, seed=1,
+                                               classifier=clf).picked
+    out = {"pool": len(pool), "labelled": labelled, "picks": n}
+    for other in ("ray", "local_1_thread"):
+        out[f"{other}_same_as_local"] = bool(np.array_equal(picks["local"], picks[other]))
+        out[f"{other}_shared_picks_with_local"] = len(set(picks["local"]) & set(picks[other]))
+    print(f"banking77, {len(pool)} items in the pool, {labelled} labelled: {DEFAULT_STRATEGY}'s {n} picks {out}")
+    return out
+
+
 def scoring(settings, ray_engine, pool: int) -> dict:
     from threadpoolctl import threadpool_limits
 
@@ -175,7 +223,7 @@ def scoring(settings, ray_engine, pool: int) -> dict:
     for other in ("ray", "local_1_thread"):
         out[f"{other}_same_50_as_local"] = bool(np.array_equal(picks["local"], picks[other]))
         out[f"{other}_shared_picks_with_local"] = len(set(picks["local"]) & set(picks[other]))
-    agree = {k: v for k, v in out.items() if k.startswith(("ray_", "local_1"))}
+    agree = {k: v for k, v in out.items() if k.startswith(("ray_same", "ray_shared", "local_1_thread_s"))}
     print(f"scoring {pool} rows: in-process {local_s:.2f} s ({pool / local_s:,.0f} rows/s), on Ray "
           f"{ray_s:.2f} s ({pool / ray_s:,.0f} rows/s); max |diff| of probabilities {diff:.1e}; "
           f"{DEFAULT_STRATEGY}'s 50 picks: {json.dumps(agree)}")
