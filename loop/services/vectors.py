@@ -150,11 +150,15 @@ class PoolVectors:
         return np.fromiter(map(index.get, hashes, repeat(-1)), dtype=np.int64, count=len(hashes))
 
     def gather(self, rows: np.ndarray) -> np.ndarray:
-        """The vectors at `rows` (all present), as a float32 matrix, read segment by segment."""
-        segments, _ = self._load()
+        """The vectors at `rows` (all present), as a float32 matrix, read segment by segment from the
+        segments `rows` was computed on (still readable if another process merged them meanwhile)."""
+        segments = self._loaded[1] if self._loaded is not None else self._load()[0]
         out = np.empty((len(rows), DIM), dtype=DTYPE)
         if not len(rows):
             return out
+        if rows.min() < 0 or rows.max() >= sum(len(m) for m in segments):
+            raise LoopError(f"rows up to {rows.max()} asked of the vector copy {self.manifest_path}, which has "
+                            f"{sum(len(m) for m in segments)}; a bug: please report it")
         if len(segments) == 1:
             for start in range(0, len(rows), GATHER_ROWS):  # bounded temporaries when converting
                 part = rows[start:start + GATHER_ROWS]

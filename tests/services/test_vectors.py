@@ -116,6 +116,8 @@ def test_the_copy_gives_back_what_was_written_in_any_order_and_appends(tmp_path)
     # another process (a fresh object) reads the same
     assert np.array_equal(PoolVectors(tmp_path / "vectors", P).gather(np.arange(340)), np.vstack([X, Y]))
     assert (PoolVectors(tmp_path / "vectors", P + 1).rows(both[:3]) == -1).all()  # per project
+    with pytest.raises(LoopError, match="rows up to 340 asked of the vector copy"):
+        pool.gather(np.array([0, 340]))
 
 
 def test_many_appends_are_merged_into_one_segment_with_the_same_rows(tmp_path, monkeypatch):
