@@ -16,6 +16,7 @@ import importlib.util
 import json
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -89,6 +90,7 @@ def local_cluster(nodes: int = 2, cpus_per_node: int = 1, token: str | None = No
             deadline = time.time() + grace
             while time.time() < deadline and any(_alive(g) for g in groups):
                 time.sleep(0.2)
+        shutil.rmtree(folder, ignore_errors=True)  # the nodes' sessions: logs, sockets, spilled objects
 
 
 def _alive(group: int) -> bool:
