@@ -235,6 +235,8 @@ class Trainer:
                 if pending or time.monotonic() - last_sweep >= self.sweep_s:  # events of a dead trainer
                     last_sweep = time.monotonic()
                     self.step(pending=True)
+                if pending:
+                    log.info("trainer %s caught up; reading the event streams", self.consumer)
                 self.step()
                 pending = False
             except Exception:  # keep serving: log, back off, retry the unacknowledged events

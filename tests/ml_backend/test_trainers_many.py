@@ -202,9 +202,8 @@ def test_two_trainer_processes_share_a_burst_and_one_killed_mid_burst_loses_noth
     procs = {name: _start(name, redis_server, workspace, tmp_path) for name in ("trainer-a", "trainer-b")}
     logs = lambda name: (tmp_path / f"{name}.log").read_text()  # noqa: E731
     try:
-        # Each logs its catch-up (Label Studio unreachable) just before it starts reading the streams.
-        _wait("both trainers started", lambda: all("could not read Label Studio" in logs(n) for n in procs), 120)
-        time.sleep(0.5)
+        _wait("both trainers started", lambda: all("reading the event streams" in logs(n) for n in procs), 120)
+        time.sleep(0.2)
         started = time.monotonic()
         bursts, waited = [], 0
         for first in (0, 30, 60):  # three bursts of 30 events
@@ -243,12 +242,32 @@ def test_two_trainer_processes_share_a_burst_and_one_killed_mid_burst_loses_noth
         _wait("the survivor's log line", lambda: sum(k for _, k in _handled(logs("trainer-a") + logs("trainer-b")))
               >= 110, timeout=10)  # it logs just after acknowledging
         assert sum(k for _, k in _handled(logs("trainer-a") + logs("trainer-b"))) == 110
+        after_kill = len(versions(redis_store)) - len(before)
+
+        # A third trainer, killed while it holds the project's lease (training): the survivor takes
+        # the project over once the lease expires (15 s).
+        procs["trainer-c"] = _start("trainer-c", redis_server, workspace, tmp_path)
+        _wait("trainer-c started", lambda: "reading the event streams" in logs("trainer-c"), 120)
+        time.sleep(0.2)
+        os.killpg(survivor.pid, signal.SIGSTOP)
+        _burst(redis_store, 110, 10)
+        _wait("trainer-c holding the lease", lambda: redis_store.training_lease(P)[0] == "trainer-c", timeout=10)
+        os.killpg(procs["trainer-c"].pid, signal.SIGKILL)
+        procs["trainer-c"].wait(10)
+        killed_at = time.monotonic()
+        os.killpg(survivor.pid, signal.SIGCONT)
+        _wait("the dead holder's project taken over", lambda: redis_store.backlog(P) == 0
+              and len(redis_store.annotations(P)) == 120 and redis_store.load_model(P).n_labels == 120, timeout=60)
+        taken_over_s = time.monotonic() - killed_at
+        assert redis_store.pending_projects() == [] and _consumers(redis_store).get("trainer-c", 0) == 0
+
         published = versions(redis_store)
         numbers = [int(v[1:]) for v in published]
         assert numbers == sorted(set(numbers)) and redis_store.current_model_version(P) == published[-1]
         print(f"\ntwo trainers: 3 bursts of 30 events -> {[v for _, v in bursts]} versions, {waited} waits, "
               f"acknowledged {acked}, {handled_s:.1f} s; trainer-a killed holding {held} events: "
-              f"all 20 handled {recovered_s:.1f} s later, {len(published) - len(before)} versions")
+              f"all 20 handled {recovered_s:.1f} s later, {after_kill} versions; trainer-c killed holding the "
+              f"lease: its 10 events handled {taken_over_s:.1f} s later; versions {published}")
     except AssertionError:
         print({name: logs(name)[-3000:] for name in procs}, _consumers(redis_store), redis_store.backlog(P),
               versions(redis_store), redis_store.training_lease(P))
