@@ -97,6 +97,14 @@ def _within(i: int, js, skip_self: bool) -> list[tuple[int, int]]:
     return [(min(i, int(j)), max(i, int(j))) if skip_self else (i, int(j)) for j in js if not skip_self or j != i]
 
 
+def timed(method: str, *args) -> tuple[Pairs, float, float, float]:
+    """run(method, *args) and the CPU seconds of this process it took (all threads): on a
+    contended machine wall time depends on the neighbours, CPU time much less."""
+    cpu = time.process_time()
+    got, build, query = run(method, *args)
+    return got, build, query, time.process_time() - cpu
+
+
 def run(method: str, X: np.ndarray, threshold: float, Y: np.ndarray | None, queries: np.ndarray | None,
         probes: int, seed: int) -> tuple[Pairs, float, float]:
     """Pairs found by `method`: within X (i < j) without Y, else (i in X, j in Y). With `queries`,
@@ -158,12 +166,12 @@ def run(method: str, X: np.ndarray, threshold: float, Y: np.ndarray | None, quer
     raise SystemExit(f"unknown method {method!r}")
 
 
-def _row(method: str, want: Pairs, got: Pairs, build: float, query: float, **extra) -> dict:
+def _row(method: str, want: Pairs, got: Pairs, build: float, query: float, cpu: float, **extra) -> dict:
     out = {"method": method, "pairs_exact": len(want), "pairs_found": len(got & want),
            "recall": round(len(got & want) / len(want), 4) if want else None, "false_pairs": len(got - want),
-           "build_s": round(build, 2), "query_s": round(query, 2), **extra}
-    print(f"    {method:>12}: recall {out['recall']}  build {out['build_s']} s  query {out['query_s']} s",
-          file=sys.stderr, flush=True)
+           "build_s": round(build, 2), "query_s": round(query, 2), "cpu_s": round(cpu, 1), **extra}
+    print(f"    {method:>12}: recall {out['recall']}  build {out['build_s']} s  query {out['query_s']} s  "
+          f"cpu {out['cpu_s']} s", file=sys.stderr, flush=True)
     return out
 
 
@@ -187,10 +195,11 @@ def bench_banking77(data: Path, cache_path: Path | None, threshold: float, metho
                  "embed_s": round(embed_s, 1)}
     for name, args in (("within train+test", (A, None)), ("leakage train x test", (X, T))):
         print(f"  banking77 {name}", file=sys.stderr, flush=True)
-        want, _, exact_s = run("exact", args[0], threshold, args[1], None, probes, seed)
-        rows = [_row(m, want, *run(m, args[0], threshold, args[1], None, probes, seed)[:3])
+        want, _, exact_s, exact_cpu = timed("exact", args[0], threshold, args[1], None, probes, seed)
+        rows = [_row(m, want, *timed(m, args[0], threshold, args[1], None, probes, seed))
                 for m in methods if m != "exact"]
-        out[name] = {"exact_s": round(exact_s, 2), "pairs": len(want), "methods": rows}
+        out[name] = {"exact_s": round(exact_s, 2), "exact_cpu_s": round(exact_cpu, 1), "pairs": len(want),
+                     "methods": rows}
     return out
 
 
@@ -205,23 +214,25 @@ def bench_synthetic(n: int, clusters: int, n_queries: int, threshold: float, met
                                         rng.choice(n, n_queries - half, replace=False)]))
     print(f"  synthetic {n:,} x {X.shape[1]} ({gen_s:.0f} s to generate): exact reference for "
           f"{len(queries):,} rows", file=sys.stderr, flush=True)
-    want, _, exact_s = run("exact", X, threshold, None, queries, probes, seed)
+    want, _, exact_s, exact_cpu = timed("exact", X, threshold, None, queries, probes, seed)
     qset = set(queries.tolist())
     rows = []
     for m in methods:
         if m == "exact":
             continue
         if m == "loop-ivf":
-            got, build, query = run(m, X, threshold, None, None, probes, seed)
-            rows.append(_row(m, want, {p for p in got if p[0] in qset or p[1] in qset}, build, query,
+            got, build, query, cpu = timed(m, X, threshold, None, None, probes, seed)
+            rows.append(_row(m, want, {p for p in got if p[0] in qset or p[1] in qset}, build, query, cpu,
                              total_s=round(build + query, 1), pairs_all_rows=len(got)))
         else:
-            got, build, query = run(m, X, threshold, None, queries, probes, seed)
+            got, build, query, cpu = timed(m, X, threshold, None, queries, probes, seed)
             est = query * n / len(queries)
-            rows.append(_row(m, want, got, build, query, query_s_all_est=round(est), total_s=round(build + est, 1)))
+            rows.append(_row(m, want, got, build, query, cpu, query_s_all_est=round(est),
+                             total_s=round(build + est, 1)))
     return {"part": "synthetic", "n": n, "dim": X.shape[1], "clusters": clusters, "threshold": threshold,
             "probes": probes, "planted_rows": len(special), "queries": len(queries), "pairs_in_sample": len(want),
-            "exact_sample_s": round(exact_s, 1), "exact_all_est_s": round(exact_s * (n - 1) / 2 / len(queries)),
+            "exact_sample_s": round(exact_s, 1), "exact_sample_cpu_s": round(exact_cpu, 1),
+            "exact_all_est_s": round(exact_s * (n - 1) / 2 / len(queries)),
             "methods": rows}
 
 
@@ -232,12 +243,14 @@ def bench_cutover(sizes: list[int], clusters: int, threshold: float, probes: int
         near_pairs(X[:2000], threshold, method="exact")  # warm-up
         times = {}
         for how in ("exact", "ann"):
-            t0 = time.perf_counter()
+            t0, cpu = time.perf_counter(), time.process_time()
             found = near_pairs(X, threshold, method=how, probes=probes, seed=seed)
             times[how] = round(time.perf_counter() - t0, 2)
+            times[f"{how}_cpu"] = round(time.process_time() - cpu, 2)
             times[f"{how}_pairs"] = len(found)
         rows.append({"n": n, **times})
-        print(f"  cutover {n:,}: exact {times['exact']} s, index {times['ann']} s", file=sys.stderr, flush=True)
+        print(f"  cutover {n:,}: exact {times['exact']} s (cpu {times['exact_cpu']}), index {times['ann']} s "
+              f"(cpu {times['ann_cpu']})", file=sys.stderr, flush=True)
     return {"part": "cutover", "threshold": threshold, "probes": probes, "rows": rows}
 
 
