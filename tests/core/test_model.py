@@ -103,3 +103,77 @@ def test_predict_gives_the_predicted_label_and_its_confidence(n_classes):
     assert np.allclose([score for _, score in guesses], model_lib.confidence(clf.predict_proba(X)))
     assert all(isinstance(label, str) and isinstance(score, float) for label, score in guesses)
     assert model_lib.predict(clf, X[:0]) == []
+
+
+# -- calibration (temperature scaling) ---------------------------------------------------------
+def overconfident(seed: int = 0, n: int = 1200, dim: int = 40, n_classes: int = 3):
+    """Few training rows in many dimensions with 25% of labels flipped: C=10 overfits, so the
+    model is far more sure than right on new rows."""
+    rng = np.random.default_rng(seed)
+    labels = np.array([f"label-{i}" for i in range(n_classes)])
+    code = rng.integers(0, n_classes, size=n)
+    X = rng.normal(size=(n, dim))
+    X[np.arange(n), code] += 3.5
+    flip = rng.random(n) < 0.25
+    code = np.where(flip, (code + rng.integers(1, n_classes, size=n)) % n_classes, code)
+    return X, labels[code]
+
+
+def test_ece_hand_built():
+    classes = np.array(["a", "b"])
+    proba = np.array([[0.9, 0.1], [0.9, 0.1], [0.3, 0.7], [0.3, 0.7]])
+    # bin of 0.9: 1 of 2 right (|0.5 - 0.9| = 0.4); bin of 0.7: 2 of 2 right (|1 - 0.7| = 0.3)
+    assert model_lib.expected_calibration_error(proba, classes, ["a", "b", "b", "b"]) == pytest.approx(0.35)
+    assert model_lib.expected_calibration_error(np.array([[1.0, 0.0]]), classes, ["a"]) == 0.0
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_calibrate_lowers_ece_of_an_overconfident_model_on_held_out_rows(seed):
+    X, y = overconfident(seed)
+    train, cal, test = slice(0, 80), slice(80, 480), slice(480, None)
+    clf = model_lib.train(X[train], y[train], seed=seed)
+    proba = clf.predict_proba(X[test])
+    before = model_lib.expected_calibration_error(proba, clf.classes_, y[test])
+    assert proba.max(axis=1).mean() > (clf.predict(X[test]) == y[test]).mean() + 0.1  # over-confident
+    t = model_lib.fit_temperature(clf, X[cal], y[cal])
+    assert t > 1.5  # softens
+    fixed = model_lib.calibrate(clf, X[cal], y[cal])
+    after = model_lib.expected_calibration_error(fixed.predict_proba(X[test]), fixed.classes_, y[test])
+    assert after < before / 2
+    assert np.array_equal(fixed.predict(X[test]), clf.predict(X[test]))  # same labels, other scores
+
+
+def test_temperature_below_one_for_an_underconfident_model():
+    X, y = data(3, n=400)
+    clf = model_lib.with_temperature(model_lib.train(X[:200], y[:200]), 5.0)  # made far too unsure
+    assert model_lib.fit_temperature(clf, X[200:], y[200:]) < 0.5
+
+
+@pytest.mark.parametrize("n_classes", [2, 4])
+def test_with_temperature_is_softmax_of_scaled_logits_and_survives_snapshot(n_classes):
+    X, y = data(n_classes)
+    clf = model_lib.train(X, y)
+    scaled = model_lib.with_temperature(clf, 2.0)
+    assert isinstance(scaled, LogisticRegression)
+    z = model_lib.logits(clf, X) / 2.0
+    expected = np.exp(z - z.max(axis=1, keepdims=True))
+    assert np.allclose(scaled.predict_proba(X), expected / expected.sum(axis=1, keepdims=True))
+    assert np.allclose(model_lib.with_temperature(clf, 1.0).predict_proba(X), clf.predict_proba(X))
+    assert not np.array_equal(clf.coef_, scaled.coef_)  # the original is untouched
+    restored = model_lib.restore(model_lib.snapshot(scaled, "v1", n_labels=len(y)))
+    assert np.array_equal(restored.predict_proba(X), scaled.predict_proba(X))
+
+
+def test_fit_temperature_ignores_labels_the_model_does_not_know():
+    X, y = data(3, n=120)
+    clf = model_lib.train(X[:60], y[:60])
+    t = model_lib.fit_temperature(clf, X[60:], y[60:])
+    assert model_lib.fit_temperature(clf, np.vstack([X[60:], X[:5]]), list(y[60:]) + ["unknown"] * 5) == t
+    assert model_lib.fit_temperature(clf, X[:3], ["unknown"] * 3) == 1.0
+
+
+@pytest.mark.parametrize("t", [0.0, -1.0])
+def test_with_temperature_must_be_positive(t):
+    X, y = data(2)
+    with pytest.raises(LoopError, match="positive"):
+        model_lib.with_temperature(model_lib.train(X, y), t)
