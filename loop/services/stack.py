@@ -395,10 +395,8 @@ def _init_postgres(ws: Workspace, pg: Postgres, log: Callable[[str], None]) -> N
     start leaves no half-made cluster behind)."""
     target = pg.data_dir.with_name(pg.data_dir.name + ".initdb")
     parent = pg.data_dir.parent
-    if pg.user is not None and parent == PG_ROOT_PARENT:
-        parent.mkdir(mode=0o755, parents=True, exist_ok=True)  # the server's user must pass through it
-    else:
-        parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    # The server's user must pass through a parent made here for it; the data folder itself is 0700.
+    parent.mkdir(mode=0o755 if pg.user is not None else 0o700, parents=True, exist_ok=True)
     shutil.rmtree(target, ignore_errors=True)
     target.mkdir(mode=0o700)
     _own(pg, target)
