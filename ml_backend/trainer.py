@@ -51,6 +51,7 @@ LEASE_MS = 15_000  # a trainer that stops renewing its lease (it died) frees the
 SWEEP_S = 5.0      # how often a trainer takes over events no one handles (their trainer died)
 PRUNE_IDLE_MS = 3_600_000  # consumers holding nothing and unseen this long leave the group
 WAITING = object()  # `handle`: another trainer holds the project
+NOTHING = object()  # `handle`: no event of the project was left (another trainer handled them)
 
 
 class _Renewal:
@@ -136,7 +137,7 @@ class Trainer:
         published = {}
         for p in sorted(projects):
             version = self.handle(p, wait=not pending)
-            if version is not WAITING:
+            if version is not WAITING and version is not NOTHING:
                 published[p] = version
         if published:
             self._last_retrain = time.monotonic()
@@ -150,9 +151,9 @@ class Trainer:
 
     def handle(self, p: int, wait: bool = True) -> Any:
         """Take project p's lease and every event of it not yet acknowledged, apply them, retrain,
-        publish and acknowledge; returns the version (None: nothing published), or WAITING when
-        another trainer holds the project (with `wait`, ask again when its lease may be free; the
-        events stay pending meanwhile, and its holder may take them first)."""
+        publish and acknowledge; returns the version (None: nothing published), NOTHING when no
+        event was left, or WAITING when another trainer holds the project (with `wait`, ask again
+        when its lease may be free; the events stay pending meanwhile, and its holder may take them)."""
         token = self.store.acquire_training_lease(p, self.consumer, self.lease_ms)
         if token is None:
             if wait:
@@ -167,7 +168,7 @@ class Trainer:
             with _Renewal(self.store, p, token, self.lease_ms):
                 events = self.store.take_events(p, self.consumer)
                 if not events:  # another trainer handled them meanwhile
-                    return None
+                    return NOTHING
                 upsert = {r["id"]: r for _, e in events for r in e.get("upsert", [])}
                 remove = {i for _, e in events for i in e.get("remove", [])}
                 syncs = [e for _, e in events if e.get("sync")]

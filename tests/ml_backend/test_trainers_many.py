@@ -21,7 +21,7 @@ import numpy as np
 from loop.core.embeddings import DIM, key_for_hash
 from loop.services.store import Keys
 from loop.services.vectors import EmbeddingCache, ItemVectors
-from ml_backend.trainer import WAITING, Trainer
+from ml_backend.trainer import NOTHING, WAITING, Trainer
 from tests.helpers import REPO
 
 P = 6
@@ -71,7 +71,7 @@ def test_the_holder_takes_the_events_another_trainer_read_and_that_one_trains_no
     assert len(redis_store.read_events("trainer-b", block_ms=10, count=2)[P]) == 2  # b is gathering its burst
     assert a.step() == {P: "v1"}  # a reads the other 4, takes b's 2 as well, trains once
     assert redis_store.load_model(P).n_labels == 6 and redis_store.backlog(P) == 0
-    assert b.handle(P) is None and versions(redis_store) == ["v1"]  # b's turn: nothing left, nothing trained
+    assert b.handle(P) is NOTHING and versions(redis_store) == ["v1"]  # b's turn: nothing left, nothing trained
 
     token = redis_store.acquire_training_lease(P, "trainer-a", 5_000)  # a is busy with the project
     redis_store.append_event(P, label_event(6))
