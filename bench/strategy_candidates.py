@@ -185,6 +185,25 @@ CANDIDATES = {
 }
 
 
+def calibrate_on_gold(X: np.ndarray, y, n: int, seed: int = 0) -> None:
+    """Benchmark-only: every round's classifier in `loop simulate` is temperature-scaled
+    (`loop.core.model.calibrate`) on `n` random pool items with their true labels, as a dev set or
+    gold items would calibrate it. Predictions are unchanged; only the probabilities the strategy
+    ranks by move."""
+    from loop.core import model as model_lib
+    from loop.workflows import simulate as simulate_lib
+
+    gold = np.random.default_rng(seed).choice(len(X), size=n, replace=False)
+    X_gold, y_gold = X[gold], np.asarray(y, dtype=str)[gold]
+    plain_fit = simulate_lib.fit
+
+    def fit(X_labelled, y_labelled, seed):
+        clf = plain_fit(X_labelled, y_labelled, seed)
+        return None if clf is None else model_lib.calibrate(clf, X_gold, y_gold)
+
+    simulate_lib.fit = fit
+
+
 def register() -> None:
     for name, fn in CANDIDATES.items():
         strategies_lib.STRATEGIES.setdefault(name, fn)
@@ -204,9 +223,13 @@ def main() -> None:
     ap.add_argument("--annotator-error", default="0")
     ap.add_argument("--relabel", default=relabel_lib.DEFAULT_MODE)
     ap.add_argument("--out", default=None, help="JSON file (default docs/bench/candidates-<dataset>[-noisy].json)")
+    ap.add_argument("--calibrate-gold", type=int, default=0,
+                    help="temperature-scale each round's model on this many random pool items (0: off)")
     args = ap.parse_args()
     register()
     X, y, X_test, y_test = embedded(args.dataset)
+    if args.calibrate_gold:
+        calibrate_on_gold(X, y, args.calibrate_gold)
     noisy = args.annotator_error != "0"
     cfg = SimConfig(strategies=args.strategy.split(","), batch=args.batch, budget=args.budget, seeds=args.seeds,
                     annotators=args.annotators, overlap=args.overlap,

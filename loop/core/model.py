@@ -1,10 +1,13 @@
 """The classifier over embeddings, its snapshot, and its predictions.
 
 One module for both the `loop` CLI and the ML backend, so training and serving never diverge.
-Logistic regression: cheap to refit on a few thousand labels. Its probabilities are under-confident
-on MiniLM embeddings (expected calibration error 0.05-0.09, docs/benchmarks.md); `calibrate` fixes
-that by temperature scaling on labelled items the model was not trained on and the strategy did not
-choose (a dev set, gold items): the result is still a LogisticRegression with the same predictions.
+Logistic regression: cheap to refit on a few thousand labels. Its raw probabilities are
+under-confident on MiniLM embeddings (expected calibration error 0.06-0.11 on trec, 0.31-0.36 on
+banking77's 77 classes: docs/benchmarks.md), so `train` divides its logits by one temperature fitted
+on cross-validated logits of the training items (`cv_temperature`), folded into the coefficients:
+the result is still a plain LogisticRegression with the same predicted labels (snapshot, restore and
+the ML backend unchanged), and its `score` is closer to how often it is right. `calibrate` fits the
+temperature on held-out labelled items instead (a dev set, gold items) where a caller has them.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import numpy as np
 from scipy.optimize import minimize_scalar
 from scipy.special import log_softmax
 from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import KFold
 from sklearn.utils.validation import check_is_fitted
 from threadpoolctl import threadpool_limits
 
@@ -39,18 +43,64 @@ class ModelSnapshot:
     training_digest: str | None = None  # what it was trained on (`training_digest`): a retrain on the same is skipped
 
 
+CALIBRATION_FOLDS = 3       # folds of `cv_temperature` in `train` (0: no temperature, raw probabilities)
+MIN_CALIBRATION_ITEMS = 30  # fewer training items: no temperature (too few held-out logits to fit one)
+
+
 def new_classifier(seed: int = 0) -> LogisticRegression:
     return LogisticRegression(max_iter=1000, C=10.0, random_state=seed)
 
 
 def train(X: np.ndarray, y: Sequence[str], seed: int = 0) -> LogisticRegression:
-    """Fit a fresh classifier; needs at least two distinct labels."""
+    """Fit a fresh classifier, temperature-scaled by `cv_temperature`; needs at least two distinct labels."""
     if len(set(y)) < 2:
         raise LoopError(f"training needs at least two distinct labels, got {sorted(set(y))}")
     # One BLAS thread: lbfgs on a few thousand rows spends more time syncing threads than computing,
     # and on 2 cores shared with Label Studio it ran 3-8x slower with two (docs/benchmarks.md).
     with threadpool_limits(limits=1, user_api="blas"):
-        return new_classifier(seed).fit(X, np.asarray(y))
+        clf = new_classifier(seed).fit(X, np.asarray(y))
+        t = cv_temperature(X, y, seed)
+    return clf if t == 1.0 else with_temperature(clf, t)
+
+
+def cv_temperature(X: np.ndarray, y: Sequence[str], seed: int = 0, folds: int | None = None) -> float:
+    """The temperature minimising the log loss of `folds`-fold cross-validated logits of (X, y);
+    each fold's model is the one `train` fits. Held-out items of a class their fold's model never
+    saw are left out. 1.0 with fewer than `MIN_CALIBRATION_ITEMS` items or folds < 2."""
+    folds = CALIBRATION_FOLDS if folds is None else folds
+    y = np.asarray(y)
+    if folds < 2 or len(y) < max(MIN_CALIBRATION_ITEMS, folds):
+        return 1.0
+    parts = []
+    for fit_rows, held in KFold(folds, shuffle=True, random_state=seed).split(X):
+        if len(np.unique(y[fit_rows])) < 2:
+            continue
+        clf = new_classifier(seed).fit(X[fit_rows], y[fit_rows])
+        parts.append(_held_out_logits(clf, X[held], y[held]))
+    return _best_temperature(parts)
+
+
+def _held_out_logits(clf, X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(logits, index of the true class) for the rows of X whose label `clf` knows."""
+    classes = np.asarray(clf.classes_)
+    y = np.asarray(y, dtype=classes.dtype)
+    known = np.isin(y, classes)
+    if not known.any():
+        return np.empty((0, len(classes))), np.empty(0, dtype=np.int64)
+    return logits(clf, np.asarray(X)[known]), np.searchsorted(classes, y[known])
+
+
+def _best_temperature(parts: list[tuple[np.ndarray, np.ndarray]]) -> float:
+    """The T in [0.05, 20] minimising the mean log loss of softmax(z / T) over all parts' rows."""
+    parts = [(z, t) for z, t in parts if len(t)]
+    n = sum(len(t) for _, t in parts)
+    if n == 0:
+        return 1.0
+
+    def nll(log_t: float) -> float:
+        return -sum(float(log_softmax(z / np.exp(log_t), axis=1)[np.arange(len(t)), t].sum()) for z, t in parts) / n
+
+    return float(np.exp(minimize_scalar(nll, bounds=(np.log(0.05), np.log(20.0)), method="bounded").x))
 
 
 def snapshot(clf: LogisticRegression, version: str, *, n_labels: int, round: int | None = None,
@@ -90,18 +140,7 @@ def fit_temperature(clf, X: np.ndarray, y: Sequence[str]) -> float:
     """The temperature T in [0.05, 20] minimising the log loss of softmax(logits / T) on labelled
     items (X, y) that `clf` was not trained on. T < 1 sharpens (under-confident model), T > 1
     softens. Items whose label the classifier does not know are left out; 1.0 when none is left."""
-    classes = np.asarray(clf.classes_)
-    y = np.asarray(y, dtype=classes.dtype)
-    known = np.isin(y, classes)
-    if not known.any():
-        return 1.0
-    z = logits(clf, np.asarray(X)[known])
-    target = np.searchsorted(classes, y[known])
-
-    def nll(log_t: float) -> float:
-        return float(-log_softmax(z / np.exp(log_t), axis=1)[np.arange(len(target)), target].mean())
-
-    return float(np.exp(minimize_scalar(nll, bounds=(np.log(0.05), np.log(20.0)), method="bounded").x))
+    return _best_temperature([_held_out_logits(clf, X, y)])
 
 
 def with_temperature(clf: LogisticRegression, temperature: float) -> LogisticRegression:

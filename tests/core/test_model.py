@@ -127,20 +127,46 @@ def test_ece_hand_built():
     assert model_lib.expected_calibration_error(np.array([[1.0, 0.0]]), classes, ["a"]) == 0.0
 
 
+def raw_train(monkeypatch, X, y, seed=0):
+    """The classifier without `train`'s cross-validated temperature."""
+    monkeypatch.setattr(model_lib, "CALIBRATION_FOLDS", 0)
+    clf = model_lib.train(X, y, seed=seed)
+    monkeypatch.undo()
+    return clf
+
+
+def ece_on(clf, X, y) -> float:
+    return model_lib.expected_calibration_error(clf.predict_proba(X), clf.classes_, y)
+
+
 @pytest.mark.parametrize("seed", [0, 1])
-def test_calibrate_lowers_ece_of_an_overconfident_model_on_held_out_rows(seed):
+def test_train_is_calibrated_by_cross_validation_on_an_overconfident_set(monkeypatch, seed):
     X, y = overconfident(seed)
-    train, cal, test = slice(0, 80), slice(80, 480), slice(480, None)
-    clf = model_lib.train(X[train], y[train], seed=seed)
-    proba = clf.predict_proba(X[test])
-    before = model_lib.expected_calibration_error(proba, clf.classes_, y[test])
-    assert proba.max(axis=1).mean() > (clf.predict(X[test]) == y[test]).mean() + 0.1  # over-confident
-    t = model_lib.fit_temperature(clf, X[cal], y[cal])
-    assert t > 1.5  # softens
+    fit_rows, test = slice(0, 150), slice(150, None)
+    raw = raw_train(monkeypatch, X[fit_rows], y[fit_rows], seed)
+    assert raw.predict_proba(X[test]).max(axis=1).mean() > (raw.predict(X[test]) == y[test]).mean() + 0.1
+    clf = model_lib.train(X[fit_rows], y[fit_rows], seed=seed)
+    assert model_lib.cv_temperature(X[fit_rows], y[fit_rows], seed) > 1.5  # softens
+    assert ece_on(clf, X[test], y[test]) < ece_on(raw, X[test], y[test]) / 2
+    assert np.array_equal(clf.predict(X[test]), raw.predict(X[test]))  # same labels, other scores
+
+
+def test_train_without_enough_items_keeps_the_raw_probabilities(monkeypatch):
+    X, y = overconfident(0)
+    n = model_lib.MIN_CALIBRATION_ITEMS - 1
+    assert model_lib.cv_temperature(X[:n], y[:n]) == 1.0
+    assert np.array_equal(model_lib.train(X[:n], y[:n]).coef_, raw_train(monkeypatch, X[:n], y[:n]).coef_)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_calibrate_lowers_ece_of_an_overconfident_model_on_held_out_rows(monkeypatch, seed):
+    X, y = overconfident(seed)
+    fit_rows, cal, test = slice(0, 80), slice(80, 480), slice(480, None)
+    clf = raw_train(monkeypatch, X[fit_rows], y[fit_rows], seed)
+    assert model_lib.fit_temperature(clf, X[cal], y[cal]) > 1.5
     fixed = model_lib.calibrate(clf, X[cal], y[cal])
-    after = model_lib.expected_calibration_error(fixed.predict_proba(X[test]), fixed.classes_, y[test])
-    assert after < before / 2
-    assert np.array_equal(fixed.predict(X[test]), clf.predict(X[test]))  # same labels, other scores
+    assert ece_on(fixed, X[test], y[test]) < ece_on(clf, X[test], y[test]) / 2
+    assert np.array_equal(fixed.predict(X[test]), clf.predict(X[test]))
 
 
 def test_temperature_below_one_for_an_underconfident_model():
