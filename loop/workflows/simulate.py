@@ -163,7 +163,7 @@ def run_once(X: np.ndarray, y: np.ndarray, X_test: np.ndarray, y_test: np.ndarra
                 decile_curve.append((spent, decile))
             label_curve.append((spent, _label_accuracy(decisions, y)))
             kappas.append(m.kappa)
-            decision = cfg.stop_rule(kappas)
+            decision = cfg.stop_rule(kappas, [n for n, _ in curve])  # per label: rounds differ in size
             if decision.stop and stop_at is None:
                 stop_at = {"labels": spent, "accuracy": acc, "round": round_no, "kappa": decision.value}
             previous = clf
@@ -356,9 +356,9 @@ def simulate_files(ctx, data: str | Path, test: str | Path, cfg: SimConfig, *, t
     cfg.check()
     X_production = None
     if production is not None:
-        from loop.workflows.cover import production_matrix
+        from loop.workflows.coverage import read_production
 
-        X_production = production_matrix(ctx, production, text_field=text_field)
+        _, X_production = read_production(ctx, production, text_field=text_field)
     pool = read_items(data, text_field=text_field, label_field=label_field)
     held = read_items(test, text_field=text_field, label_field=label_field)
     for name, path, rows in (("pool", data, pool), ("test", test, held)):
