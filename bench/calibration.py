@@ -13,6 +13,9 @@ Fixes measured (the first two fitted on the labelled items only, no held-out lab
 - temperature: one temperature T dividing the logistic regression's logits, chosen to minimise the
   log loss of 5-fold cross-validated logits of the labelled items; argmax (accuracy) unchanged.
 - isotonic / sigmoid: scikit-learn's CalibratedClassifierCV (cv=3) around the same classifier.
+- default: what `loop.core.model.train` now returns, the model temperature-scaled by 3-fold
+  cross-validated logits of its training items (`cv_temperature`); every other column is the raw
+  model (`CALIBRATION_FOLDS = 0`), as the loop trained it before.
 - gold temperature: `loop.core.model.calibrate`, one temperature fitted on `--gold` random pool items
   outside the labelled set (what a dev set or gold items are: labelled, not chosen by the strategy).
 
@@ -102,6 +105,20 @@ def measure(X: np.ndarray, y: np.ndarray, X_test: np.ndarray, y_test: np.ndarray
     """The model trained on `idx`, its ECE on the test set, and after each fix. `gold`: pool items
     outside `idx` (random, as a dev set or gold items would be) that `model.calibrate` fits on."""
     Xl, yl = X[idx], y[idx]
+    default = model_lib.train(Xl, list(yl), seed=seed)  # the loop's model: `cv_temperature` applied
+    default_proba = default.predict_proba(X_test)
+    folds, model_lib.CALIBRATION_FOLDS = model_lib.CALIBRATION_FOLDS, 0  # the raw model from here on
+    try:
+        row = _measure_raw(X, y, X_test, y_test, Xl, yl, seed, gold)
+    finally:
+        model_lib.CALIBRATION_FOLDS = folds
+    row.update({"default_temperature": model_lib.cv_temperature(Xl, yl, seed),
+                "ece_default": ece(default_proba, np.asarray(default.classes_), y_test),
+                "reliability_default": reliability(default_proba, np.asarray(default.classes_), y_test)})
+    return row
+
+
+def _measure_raw(X, y, X_test, y_test, Xl, yl, seed, gold) -> dict:
     clf = model_lib.train(Xl, list(yl), seed=seed)
     classes = np.asarray(clf.classes_)
     proba = clf.predict_proba(X_test)
@@ -154,19 +171,20 @@ def main() -> None:
                 print(f"{b:>5} {how:>6} seed {seed}: acc {r['accuracy']:.3f} conf {r['mean_confidence']:.3f} "
                       f"ECE {r['ece']:.3f} -> T={r['temperature']:.2f} {r['ece_temperature']:.3f}, "
                       f"gold T={r['gold_temperature']:.2f} {r['ece_gold_temperature']:.3f}, "
+                      f"default (3-fold CV T={r['default_temperature']:.2f}) {r['ece_default']:.3f}, "
                       f"sigmoid {r['ece_sigmoid']}, isotonic {r['ece_isotonic']}", flush=True)
     out = REPO / "docs" / "bench" / f"calibration-{args.dataset}-{args.budgets.replace(',', '-')}.json"
     out.write_text(json.dumps(rows, indent=1))
     print("\nmeans over seeds")
     keys = ("accuracy", "mean_confidence", "ece", "temperature", "ece_temperature", "gold_temperature",
-            "ece_gold_temperature", "ece_sigmoid", "accuracy_sigmoid",
+            "ece_gold_temperature", "default_temperature", "ece_default", "ece_sigmoid", "accuracy_sigmoid",
             "ece_isotonic", "accuracy_isotonic")
     for b in budgets:
         for how in ("active", "random"):
             mine = [r for r in rows if r["budget"] == b and r["labelled_by"] == how]
             means = {k: np.mean([r[k] for r in mine]) if all(r[k] is not None for r in mine) else None for k in keys}
             print(f"{b:>5} {how:>6}: " + "  ".join(f"{k} {'-' if v is None else f'{v:.3f}'}" for k, v in means.items()))
-            for key in ("reliability", "reliability_gold_temperature"):
+            for key in ("reliability", "reliability_gold_temperature", "reliability_default"):
                 pooled: dict[str, list] = {}
                 for r in mine:
                     for cell in r[key]:
