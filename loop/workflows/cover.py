@@ -16,8 +16,7 @@ import numpy as np
 from loop.core.cover import CoverPlan, check_share, plan_cover
 from loop.core.coverage import cluster_embeddings
 from loop.core.dataset import existing_file
-from loop.core.embeddings import embed_texts
-from loop.errors import DataError
+from loop.workflows.coverage import negative_labels, read_production
 
 
 def check_cover(path: str | Path | None, share: float) -> float:
@@ -28,31 +27,18 @@ def check_cover(path: str | Path | None, share: float) -> float:
     return share
 
 
-def production_matrix(ctx, path: str | Path, text_field: str = "text") -> np.ndarray:
-    """The embeddings of every non-empty text of the production file, one row per row (duplicates kept)."""
-    from loop.curation.validate import read_records
-
-    texts = [it.text for it in read_records(path, text_field=text_field) if it.text.strip()]
-    if not texts:
-        raise DataError(f"{path}: no non-empty {text_field!r} texts; --cover needs what production sends, "
-                        "one text per row")
-    X, _ = embed_texts(texts, ctx.cache, ctx.embedder)
-    return X
-
-
 def project_negatives(project: Mapping[str, Any]) -> list[str]:
-    """The negative labels `loop validate` looks for: the guidelines' own, else out_of_scope / none / refuse."""
-    from loop.curation.validate import DEFAULT_NEGATIVES
+    """The project's negative labels, by `loop coverage`'s rule (the guidelines' own, else its defaults)."""
     from loop.workflows.curate import guideline_negatives
 
-    return guideline_negatives(project) or list(DEFAULT_NEGATIVES)
+    return negative_labels(project.get("labels") or [], guideline_negatives(project))
 
 
 def cover_round(ctx, project: Mapping[str, Any], path: str | Path, share: float, X_pool: np.ndarray,
                 X_train: np.ndarray, classifier, ranking: np.ndarray, size: int,
                 seed: int) -> tuple[CoverPlan, dict[str, Any]]:
     """The round's picks with coverage, and what the round record keeps of it."""
-    X_prod = production_matrix(ctx, path)
+    _, X_prod = read_production(ctx, path)
     parts = [X_pool, X_train, X_prod]
     clustering = cluster_embeddings(np.concatenate([m for m in parts if len(m)]), seed=seed)
     labels = clustering.labels

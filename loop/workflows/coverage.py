@@ -43,7 +43,7 @@ def read_production(ctx, path: str | Path, text_field: str = "text", label_field
     return rows, X
 
 
-def _negatives(labels: Sequence[str], guideline: Sequence[str] | None) -> list[str]:
+def negative_labels(labels: Sequence[str], guideline: Sequence[str] | None) -> list[str]:
     """The negative labels `loop validate` looks for: the guidelines' own, else the defaults in the label set."""
     from loop.curation.validate import DEFAULT_NEGATIVES
 
@@ -173,14 +173,13 @@ def project_coverage(ctx, p: int, *, production: str | Path | None = None, text_
     if not ids:
         raise DataError(f"project {p} has no items outside its gold set; `loop init DATA` adds them")
     texts, _ = project_texts(ctx, p, project, ids)
-    # The texts `loop init` checked against the content hashes, through the cache: export's path too.
-    X_pool, _ = embed_texts([texts[i] for i in ids], ctx.cache, ctx.embedder,
-                            progress=progress("embedding the pool", len(ids)))
+    # The pool's vectors through the one reader every round uses (the project's columnar copy).
+    X_pool = ctx.vectors.matrix(p, ids, progress=progress("reading the pool's vectors", len(ids)))
     final = training.final_labels(store, p)
     counted, _ = training.labels_that_count(store, p)
     records = agreement_records(training.without_gold(store, p, counted), store.adjudication(p))
     evaluation, why = _model_evaluation(ctx, p, project)
-    negatives = _negatives(project.get("labels") or [], negatives)
+    negatives = negative_labels(project.get("labels") or [], negatives)
     report = build(X_pool, [texts[i] for i in ids], [final.get(i) for i in ids], production=prod,
                    negatives=negatives, records=records, pool_ids=ids, evaluation=evaluation, k=k, seed=seed,
                    progress=progress)
@@ -229,7 +228,7 @@ def file_coverage(ctx, data: str | Path, *, production: str | Path | None = None
                           "texts": [_cut(prod[0][j].text) for j in rows]}
             why = None
     report = build(X_pool, [it.text for it in items], labels, production=prod,
-                   negatives=_negatives(label_set, negatives), evaluation=evaluation, k=k, seed=seed,
+                   negatives=negative_labels(label_set, negatives), evaluation=evaluation, k=k, seed=seed,
                    progress=progress)
     report.update(project_id=None, source=str(data), production_source=str(production) if production else None,
                   errors_reason=why, model_version=None)

@@ -11,7 +11,7 @@ from types import SimpleNamespace
 
 from loop.core.dataset import text_key
 from loop.labels.guidelines import get
-from loop.services.vectors import EmbeddingCache
+from loop.services.vectors import EmbeddingCache, ItemVectors
 from tests.helpers import write_guideline
 
 P = 7
@@ -157,8 +157,9 @@ def make_ctx(store, tmp_path: Path, embedder, ls, texts: dict[str, str]):
     """A context for the workflows: the real store and embedder, a cache in tmp_path, and the fake
     Label Studio serving `texts` as its tasks' texts."""
     ls.texts = dict(texts)
-    return SimpleNamespace(store=store, cache=EmbeddingCache(tmp_path / "cache" / "embeddings.sqlite"),
-                           embedder=embedder, ls=ls, settings=None)
+    cache = EmbeddingCache(tmp_path / "cache" / "embeddings.sqlite")
+    return SimpleNamespace(store=store, cache=cache, embedder=embedder, ls=ls, settings=None,
+                           vectors=ItemVectors(store, cache, embedder, ls_texts=lambda p: ls.task_texts(p)))
 
 
 def read_back(path: Path, fmt: str) -> list[dict]:
