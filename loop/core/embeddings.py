@@ -176,6 +176,12 @@ def key_for_hash(content_hash: str, model: str = MODEL_ID) -> str:
     return f"{model}:{content_hash}"
 
 
+def for_engine(keys: Sequence[str], model: str) -> list[str]:
+    """The same texts' cache keys for engine `model`: keys stored under another engine (a dev set
+    embedded before LOOP_EMBEDDING_BACKEND changed) must never read that engine's vectors."""
+    return [key_for_hash(key.rsplit(":", 1)[-1], model) for key in keys]
+
+
 def cache_key(text: str, model: str) -> str:
     return key_for_hash(text_key(text), model)
 

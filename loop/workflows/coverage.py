@@ -20,7 +20,7 @@ import numpy as np
 
 from loop.core import coverage as cov
 from loop.core.dataset import Item, read_items
-from loop.core.embeddings import cache_key, embed_texts, model_of
+from loop.core.embeddings import cache_key, embed_texts, for_engine, model_of
 from loop.errors import ConfigError, DataError, NotInitialised
 from loop.workflows.progress import Progress, no_progress
 
@@ -129,7 +129,7 @@ def _model_evaluation(ctx, p: int, project: Mapping[str, Any]) -> tuple[dict[str
         texts += [found[i] for i in ids]
         source += ["gold"] * len(ids)
     if dev.get("keys"):
-        keys = list(dev["keys"])
+        keys = for_engine(dev["keys"], model_of(ctx.embedder))
         cached = ctx.cache.get_many(list(dict.fromkeys(keys)))
         usable = [j for j, key in enumerate(keys) if key in cached]
         dev_text: dict[str, str] = {}

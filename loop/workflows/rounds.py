@@ -19,6 +19,7 @@ from loop.core import model as model_lib
 from loop.core import relabel as relabel_lib
 from loop.core.assign import assign, per_annotator, progress
 from loop.core.cover import DEFAULT_COVER_SHARE
+from loop.core.embeddings import for_engine, model_of
 from loop.core.learning import choose_batch, fit, measure_round
 from loop.core.relabel import parse_mode as parse_relabel
 from loop.core.strategies import DEFAULT_STRATEGY, get_strategy
@@ -254,9 +255,9 @@ def _choose_relabels(store: Store, p: int, mode: str | int, size: int, annotator
 def _dev_matrix(ctx: Context, dev: dict) -> np.ndarray | None:
     """The dev set's vectors: embedded at `loop init` into this workspace's cache (its texts are not
     items of the project, so only that cache has them)."""
-    keys = dev.get("keys")
-    if not keys:
+    if not dev.get("keys"):
         return None
+    keys = for_engine(dev["keys"], model_of(ctx.embedder))
     found = ctx.cache.get_many(list(dict.fromkeys(keys)))
     missing = [k for k in keys if k not in found]
     if missing:

@@ -16,6 +16,7 @@ from loop.core.embeddings import (
     cache_key,
     cached_matrix,
     embed_texts,
+    for_engine,
     key_for_hash,
     mean_pool,
     model_id,
@@ -77,6 +78,14 @@ def test_each_engine_has_its_own_keys_so_vectors_never_mix():
     assert set(cache) == {cache_key("same text", MODEL_ID), cache_key("same text", int8)}
     assert cache_key("same text", int8) == key_for_hash(cache_key("same text", MODEL_ID).split(":", 1)[1], int8)
     assert cached_matrix(["same text"], cache, model_of(int8_like))[0, 0] == -1.0
+
+
+def test_keys_stored_under_one_engine_are_read_under_the_current_one():
+    # A dev set keyed at `loop init` under torch, read after LOOP_EMBEDDING_BACKEND became onnx-int8.
+    stored = [cache_key("dev one", MODEL_ID), cache_key("dev two", MODEL_ID)]
+    int8 = model_id("onnx-int8")
+    assert for_engine(stored, int8) == [cache_key("dev one", int8), cache_key("dev two", int8)]
+    assert for_engine(stored, MODEL_ID) == stored
 
 
 def test_a_stand_in_without_model_id_counts_as_the_torch_model():
