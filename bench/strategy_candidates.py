@@ -225,14 +225,14 @@ def main() -> None:
     ap.add_argument("--out", default=None, help="JSON file (default docs/bench/candidates-<dataset>[-noisy].json)")
     ap.add_argument("--calibrate-gold", type=int, default=0,
                     help="temperature-scale each round's model on this many random pool items (0: off)")
-    ap.add_argument("--raw-probabilities", action="store_true",
-                    help="no temperature in `model.train` (CALIBRATION_FOLDS = 0), as before issue 15's calibration")
+    ap.add_argument("--cv-temperature", action="store_true",
+                    help="`model.train` with its 3-fold cross-validated temperature (CALIBRATION_FOLDS = 3)")
     args = ap.parse_args()
     register()
-    if args.raw_probabilities:
+    if args.cv_temperature:
         from loop.core import model as model_lib
 
-        model_lib.CALIBRATION_FOLDS = 0
+        model_lib.CALIBRATION_FOLDS = 3
     X, y, X_test, y_test = embedded(args.dataset)
     if args.calibrate_gold:
         calibrate_on_gold(X, y, args.calibrate_gold)

@@ -128,11 +128,18 @@ def test_ece_hand_built():
 
 
 def raw_train(monkeypatch, X, y, seed=0):
-    """The classifier without `train`'s cross-validated temperature."""
+    """The classifier without a cross-validated temperature (the default)."""
     monkeypatch.setattr(model_lib, "CALIBRATION_FOLDS", 0)
     clf = model_lib.train(X, y, seed=seed)
     monkeypatch.undo()
     return clf
+
+
+def test_train_gives_raw_probabilities_by_default():
+    X, y = overconfident(0)
+    clf = model_lib.train(X[:150], y[:150])
+    plain = model_lib.new_classifier().fit(X[:150], y[:150])
+    assert np.array_equal(clf.predict_proba(X[150:]), plain.predict_proba(X[150:]))
 
 
 def ece_on(clf, X, y) -> float:
@@ -145,8 +152,9 @@ def test_train_is_calibrated_by_cross_validation_on_an_overconfident_set(monkeyp
     fit_rows, test = slice(0, 150), slice(150, None)
     raw = raw_train(monkeypatch, X[fit_rows], y[fit_rows], seed)
     assert raw.predict_proba(X[test]).max(axis=1).mean() > (raw.predict(X[test]) == y[test]).mean() + 0.1
+    monkeypatch.setattr(model_lib, "CALIBRATION_FOLDS", 3)
     clf = model_lib.train(X[fit_rows], y[fit_rows], seed=seed)
-    assert model_lib.cv_temperature(X[fit_rows], y[fit_rows], seed) > 1.5  # softens
+    assert model_lib.cv_temperature(X[fit_rows], y[fit_rows], seed, folds=3) > 1.5  # softens
     assert ece_on(clf, X[test], y[test]) < ece_on(raw, X[test], y[test]) / 2
     assert np.array_equal(clf.predict(X[test]), raw.predict(X[test]))  # same labels, other scores
 
@@ -154,8 +162,10 @@ def test_train_is_calibrated_by_cross_validation_on_an_overconfident_set(monkeyp
 def test_train_without_enough_items_keeps_the_raw_probabilities(monkeypatch):
     X, y = overconfident(0)
     n = model_lib.MIN_CALIBRATION_ITEMS - 1
-    assert model_lib.cv_temperature(X[:n], y[:n]) == 1.0
-    assert np.array_equal(model_lib.train(X[:n], y[:n]).coef_, raw_train(monkeypatch, X[:n], y[:n]).coef_)
+    assert model_lib.cv_temperature(X[:n], y[:n], folds=3) == 1.0
+    raw = raw_train(monkeypatch, X[:n], y[:n])
+    monkeypatch.setattr(model_lib, "CALIBRATION_FOLDS", 3)
+    assert np.array_equal(model_lib.train(X[:n], y[:n]).coef_, raw.coef_)
 
 
 @pytest.mark.parametrize("seed", [0, 1])
