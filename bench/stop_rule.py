@@ -32,7 +32,7 @@ REPO = Path(__file__).resolve().parents[1]
 RULES = {f"kappa>={t} over {w}": (StabilizingPredictions(threshold=t, window=w), False)
          for t in (0.99, 0.995, 0.998) for w in (3, 5, 8)}
 RULES |= {f"per label<={r:g} over {w}": (StabilizingPredictions(window=w, disagreement_per_label=r), True)
-          for r in (1.5e-4, 2e-4, 2.5e-4, 3e-4) for w in (3, 5, 8)}
+          for r in (1.5e-4, 1.75e-4, 2e-4, 2.25e-4, 2.5e-4, 3e-4) for w in (3, 5, 8, 10, 12)}
 
 
 def fires(rule, per_label: bool, kappas: list, curve: list) -> dict | None:
