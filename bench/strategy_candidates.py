@@ -204,6 +204,66 @@ def calibrate_on_gold(X: np.ndarray, y, n: int, seed: int = 0) -> None:
     simulate_lib.fit = fit
 
 
+def spread_screen(dataset: str, budgets=(200, 1000), seeds: int = 3, taus=(0.9, 0.97)) -> None:
+    """Label spreading (scikit-learn LabelSpreading, kernel="knn", 10 neighbours, alpha 0.2) over the
+    pool and the test texts, before a simulation: with random labelled sets, how right its
+    pseudo-labels are, and the test accuracy of the classifier trained on the labelled items alone,
+    with the pseudo-labels above `tau` added, and of the spreading itself."""
+    from sklearn.semi_supervised import LabelSpreading
+
+    from bench.label_efficiency import embedded
+    from loop.core import model as model_lib
+
+    X, y, X_test, y_test = embedded(dataset)
+    y, y_test = np.asarray(y, dtype=str), np.asarray(y_test, dtype=str)
+    classes = np.unique(y)
+    X_all = np.vstack([X, X_test])
+    for budget in budgets:
+        for seed in range(seeds):
+            lab = np.random.default_rng(seed).choice(len(X), size=budget, replace=False)
+            code = np.full(len(X_all), -1)
+            code[lab] = np.searchsorted(classes, y[lab])
+            spread = LabelSpreading(kernel="knn", n_neighbors=10, alpha=0.2, max_iter=30).fit(X_all, code)
+            dist = spread.label_distributions_
+            conf, guess = dist.max(axis=1), classes[dist.argmax(axis=1)]
+            base = model_lib.train(X[lab], list(y[lab]), seed=seed)
+            line = (f"{dataset} {budget} seed {seed}: LR {float((base.predict(X_test) == y_test).mean()):.3f}, "
+                    f"spreading {float((guess[len(X):] == y_test).mean()):.3f}")
+            rest = np.setdiff1d(np.arange(len(X)), lab)
+            for tau in taus:
+                add = rest[conf[rest] >= tau]
+                clf = model_lib.train(np.vstack([X[lab], X[add]]), list(y[lab]) + list(guess[add]), seed=seed)
+                line += (f"; tau {tau}: {len(add)} pseudo-labels {float((guess[add] == y[add]).mean()):.3f} right, "
+                         f"LR + them {float((clf.predict(X_test) == y_test).mean()):.3f}")
+            print(line, flush=True)
+
+
+def spread_on_pool(X: np.ndarray, tau: float, min_labels: int = 500) -> None:
+    """Benchmark-only: from `min_labels` labels on, every round's classifier in `loop simulate` is
+    trained on the labelled items plus the pool items that label spreading (LabelSpreading, knn,
+    10 neighbours, alpha 0.2, over the labelled rows and the whole pool) gives a label with
+    probability >= `tau` (self-training over the kNN graph)."""
+    from sklearn.semi_supervised import LabelSpreading
+
+    from loop.core import model as model_lib
+    from loop.workflows import simulate as simulate_lib
+
+    plain_fit = simulate_lib.fit
+
+    def fit(X_labelled, y_labelled, seed):
+        if len(y_labelled) < min_labels or len(set(y_labelled)) < 2:
+            return plain_fit(X_labelled, y_labelled, seed)
+        classes = np.unique(np.asarray(y_labelled, dtype=str))
+        code = np.concatenate([np.searchsorted(classes, np.asarray(y_labelled, dtype=str)), np.full(len(X), -1)])
+        dist = LabelSpreading(kernel="knn", n_neighbors=10, alpha=0.2, max_iter=30).fit(
+            np.vstack([X_labelled, X]), code).label_distributions_[len(y_labelled):]
+        add = dist.max(axis=1) >= tau
+        return model_lib.train(np.vstack([X_labelled, X[add]]),
+                               list(y_labelled) + list(classes[dist[add].argmax(axis=1)]), seed=seed)
+
+    simulate_lib.fit = fit
+
+
 def register() -> None:
     for name, fn in CANDIDATES.items():
         strategies_lib.STRATEGIES.setdefault(name, fn)
@@ -227,13 +287,21 @@ def main() -> None:
                     help="temperature-scale each round's model on this many random pool items (0: off)")
     ap.add_argument("--cv-temperature", action="store_true",
                     help="`model.train` with its 3-fold cross-validated temperature (CALIBRATION_FOLDS = 3)")
+    ap.add_argument("--label-spreading", type=float, default=0.0,
+                    help="self-train on label spreading's pool labels with at least this probability (0: off)")
+    ap.add_argument("--spread-screen", action="store_true",
+                    help="only screen label spreading's pseudo-labels on random labelled sets (no simulation)")
     args = ap.parse_args()
+    if args.spread_screen:
+        return spread_screen(args.dataset)
     register()
     if args.cv_temperature:
         from loop.core import model as model_lib
 
         model_lib.CALIBRATION_FOLDS = 3
     X, y, X_test, y_test = embedded(args.dataset)
+    if args.label_spreading:
+        spread_on_pool(X, args.label_spreading)
     if args.calibrate_gold:
         calibrate_on_gold(X, y, args.calibrate_gold)
     noisy = args.annotator_error != "0"
