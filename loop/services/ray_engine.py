@@ -17,6 +17,7 @@ Ray is optional (`pip install 'loop-al[ray]'`): it is imported here, when the en
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 from dataclasses import fields
@@ -75,10 +76,12 @@ def worker_env(settings: Settings) -> dict[str, str]:
 
 def connect(settings: Settings):
     """Join the Ray cluster at LOOP_RAY_ADDRESS as a driver (once per process); returns `ray`."""
-    ray = _ray()
-    if not settings.ray_address:
+    if importlib.util.find_spec("ray") is None:
+        _ray()  # its Error line: Ray is not installed
+    if not settings.ray_address:  # before importing Ray: it reads RAY_AUTH_MODE once, at import
         raise ConfigError("--engine ray needs a Ray cluster: set LOOP_RAY_ADDRESS to its head's HOST:PORT "
                           "(what `ray start --head` prints), or use --engine local")
+    ray = _ray()
     if ray.is_initialized():
         return ray
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
