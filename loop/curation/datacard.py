@@ -537,8 +537,11 @@ def render_card(facts: Mapping[str, Any]) -> str:
             f"Stop advice ({'stop' if stop['recommend'] else 'keep labelling'}): {stop['reason']}"
             + (f"; dev set: {stop['dev_plateau']}" if stop["dev_plateau"] else ""), ""]
     if stop["rule"]:
-        out += [(f"Rule: stabilizing predictions, mean kappa over the last {stop['rule']['window']} rounds >= "
-                f"{stop['rule']['threshold']} after at least {stop['rule']['min_rounds']} rounds."), ""]
+        rule = stop["rule"]
+        per_label = (f"mean (1 - kappa) per new label over the last {rule['window']} rounds <= "
+                     f"{rule['disagreement_per_label']:g}" if rule.get("disagreement_per_label") is not None
+                     else f"mean kappa over the last {rule['window']} rounds >= {rule['threshold']}")
+        out += [f"Rule: stabilizing predictions, {per_label}, after at least {rule['min_rounds']} rounds.", ""]
     if stop["png"]:
         out += [f"![learning curve]({stop['png']})", ""]
     if stop["curve"]:

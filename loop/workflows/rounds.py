@@ -198,6 +198,7 @@ def next_round(ctx: Context, project: int | None, *, size: int, annotators: Sequ
             classifier, model_lib.restore(previous) if previous else None,
             ctx.vectors.matrix(p, project.get("stop_set") or []),
             _dev_matrix(ctx, dev), dev.get("labels"), n_labels=len(train.y)).as_dict()
+        metrics["labels_spent"] = len(counted)  # what the stop rule reads per label, as `loop simulate` does
         metrics |= gold_flow.gold_metrics(ctx, p, classifier, gold)
     chosen = [pool[i] for i in batch.picked]
     scores = dict(zip(chosen, model_lib.predict(classifier, X_pool[batch.picked]))) if classifier is not None else {}

@@ -105,7 +105,10 @@ def status(ctx: Context, p: int, *, sync: bool = True) -> dict[str, Any]:
     balance = Counter(labels.values())
     curve = [{"round": r["id"], **(r.get("metrics") or {})} for r in store.rounds(p) if r.get("metrics")]
     kappa_rule, plateau_rule = StabilizingPredictions(), Plateau()
-    stop = kappa_rule([c.get("kappa") for c in curve])
+    # Per label, as `loop simulate` measured it (rounds differ in size); rounds recorded before
+    # labels_spent was kept fall back to the per-round rule.
+    spent = [c.get("labels_spent") for c in curve]
+    stop = kappa_rule([c.get("kappa") for c in curve], spent if all(s is not None for s in spent) and spent else None)
     dev_stop = plateau_rule([c.get("dev_accuracy") for c in curve]) if project.get("dev") else None
     return {
         "project_id": p, "labels": project["labels"], "items": len(items),
@@ -128,7 +131,8 @@ def status(ctx: Context, p: int, *, sync: bool = True) -> dict[str, Any]:
         "stop": {"recommend": stop.stop or bool(dev_stop and dev_stop.stop), "kappa": vars(stop),
                  "dev_plateau": vars(dev_stop) if dev_stop else None,
                  "rule": {"threshold": kappa_rule.threshold, "window": kappa_rule.window,
-                          "min_rounds": kappa_rule.min_rounds}},
+                          "min_rounds": kappa_rule.min_rounds,
+                          "disagreement_per_label": kappa_rule.disagreement_per_label}},
     }
 
 

@@ -88,3 +88,25 @@ def test_agreement_says_how_many_labels_were_made_with_a_suggestion_shown(ctx):
     report = project_agreement(ctx, P)
     assert report["labels_with_suggestion"] == 1 and report["percent_agreement"]["value"] == 1.0
     assert any("1 of 2 labels were made with the model's answer shown" in w for w in report["warnings"])
+
+
+def _rounds_with_kappas(store, kappas, spent):
+    for n, (kappa, labels) in enumerate(zip(kappas, spent), start=2):
+        store.plan_round(P, {"id": n, "size": 0, "overlap": 1}, {})
+        metrics = {"n_labels": labels, "kappa": kappa} | ({"labels_spent": labels} if labels is not None else {})
+        store.update_round(P, n, metrics=metrics)
+
+
+def test_status_reads_the_stop_rule_per_label_as_simulate_does(ctx):
+    # Rounds of 100 labels whose kappa stays at 0.985: the per-round rule (mean kappa >= 0.99) never
+    # fires, while 0.015 / 100 = 1.5e-4 disagreement per label is under the rule's 2.25e-4.
+    _rounds_with_kappas(ctx.store, [None] + [0.985] * 11, [100 * (k + 1) for k in range(12)])
+    stop = status(ctx, P)["stop"]
+    assert stop["recommend"] and "per new label" in stop["kappa"]["reason"]
+    assert stop["rule"]["disagreement_per_label"] == pytest.approx(2.25e-4)
+
+
+def test_status_falls_back_to_the_per_round_rule_for_rounds_without_labels_spent(ctx):
+    _rounds_with_kappas(ctx.store, [None] + [0.985] * 11, [None] * 12)
+    stop = status(ctx, P)["stop"]
+    assert not stop["recommend"] and "mean kappa 0.985" in stop["kappa"]["reason"]
