@@ -27,7 +27,7 @@ Parts:
 3. cutover     exact vs loop-ivf on synthetic sets of `--sizes` rows (within-set search): where
                the index starts to pay (loop.core.neighbours.EXACT_MAX_SCORES).
 
-    nice -n 10 python -m bench.ann --part banking77 --cache /tmp/b77.sqlite
+    nice -n 10 python -m bench.ann --part banking77 --cache .loop/embeddings.sqlite
     nice -n 10 python -m bench.ann --part synthetic --n 1000000 --methods loop-ivf
     nice -n 10 python -m bench.ann --part cutover --sizes 5000,10000,20000,40000
 """

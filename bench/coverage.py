@@ -18,9 +18,9 @@ top terms, representatives, the MMD shift test, error clustering) and `plot_map`
              repeated; production is test repeated the same way to `--production` rows. Times the
              clustering, the report (incl. the shift test), the shift test alone and the map.
 
-    python -m bench.coverage --cache /tmp/b77.sqlite                 # all parts, JSON on stdout
-    python -m bench.coverage --cache /tmp/b77.sqlite --part scale --n 100000 --production 30000
-    python -m bench.coverage --cache /tmp/b77.sqlite --part planted --map docs/coverage_map.png
+    python -m bench.coverage --cache .loop/embeddings.sqlite                 # all parts, JSON on stdout
+    python -m bench.coverage --cache .loop/embeddings.sqlite --part scale --n 100000 --production 30000
+    python -m bench.coverage --cache .loop/embeddings.sqlite --part planted --map docs/coverage_map.png
 """
 
 from __future__ import annotations

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from loop.core.neighbours import embedding_matrix
 from loop.errors import ConfigError
 
 # choose_k: k = round(sqrt(n / 4)), clipped to [K_MIN, K_MAX] and to n.
@@ -32,15 +33,6 @@ class Clustering:
     @property
     def k(self) -> int:
         return int(self.centroids.shape[0])
-
-
-def _matrix(name: str, M: np.ndarray) -> np.ndarray:
-    M = np.asarray(M)
-    if M.ndim != 2:
-        raise ConfigError(f"{name} must be a 2-D matrix of embeddings (rows x dimensions), got shape {M.shape}")
-    if not np.issubdtype(M.dtype, np.floating):
-        raise ConfigError(f"{name} must hold floats (L2-normalised embeddings), got dtype {M.dtype}")
-    return np.ascontiguousarray(M, dtype=np.float32)
 
 
 def _normalise(M: np.ndarray) -> np.ndarray:
@@ -62,7 +54,7 @@ def choose_k(n: int) -> int:
 
 def assign_clusters(clustering: Clustering, Y: np.ndarray) -> np.ndarray:
     """The nearest centroid (cosine) of each row of Y, shape (len(Y),), in blocks of 65,536 rows."""
-    Y = _matrix("Y", Y)
+    Y = embedding_matrix("Y", Y)
     C = clustering.centroids
     if Y.shape[1] != C.shape[1]:
         raise ConfigError(f"Y has {Y.shape[1]} dimensions but the clustering has {C.shape[1]}; "
@@ -84,7 +76,7 @@ def cluster_embeddings(X: np.ndarray, k: int | None = None, seed: int = 0) -> Cl
     from sklearn.cluster import MiniBatchKMeans
     from threadpoolctl import threadpool_limits
 
-    X = _matrix("X", X)
+    X = embedding_matrix("X", X)
     n = len(X)
     k = choose_k(n) if k is None else int(k)
     if not 1 <= k <= max(n, 1) or n == 0:
@@ -264,7 +256,7 @@ def representatives(clustering: Clustering, X: np.ndarray, n: int = N_EXAMPLES,
                     texts: Sequence[str] | None = None) -> list[list[int]]:
     """Per cluster, the rows of X nearest its centroid (cosine), up to n; with `texts`, rows whose
     text (stripped, casefolded) repeats one already chosen are skipped."""
-    X = _matrix("X", X)
+    X = embedding_matrix("X", X)
     sims = np.einsum("ij,ij->i", X, clustering.centroids[clustering.labels])
     order = np.lexsort((-sims, clustering.labels))  # by cluster, nearest first
     out: list[list[int]] = [[] for _ in range(clustering.k)]
@@ -304,7 +296,7 @@ def two_sample_test(A: np.ndarray, B: np.ndarray, *, seed: int = 0, max_per_side
     """
     from threadpoolctl import threadpool_limits
 
-    A, B = _matrix("A", A), _matrix("B", B)
+    A, B = embedding_matrix("A", A), embedding_matrix("B", B)
     base = {"method": "MMD (Gaussian kernel, median heuristic) with a permutation test", "alpha": alpha,
             "n_a": len(A), "n_b": len(B), "permutations": permutations, "seed": seed}
     if A.shape[1] != B.shape[1]:
@@ -394,7 +386,7 @@ def map_coordinates(centroids: np.ndarray, seed: int = 0) -> np.ndarray:
     """2-D positions of the clusters for the map: PCA of the centroids, shape (k, 2)."""
     from sklearn.decomposition import PCA
 
-    C = _matrix("centroids", centroids)
+    C = embedding_matrix("centroids", centroids)
     if len(C) < 2:
         return np.zeros((len(C), 2))
     xy = PCA(n_components=2, random_state=seed).fit_transform(C)
@@ -422,7 +414,7 @@ def coverage_report(clustering: Clustering, X: np.ndarray, n_pool: int, labels: 
     The shift compares the labelled pool rows with production, or with the whole pool without a
     production sample.
     """
-    X = _matrix("X", X)
+    X = embedding_matrix("X", X)
     if len(X) != len(clustering.labels) or not 0 < n_pool <= len(X):
         raise ConfigError(f"{len(X)} rows, {len(clustering.labels)} cluster labels and n_pool {n_pool} do not fit")
     k = clustering.k

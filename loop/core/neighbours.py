@@ -44,7 +44,8 @@ PROBES = 8
 METHODS = ("auto", "exact", "ann")
 
 
-def _matrix(name: str, M: np.ndarray) -> np.ndarray:
+def embedding_matrix(name: str, M: np.ndarray) -> np.ndarray:
+    """`M` as a C-contiguous float32 matrix of embeddings; ConfigError naming `name` if it is not one."""
     M = np.asarray(M)
     if M.ndim != 2:
         raise ConfigError(f"{name} must be a 2-D matrix of embeddings (rows x dimensions), got shape {M.shape}")
@@ -74,8 +75,8 @@ def near_pairs(X: np.ndarray, threshold: float, Y: np.ndarray | None = None, *, 
         raise ConfigError(f"near-neighbour method must be one of {', '.join(METHODS)}, got {method!r}")
     if isinstance(probes, bool) or not isinstance(probes, int) or probes < 1:
         raise ConfigError(f"probes must be a whole number of cells, at least 1, got {probes!r}")
-    X = _matrix("X", X)
-    other = X if Y is None else _matrix("Y", Y)
+    X = embedding_matrix("X", X)
+    other = X if Y is None else embedding_matrix("Y", Y)
     if other.shape[1] != X.shape[1]:
         raise ConfigError(f"X has {X.shape[1]} dimensions but Y has {other.shape[1]}; embed both with the same model")
     if block < 1:

@@ -3,11 +3,14 @@ workspace, a Redis port nobody listens on)."""
 
 from __future__ import annotations
 
+import json
 import socket
 from dataclasses import fields
 
 import pytest
+from typer.testing import CliRunner
 
+from loop.cli.main import app
 from loop.services.settings import Settings
 
 
@@ -38,3 +41,20 @@ def one_error_line(result, *fragments: str) -> str:
     for fragment in fragments:
         assert fragment in lines[0], lines[0]
     return lines[0]
+
+
+@pytest.fixture
+def workspace(tmp_path, monkeypatch):
+    """tmp_path, with the workspace (and so the embedding cache) in it."""
+    monkeypatch.setenv("LOOP_WORKSPACE", str(tmp_path / "ws"))
+    return tmp_path
+
+
+def write(path, rows):
+    """A JSONL file of `rows`."""
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def run(*args):
+    return CliRunner().invoke(app, list(args))

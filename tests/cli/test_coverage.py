@@ -6,11 +6,7 @@ from __future__ import annotations
 
 import json
 
-import pytest
-from typer.testing import CliRunner
-
-from loop.cli.main import app
-from tests.cli.conftest import one_error_line
+from tests.cli.conftest import one_error_line, run, write
 
 TICKETS = {
     "billing": ["I was charged twice for my order.", "Why is there an admin fee on my invoice?",
@@ -25,21 +21,6 @@ TICKETS = {
 CRYPTO = ["How do I move my bitcoin to a hardware wallet?", "Can I buy ethereum with my balance?",
           "Why is my crypto withdrawal still pending?", "What fee do you charge to sell bitcoin?",
           "My crypto wallet address was rejected.", "How long does a bitcoin transfer take to confirm?"]
-
-
-@pytest.fixture
-def workspace(tmp_path, monkeypatch):
-    monkeypatch.setenv("LOOP_WORKSPACE", str(tmp_path / "ws"))  # the embedding cache lives there
-    return tmp_path
-
-
-def write(path, rows):
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return path
-
-
-def run(*args):
-    return CliRunner().invoke(app, list(args))
 
 
 def files(tmp_path):

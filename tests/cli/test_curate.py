@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import json
 
-import pytest
-from typer.testing import CliRunner
-
-from loop.cli.main import app
+from tests.cli.conftest import run, write
 from tests.helpers import REPO
 
 ROWS = [
@@ -20,21 +17,6 @@ ROWS = [
     {"id": "r7", "text": "??", "label": "technical"},                                      # near-empty
     {"id": "r8", "text": "Can I pay with a gift card?", "label": "payments"},              # not in the guidelines
 ]
-
-
-@pytest.fixture
-def workspace(tmp_path, monkeypatch):
-    monkeypatch.setenv("LOOP_WORKSPACE", str(tmp_path / "ws"))  # the embedding cache lives there
-    return tmp_path
-
-
-def write(path, rows):
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return path
-
-
-def run(*args):
-    return CliRunner().invoke(app, list(args))
 
 
 def test_a_contradiction_is_a_release_blocker_with_exit_code_2(workspace):
