@@ -124,7 +124,7 @@ def _model_evaluation(ctx, p: int, project: Mapping[str, Any]) -> tuple[dict[str
     if gold:
         ids = sorted(gold)
         found, _ = project_texts(ctx, p, project, ids)
-        Xs.append(embed_texts([found[i] for i in ids], ctx.cache, ctx.embedder)[0])
+        Xs.append(ctx.vectors.matrix(p, ids))  # as `loop gold` scores them
         y += [gold[i]["label"] for i in ids]
         texts += [found[i] for i in ids]
         source += ["gold"] * len(ids)
