@@ -26,7 +26,9 @@ from loop.cli import (
 
 app = typer.Typer(help=__doc__.splitlines()[0] + "\n\nStart with `loop up`, then `loop init DATA --labels A,B`, "
                   "`loop annotators add NAME` and `loop next-round`; before training, `loop validate` and "
-                  "`loop export`; to prove the labels good, `loop audit`, `loop gold` and `loop release` (numbered versions).", no_args_is_help=True, rich_markup_mode="markdown", pretty_exceptions_enable=False)
+                  "`loop export`; to prove the labels good, `loop audit`, `loop gold` and `loop release` (numbered "
+                  "versions); to see where the data is thin against production, `loop coverage`.",
+                  no_args_is_help=True, rich_markup_mode="markdown", pretty_exceptions_enable=False)
 
 for noun in (stack, project, annotators, rounds, predictions, labels, audit, gold, guidelines, simulate, curate,
              coverage, release):
